@@ -1,0 +1,54 @@
+"""YAML reading and atomic file writing shared by configurations and bundles."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+def read_yaml_mapping(path, *, what="configuration"):
+    """Read a YAML file that must hold a mapping; raise `ConfigError` otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
+    return parse_yaml_mapping(text, source=str(path), what=what)
+
+
+def parse_yaml_mapping(text, *, source, what="configuration"):
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} file {source!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{what} file {source!r} must hold a mapping, not {type(data).__name__}"
+        )
+    return data
+
+
+def dump_yaml(data):
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write `data` to `path` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
