@@ -101,6 +101,8 @@ def write_bundle(path, *, unit, config, arrays, meta=None, overwrite=True):
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zip":
+        if path.is_dir() or (path.exists() and not _is_zip_bundle(path)):
+            raise BundleError(f"refusing to replace {str(path)!r}: it exists and is not a bundle")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             for name in (MANIFEST, CONFIG, ARRAYS):
@@ -133,6 +135,14 @@ def write_bundle(path, *, unit, config, arrays, meta=None, overwrite=True):
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     return path
+
+
+def _is_zip_bundle(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return MANIFEST in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _read_members(path):
@@ -201,7 +211,10 @@ def read_bundle(path, *, unit=None):
             arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # numpy raises many kinds for a bad archive
         raise BundleError(f"bundle {src!r} has unreadable arrays: {exc}") from None
-    declared = manifest.get("arrays") or {}
+    declared = manifest.get("arrays")
+    if not isinstance(declared, dict) or not all(isinstance(v, dict) for v in declared.values()):
+        raise BundleError(f"bundle {src!r} has a corrupt manifest: 'arrays' must map names to "
+                          f"dtype and shape")
     if set(declared) != set(arrays):
         raise BundleError(f"bundle {src!r}: arrays.npz does not hold the arrays the manifest lists")
     for name, spec in declared.items():

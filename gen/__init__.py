@@ -1,0 +1,1 @@
+"""Command lines: configuration (flags, YAML or bundle) -> hw component -> Verilog."""

