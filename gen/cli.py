@@ -1,13 +1,15 @@
 """Shared command-line machinery: one clear message and exit status 2 on bad input."""
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from spec.errors import BundleError, ConfigError
 from spec.yamlio import atomic_write_text
 
-__all__ = ["Parser", "fail", "run_main", "emit", "float_or_list"]
+__all__ = ["Parser", "fail", "run_main", "emit", "check_output_path", "float_or_list",
+           "verilog_name"]
 
 
 class UsageError(Exception):
@@ -16,6 +18,10 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one line on stderr and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
@@ -34,16 +40,40 @@ def run_main(prog, main, argv=None):
         return 2
 
 
+def check_output_path(out):
+    """Reject an output path that cannot be written, before any work is done."""
+    if out is None or str(out) == "-":
+        return
+    if str(out) == "" or Path(out).is_dir():
+        raise UsageError(f"output {str(out)!r} is a folder, not a file name")
+    parent = Path(out).parent
+    if not parent.is_dir():
+        raise UsageError(f"output folder {str(parent)!r} does not exist")
+
+
 def emit(text, out):
     """Write `text` to the file `out` (atomically), or to stdout when `out` is None or '-'."""
     if out is None or str(out) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise UsageError(f"output folder {str(out.parent)!r} does not exist")
-    atomic_write_text(out, text)
+    check_output_path(out)
+    try:
+        atomic_write_text(Path(out), text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+
+
+_VERILOG_KEYWORDS = frozenset(
+    "always and assign begin buf case default else end endcase endmodule for function if "
+    "initial inout input integer module nand nor not or output parameter reg wire xor".split())
+
+
+def verilog_name(text):
+    """A plain Verilog identifier (ASCII, not a keyword), for module names."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) or text in _VERILOG_KEYWORDS:
+        raise UsageError(f"--name must be a Verilog identifier, not {text!r}")
+    return text
 
 
 def float_or_list(text):

@@ -13,7 +13,7 @@ import sys
 from hw.lif import LIFArray
 from spec.lif import LIFConfig, load_lif_bundle
 
-from .cli import Parser, emit, fail, float_or_list, run_main
+from .cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
 from .verilog import to_verilog
 
 PROG = "gen.lif"
@@ -75,8 +75,8 @@ def config_from_args(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if not args.name.isidentifier():
-        fail(f"--name must be a Verilog identifier, not {args.name!r}")
+    verilog_name(args.name)
+    check_output_path(args.out)
     config = config_from_args(args)
     emit(to_verilog(LIFArray(config), args.name), args.out)
     return 0

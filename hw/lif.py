@@ -64,13 +64,16 @@ class LIFArray(wiring.Component):
         vr = Const(cfg.v_reset_fixed, signed(vb))
         m = Module()
 
-        # Reads and writes never meet on one address in one cycle: the hazard check below (or
-        # beats_per_step >= LIF_HAZARD_DISTANCE) guarantees it, so no bypass logic is needed.
-        vmem = memory.Memory(shape=unsigned(lanes * vb), depth=beats, init=[],
-                             attrs={"no_rw_check": 1})
-        m.submodules.vmem = vmem
-        v_rd = vmem.read_port()
-        v_wr = vmem.write_port()
+        # With T = 1 every membrane starts at v_reset and is never read back: no memory.
+        stateful = steps > 1
+        if stateful:
+            # Reads and writes never meet on one address in one cycle: the hazard check below
+            # (or beats_per_step >= LIF_HAZARD_DISTANCE) guarantees it, so no bypass is needed.
+            vmem = memory.Memory(shape=unsigned(lanes * vb), depth=beats, init=[],
+                                 attrs={"no_rw_check": 1})
+            m.submodules.vmem = vmem
+            v_rd = vmem.read_port()
+            v_wr = vmem.write_port()
 
         # -- input side: counters, hazard check, credits ---------------------------------------
         b_cnt = Signal(range(beats))
@@ -86,19 +89,18 @@ class LIFArray(wiring.Component):
         accept = Signal()
         pop = Signal()
 
-        stages = 6
-        valid = [Signal(name=f"s{k}_valid") for k in range(stages + 1)]
-        addr = [Signal(range(beats), name=f"s{k}_addr") for k in range(stages + 1)]
+        stages = 6  # valid[k], addr[k]: the beat in stage k (index 0 unused)
+        valid = [None] + [Signal(name=f"s{k}_valid") for k in range(1, stages + 1)]
+        addr = [None] + [Signal(range(beats), name=f"s{k}_addr") for k in range(1, stages + 1)]
 
         hazard = Const(0)
-        if beats < LIF_HAZARD_DISTANCE:
+        if stateful and beats < LIF_HAZARD_DISTANCE:
             # A membrane read must not overtake the write-back of the same address.
             in_flight = Cat(*(valid[k] & (addr[k] == b_cnt) for k in range(1, stages + 1)))
             hazard = (t_cnt != 0) & in_flight.any()
         m.d.comb += [
             self.i.ready.eq((outstanding < _FIFO_DEPTH) & ~hazard),
             accept.eq(self.i.valid & self.i.ready),
-            v_rd.addr.eq(eff_b),
         ]
         m.d.sync += outstanding.eq(outstanding + accept - pop)
 
@@ -153,9 +155,12 @@ class LIFArray(wiring.Component):
         s2_v = Signal(unsigned(lanes * vb))
         s2_x = Signal.like(s1_x)
         s2_t0, s2_first, s2_last, s2_tail = Signal(), Signal(), Signal(), Signal()
+        if stateful:
+            m.d.comb += v_rd.addr.eq(eff_b)
+            m.d.sync += s2_v.eq(v_rd.data)
         m.d.sync += [
             valid[2].eq(valid[1]), addr[2].eq(addr[1]),
-            s2_v.eq(v_rd.data), s2_x.eq(s1_x),
+            s2_x.eq(s1_x),
             s2_t0.eq(s1_t0), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_tail.eq(s1_tail),
         ]
 
@@ -178,7 +183,7 @@ class LIFArray(wiring.Component):
             th = s2_th[j]
             # stage 3: charge from the input, initial membrane at t = 0
             x = s2_x[j * x_bits:(j + 1) * x_bits].as_signed()
-            v_old = Mux(s2_t0, vr, s2_v[j * vb:(j + 1) * vb].as_signed())
+            v_old = Mux(s2_t0, vr, s2_v[j * vb:(j + 1) * vb].as_signed()) if stateful else vr
             s3_charge = Signal(signed(vb), name=f"s3_charge{j}")
             s3_v = Signal(signed(vb), name=f"s3_v{j}")
             s3_vm = Signal(signed(vb + 1), name=f"s3_vm{j}")
@@ -217,11 +222,12 @@ class LIFArray(wiring.Component):
             ]
 
         # -- write-back and output FIFO -------------------------------------------------------
-        m.d.comb += [
-            v_wr.addr.eq(addr[stages]),
-            v_wr.data.eq(Cat(*s6_vnew)),
-            v_wr.en.eq(valid[stages]),
-        ]
+        if stateful:
+            m.d.comb += [
+                v_wr.addr.eq(addr[stages]),
+                v_wr.data.eq(Cat(*s6_vnew)),
+                v_wr.en.eq(valid[stages]),
+            ]
         out_layout = struct_layout(cfg.output_fields())
         out_word = Signal(out_layout)
         m.d.comb += [

@@ -15,7 +15,8 @@ class Expected:
 
     `values` maps field names to ints or per-lane lists. `where` names the beat's place in the
     traces (e.g. sample and timestep); lane `j` of an array field is element `lane_base + j` of
-    the dimension called `lane_name` (e.g. neuron), unless `j` is past `lanes_used`.
+    the dimension called `lane_name` (e.g. neuron). Padding lanes are expected as 0, so a
+    mismatch there names an element past the end of the dimension.
     """
 
     values: dict
@@ -55,7 +56,7 @@ class Scoreboard:
             want, got = exp.values[name], actual[name]
             if want == got:
                 continue
-            place = ", ".join(f"{k} {v}" for k, v in exp.where.items())
+            place = ", ".join(f"{k} {v}" for k, v in exp.where.items()) or "no place given"
             if isinstance(want, list):
                 lane = next(j for j, (a, b) in enumerate(zip(want, got, strict=True)) if a != b)
                 element = f"{exp.lane_name} {exp.lane_base + lane} (lane {lane})"

@@ -269,6 +269,9 @@ class LIFConfig:
 
     @property
     def membrane_memory_bits(self):
+        """Membrane storage; none at T = 1, where no membrane outlives its timestep."""
+        if self.timesteps == 1:
+            return 0
         return self.beats_per_step * self.lanes * self.v_bits
 
     @property

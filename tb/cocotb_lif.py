@@ -6,6 +6,7 @@ Environment: SPIKEGEN_BUNDLE (the LIF bundle the Verilog was generated from), SP
 import itertools
 import json
 import os
+import time
 
 import cocotb
 from cocotb.clock import Clock
@@ -36,9 +37,12 @@ class LIFBench:
         self.sink = StreamSink(dut, "o", self.config.output_fields(), on_beat=self._on_beat)
         self.scoreboard = None
         self.cycle = 0
+        self.sample_out_cycles = []  # cycle of the first output beat of each sample
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
     def _on_beat(self, beat, cycle):
+        if beat["first"]:
+            self.sample_out_cycles.append(cycle)
         if self.scoreboard is not None:
             self.scoreboard.check(beat, cycle)
 
@@ -83,14 +87,18 @@ async def _stream_all(dut, in_stalls, out_stalls):
 @cocotb.test()
 async def test_no_stalls_matches_cycle_model(dut):
     """Every beat checked; cycles equal the cycle model exactly when nothing stalls."""
+    started = time.perf_counter()
     tb = await _stream_all(dut, None, None)
+    seconds = time.perf_counter() - started
     measured = tb.measured_cycles()
     model = tb.config.cycles(tb.traces.samples)
     ideal = tb.config.ideal_cycles(tb.traces.samples)
     dut._log.info("cycles: measured %d, model %d, ideal %d (ratio %.3f)",
                   measured, model, ideal, measured / ideal)
     write_report({"samples": tb.traces.samples, "beats": tb.sink.received,
-                  "measured_cycles": measured, "model_cycles": model, "ideal_cycles": ideal})
+                  "measured_cycles": measured, "model_cycles": model, "ideal_cycles": ideal,
+                  "loop_seconds": seconds, "simulated_cycles": tb.cycle,
+                  "sample_out_cycles": tb.sample_out_cycles})
     assert measured == model, f"measured {measured} cycles, the cycle model says {model}"
 
 

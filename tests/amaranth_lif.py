@@ -6,24 +6,8 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from hw.lif import LIFArray
+from sim.lif import lif_input_beats
 from spec.ports import pack, unpack
-
-
-def lif_beats(config, inputs):
-    """Input beats (dicts) for inputs of shape (samples, timesteps, neurons)."""
-    lanes, beats = config.lanes, config.beats_per_step
-    padded = np.zeros(inputs.shape[:2] + (beats * lanes,), dtype=np.int64)
-    padded[..., : config.neurons] = inputs
-    out = []
-    for s in range(inputs.shape[0]):
-        for t in range(config.timesteps):
-            for b in range(beats):
-                out.append({
-                    "x": [int(v) for v in padded[s, t, b * lanes:(b + 1) * lanes]],
-                    "first": int(t == 0 and b == 0),
-                    "last": int(t == config.timesteps - 1 and b == beats - 1),
-                })
-    return out
 
 
 def beats_to_arrays(config, beats, samples):
@@ -43,7 +27,7 @@ def simulate_lif(config, inputs, *, in_stall=0.0, out_stall=0.0, seed=0, max_cyc
     """Returns (output beats, cycles from first input handshake to last output handshake)."""
     dut = LIFArray(config)
     in_fields, out_fields = config.input_fields(), config.output_fields()
-    beats_in = lif_beats(config, inputs)
+    beats_in = lif_input_beats(config, inputs)
     n_out = len(beats_in)
     got, cycles = [], {}
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
@@ -57,11 +41,12 @@ def simulate_lif(config, inputs, *, in_stall=0.0, out_stall=0.0, seed=0, max_cyc
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.payload.as_value(), pack(in_fields, beat))
             while True:
+                # testbenches see settled values: `ready` now is what the next edge samples
+                ready = ctx.get(dut.i.ready)
                 await ctx.tick()
                 cycle += 1
-                if ctx.get(dut.i.ready):
+                if ready:
                     break
-            # the handshake happened on the tick just taken; ctx.get sees pre-edge values
             cycles.setdefault("first_in", cycle - 1)
             ctx.set(dut.i.valid, 0)
 

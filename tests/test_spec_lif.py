@@ -276,9 +276,11 @@ def test_fixed_point_scaling():
 
 
 def test_memory_footprint():
-    c = LIFConfig(neurons=360, lanes=16, channels=360, v_th=[1.0] * 359 + [0.5])
+    c = LIFConfig(neurons=360, lanes=16, channels=360, v_th=[1.0] * 359 + [0.5], timesteps=4)
     # 23 beats of 16 lanes of 16-bit membranes; 23 parameter words of 16 lanes x (v_th, bias)
     assert c.membrane_memory_bits == 23 * 16 * 16
+    # at T = 1 no membrane outlives its timestep: no membrane memory
+    assert c.replace(timesteps=1).membrane_memory_bits == 0
     assert c.parameter_memory_bits == 23 * 16 * 2 * 16
     assert LIFConfig().parameter_memory_bits == 0
 
