@@ -88,20 +88,24 @@ def main(argv=None):
               f"{row['cycles_per_sample']:.1f} | {row['ideal_per_sample']:.0f} | "
               f"{row['throughput_ratio']:.4f} | {row['sim_cycles_per_s']:,} |", flush=True)
 
-    print("\n## Yosys synthesis (no place-and-route yet), ECP5", flush=True)
+    print("\n## Yosys synthesis for ECP5 (out of context, before place-and-route)", flush=True)
+    print("| neurons | lanes | LUT4 | CCU2C | TRELLIS_FF | DP16KD | TRELLIS_DPR16X4 | "
+          "multiplier cells | seconds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|", flush=True)
     for neurons, lanes in ([(4096, 16)] if args.quick else [(1024, 16), (4096, 16)]):
         config = LIFConfig(neurons=neurons, lanes=lanes, channels=256,
                            v_th=[1.0 + (c % 4) / 4 for c in range(256)], timesteps=4)
         t0 = time.perf_counter()
         cells = synth_cells(to_verilog(LIFArray(config), "lif"), "lif", "ecp5")
         seconds = time.perf_counter() - t0
-        luts = cells.get("LUT4", 0)
-        row = {"neurons": neurons, "lanes": lanes, "LUT4": luts, "CCU2C": cells.get("CCU2C", 0),
-               "TRELLIS_FF": cells.get("TRELLIS_FF", 0), "DP16KD": cells.get("DP16KD", 0),
-               "TRELLIS_DPR16X4": cells.get("TRELLIS_DPR16X4", 0),
-               "multipliers": multiplier_cells(cells), "seconds": round(seconds, 1)}
+        row = {"neurons": neurons, "lanes": lanes, "seconds": round(seconds, 1),
+               "multipliers": multiplier_cells(cells)}
+        for name in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "TRELLIS_DPR16X4"):
+            row[name] = cells.get(name, 0)
         figures["synthesis"].append(row)
-        print(f"- neurons {neurons}, lanes {lanes}: {row}", flush=True)
+        print(f"| {neurons} | {lanes} | {row['LUT4']} | {row['CCU2C']} | {row['TRELLIS_FF']} | "
+              f"{row['DP16KD']} | {row['TRELLIS_DPR16X4']} | {row['multipliers'] or 'none'} | "
+              f"{seconds:.1f} |", flush=True)
 
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
