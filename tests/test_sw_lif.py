@@ -314,3 +314,30 @@ def test_float_from_config_honours_bias():
     fs, fm, s, m = compare(config, samples=8)
     np.testing.assert_array_equal(fs, s)
     np.testing.assert_array_equal(fm, m)
+
+
+def test_float_lif_is_trainable_through_the_surrogate():
+    """A linear layer feeding the LIF learns a target spike pattern through the surrogate."""
+    torch.manual_seed(0)
+    steps, batch, n_in, n_out = 4, 64, 12, 6
+    x = (torch.rand(batch, n_in) < 0.5).float()
+    teacher = torch.randn(n_in, n_out)
+    target = (x @ teacher > 0).float()  # a fixed, learnable spike pattern per sample
+    layer = torch.nn.Linear(n_in, n_out)
+    lif = MultiStepLIF(tau=2.0, v_th=1.0)
+    optimiser = torch.optim.Adam(layer.parameters(), lr=0.05)
+
+    def loss_and_accuracy():
+        current = layer(x).unsqueeze(0).repeat(steps, 1, 1)  # the image repeated T times
+        rate = lif(current).mean(0)
+        return torch.nn.functional.mse_loss(rate, target), ((rate > 0.5) == target).float().mean()
+
+    initial, initial_acc = loss_and_accuracy()
+    for _ in range(150):
+        optimiser.zero_grad()
+        loss, _ = loss_and_accuracy()
+        loss.backward()
+        optimiser.step()
+    final, final_acc = loss_and_accuracy()
+    assert final.item() < 0.5 * initial.item()
+    assert final_acc.item() > 0.9 > initial_acc.item()
