@@ -7,7 +7,8 @@ from spec.lif import LIFTraces
 
 from .lif_int import lif_int
 
-__all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle"]
+__all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
+           "export_sae_bundle"]
 
 
 def random_lif_inputs(config, samples, *, seed=0):
@@ -53,3 +54,34 @@ def export_lif_bundle(path, config, *, inputs=None, samples=4, seed=0):
         meta={"generator": "sw.export", "seed": int(seed)},
     )
     return traces
+
+
+def random_spikes(shape, density, *, seed=0):
+    """Seeded Bernoulli spikes (0/1, uint8) of the given density."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) < density).astype(np.uint8)
+
+
+def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, density=0.1, seed=0):
+    """Write an SAE bundle: configuration, weights, bias, input spikes and expected outputs.
+
+    Without `params`, seeded weights (`spec.sae.SAEParams.seeded`); without `inputs`, `frames`
+    frames of Bernoulli spikes of `density`. Returns (params, traces).
+    """
+    from spec.sae import SAEParams, SAETraces
+
+    from .sae_int import sae_int
+
+    if params is None:
+        params = SAEParams.seeded(config, seed)
+    if inputs is None:
+        shape = (frames, config.in_channels, config.height, config.width)
+        inputs = random_spikes(shape, density, seed=seed)
+    outputs = sae_int(config, params, inputs)
+    arrays = {"weight": params.weight.astype(np.int32), "inputs": np.asarray(inputs, np.uint8),
+              "outputs": outputs.astype(np.int64)}
+    if config.bias:
+        arrays["bias"] = params.bias.astype(np.int64)
+    write_bundle(path, unit="sae", config=config.to_dict(), arrays=arrays,
+                 meta={"generator": "sw.export", "seed": int(seed), "density": float(density)})
+    return params, SAETraces(inputs=arrays["inputs"], outputs=outputs)

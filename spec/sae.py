@@ -1,0 +1,339 @@
+"""Configuration of a spike-sparse accumulate engine (SAE): geometry, widths, ideal cost.
+
+The engine computes `y = W * s + b` for binary spikes `s`, event by event, with additions only:
+per-token linear (1x1 convolution), dense k x k convolution with stride and padding, and
+depthwise k x k convolution. Tensors follow PyTorch: spikes (frames, C_in, H, W), weights
+(C_out, C_in, k, k) (depthwise: (C, 1, k, k)), outputs (frames, C_out, H_out, W_out).
+
+Numeric contract (what the integer reference `sw.sae_int` and the hardware both compute): every
+accumulator starts at 0 and adds one weight per input spike with saturation to `acc_bits`, in
+the order the engine sees events: input pixels in raster order, channels ascending within a
+pixel. For one accumulator that is the order (kh, kw, c_in). The output is `sat(acc + bias)`.
+"""
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .errors import BundleError, ConfigError
+from .lif import _check_int
+from .yamlio import atomic_write_text, dump_yaml, read_yaml_mapping
+
+__all__ = ["SAEConfig", "SAEParams", "SAE_MODES", "load_sae_bundle", "SAETraces"]
+
+SAE_MODES = ("linear", "conv", "depthwise")
+_MAX_CHANNELS = 1 << 14
+_MAX_MAP = 1 << 12
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """A spike-sparse accumulate engine.
+
+    Parameters
+    ----------
+    mode : {"linear", "conv", "depthwise"}
+        `linear` is a per-token 1x1 convolution (kernel 1, stride 1, padding 0) over
+        `height * width` tokens; `depthwise` has `out_channels == in_channels`.
+    in_channels, out_channels : int
+    kernel, stride, padding : int
+        Square kernel size, stride and zero padding.
+    height, width : int
+        Input map size (for `linear`, the tokens are `height * width`).
+    lanes : int
+        Accumulators updated per cycle (outputs per output beat).
+    in_lanes : int
+        Spikes per input beat.
+    w_bits : int
+        Signed weight width.
+    acc_bits : int
+        Signed accumulator and output width; every add saturates to it.
+    bias : bool
+        Whether a per-output-channel bias (signed, `acc_bits` wide) is added when draining.
+    """
+
+    mode: str = "conv"
+    in_channels: int = 64
+    out_channels: int = 128
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 1
+    height: int = 14
+    width: int = 14
+    lanes: int = 16
+    in_lanes: int = 16
+    w_bits: int = 8
+    acc_bits: int = 16
+    bias: bool = True
+
+    def __post_init__(self):
+        if self.mode not in SAE_MODES:
+            raise ConfigError(f"mode must be one of {', '.join(SAE_MODES)}, not {self.mode!r}")
+        _check_int("in_channels", self.in_channels, minimum=1, maximum=_MAX_CHANNELS)
+        _check_int("out_channels", self.out_channels, minimum=1, maximum=_MAX_CHANNELS)
+        _check_int("kernel", self.kernel, minimum=1, maximum=15)
+        _check_int("stride", self.stride, minimum=1, maximum=15)
+        _check_int("padding", self.padding, minimum=0, maximum=15)
+        _check_int("height", self.height, minimum=1, maximum=_MAX_MAP)
+        _check_int("width", self.width, minimum=1, maximum=_MAX_MAP)
+        _check_int("lanes", self.lanes, minimum=1, maximum=256)
+        _check_int("in_lanes", self.in_lanes, minimum=1, maximum=256)
+        _check_int("w_bits", self.w_bits, minimum=2, maximum=16)
+        _check_int("acc_bits", self.acc_bits, minimum=2, maximum=48)
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, not {self.bias!r}")
+        if self.mode == "linear" and (self.kernel, self.stride, self.padding) != (1, 1, 0):
+            raise ConfigError(
+                f"linear mode needs kernel 1, stride 1, padding 0, not kernel {self.kernel}, "
+                f"stride {self.stride}, padding {self.padding}"
+            )
+        if self.mode == "depthwise" and self.out_channels != self.in_channels:
+            raise ConfigError(
+                f"depthwise mode needs out_channels == in_channels, not {self.out_channels} "
+                f"and {self.in_channels}"
+            )
+        if self.padding >= self.kernel:
+            raise ConfigError(
+                f"padding ({self.padding}) must be smaller than kernel ({self.kernel})"
+            )
+        for name, size in (("height", self.height), ("width", self.width)):
+            if self.kernel > size + 2 * self.padding:
+                raise ConfigError(
+                    f"kernel ({self.kernel}) is larger than the padded map: {name} {size} + 2 x "
+                    f"padding {self.padding} = {size + 2 * self.padding}"
+                )
+        if self.acc_bits < self.w_bits + 1:
+            raise ConfigError(
+                f"acc_bits ({self.acc_bits}) is too small: weights of w_bits={self.w_bits} need "
+                f"at least {self.w_bits + 1}"
+            )
+
+    # -- geometry ------------------------------------------------------------------------------
+
+    @property
+    def out_height(self):
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self):
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def weight_shape(self):
+        k = self.kernel
+        if self.mode == "depthwise":
+            return (self.out_channels, 1, k, k)
+        return (self.out_channels, self.in_channels, k, k)
+
+    @property
+    def fan_in(self):
+        """Weights summed into one output at most."""
+        k2 = self.kernel * self.kernel
+        return k2 if self.mode == "depthwise" else self.in_channels * k2
+
+    @property
+    def out_groups(self):
+        """Output beats per output pixel: ceil(out_channels / lanes)."""
+        return -(-self.out_channels // self.lanes)
+
+    @property
+    def in_beats_per_pixel(self):
+        """Input beats per input pixel: ceil(in_channels / in_lanes)."""
+        return -(-self.in_channels // self.in_lanes)
+
+    def touched(self, size, out_size):
+        """For each input row (or column) index, how many output rows it contributes to."""
+        counts = np.zeros(size, dtype=np.int64)
+        for i in range(size):
+            for k in range(self.kernel):
+                o, rem = divmod(i + self.padding - k, self.stride)
+                if rem == 0 and 0 <= o < out_size:
+                    counts[i] += 1
+        return counts
+
+    def touched_pixels(self):
+        """(height, width) array: output pixels each input pixel contributes to."""
+        rows = self.touched(self.height, self.out_height)
+        cols = self.touched(self.width, self.out_width)
+        return np.outer(rows, cols)
+
+    # -- widths, footprint, ideal cost ------------------------------------------------------
+
+    @property
+    def lossless_acc_bits(self):
+        """Accumulator width that never saturates while accumulating, whatever the weights and
+        spikes (the final bias add can still saturate)."""
+        return ((1 << (self.w_bits - 1)) * self.fan_in).bit_length() + 1
+
+    @property
+    def weight_memory_bits(self):
+        return math.prod(self.weight_shape) * self.w_bits
+
+    @property
+    def accumulator_memory_bits(self):
+        return self.out_height * self.out_width * self.out_channels * self.acc_bits
+
+    @property
+    def bias_memory_bits(self):
+        return self.out_channels * self.acc_bits if self.bias else 0
+
+    def drain_cycles(self):
+        """Beats to stream out every accumulator of one frame."""
+        return self.out_height * self.out_width * self.out_groups
+
+    def ideal_cycles(self, spikes):
+        """The ideal event-driven cost of one or more frames of `spikes` (..., C_in, H, W):
+        the sum over input spikes of ceil(outputs touched / lanes), plus the drain of each frame.
+        """
+        s = np.asarray(spikes)
+        frames = int(np.prod(s.shape[:-3], dtype=np.int64))
+        per_pixel = self.touched_pixels()
+        if self.mode != "depthwise":
+            per_pixel = per_pixel * self.out_channels
+        cost = -(-per_pixel // self.lanes)
+        counts = s.reshape(-1, self.in_channels, self.height, self.width).sum(axis=(0, 1))
+        return int((counts * cost).sum()) + frames * self.drain_cycles()
+
+    def dense_cycles(self, frames=1):
+        """The same cost if every input position were a spike (a dense engine's work)."""
+        ones = np.ones((frames, self.in_channels, self.height, self.width), dtype=np.uint8)
+        return self.ideal_cycles(ones)
+
+    # -- (de)serialisation ------------------------------------------------------------------
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise ConfigError(f"an SAE configuration must be a mapping, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown SAE configuration key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**data)
+
+    def replace(self, **changes):
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    def to_yaml(self):
+        return dump_yaml({"unit": "sae", "config": self.to_dict()})
+
+    def save(self, path):
+        atomic_write_text(path, self.to_yaml())
+
+    @classmethod
+    def load(cls, path):
+        data = read_yaml_mapping(path)
+        if data.get("unit") != "sae" or "config" not in data:
+            raise ConfigError(
+                f"configuration file {str(path)!r} is not an SAE configuration "
+                f"(expected 'unit: sae' and a 'config' mapping)"
+            )
+        return cls.from_dict(data["config"])
+
+
+@dataclass(frozen=True)
+class SAEParams:
+    """Integer weights (and bias) of an SAE, checked against its configuration."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+    @classmethod
+    def checked(cls, config, weight, bias):
+        """Validate shapes and ranges; raises `ConfigError` naming the problem."""
+        weight = np.asarray(weight)
+        if weight.dtype.kind not in "iu" or weight.shape != config.weight_shape:
+            raise ConfigError(
+                f"weights must be integers of shape {list(config.weight_shape)}, not "
+                f"{weight.dtype} {list(weight.shape)}"
+            )
+        lo, hi = -(1 << (config.w_bits - 1)), (1 << (config.w_bits - 1)) - 1
+        if weight.size and (int(weight.min()) < lo or int(weight.max()) > hi):
+            raise ConfigError(
+                f"weights range {int(weight.min())} .. {int(weight.max())} does not fit "
+                f"w_bits={config.w_bits} ({lo} .. {hi})"
+            )
+        if config.bias:
+            if bias is None:
+                raise ConfigError("the configuration has a bias, but no bias values were given")
+            bias = np.asarray(bias)
+            if bias.dtype.kind not in "iu" or bias.shape != (config.out_channels,):
+                raise ConfigError(
+                    f"bias must be integers of shape [{config.out_channels}], not {bias.dtype} "
+                    f"{list(bias.shape)}"
+                )
+            lo, hi = -(1 << (config.acc_bits - 1)), (1 << (config.acc_bits - 1)) - 1
+            if bias.size and (int(bias.min()) < lo or int(bias.max()) > hi):
+                raise ConfigError(
+                    f"bias range {int(bias.min())} .. {int(bias.max())} does not fit "
+                    f"acc_bits={config.acc_bits}"
+                )
+            bias = bias.astype(np.int64)
+        elif bias is not None:
+            raise ConfigError("bias values were given, but the configuration has bias: false")
+        return cls(weight=weight.astype(np.int64), bias=bias)
+
+    @classmethod
+    def seeded(cls, config, seed=0):
+        """Seeded random weights over the whole `w_bits` range (and a small bias): the default
+        when no bundle gives real ones, so a generated design is complete."""
+        rng = np.random.default_rng(seed)
+        lo, hi = -(1 << (config.w_bits - 1)), (1 << (config.w_bits - 1)) - 1
+        weight = rng.integers(lo, hi + 1, size=config.weight_shape)
+        bias = None
+        if config.bias:
+            span = min((1 << (config.acc_bits - 1)) - 1, 4 * hi)
+            bias = rng.integers(-span, span + 1, size=config.out_channels)
+        return cls.checked(config, weight, bias)
+
+
+@dataclass(frozen=True)
+class SAETraces:
+    """Input spikes (frames, C_in, H, W) and expected outputs (frames, C_out, H_out, W_out)."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+
+    @property
+    def frames(self):
+        return self.inputs.shape[0]
+
+
+def load_sae_bundle(path):
+    """Read an SAE bundle: (config, params, traces), each checked against the configuration."""
+    from .bundle import read_bundle
+
+    bundle = read_bundle(path, unit="sae")
+    try:
+        config = SAEConfig.from_dict(bundle.config)
+        params = SAEParams.checked(config, bundle.array("weight"),
+                                   bundle.array("bias") if config.bias else None)
+    except ConfigError as exc:
+        raise BundleError(f"bundle {bundle.source!r} does not fit its SAE configuration: {exc}") \
+            from None
+    inputs, outputs = bundle.array("inputs"), bundle.array("outputs")
+    want_in = (config.in_channels, config.height, config.width)
+    want_out = (config.out_channels, config.out_height, config.out_width)
+    for name, a, want in (("inputs", inputs, want_in), ("outputs", outputs, want_out)):
+        if a.ndim != 4 or a.shape[1:] != want or a.dtype.kind not in "iu":
+            raise BundleError(
+                f"bundle {bundle.source!r}: array {name!r} has shape {list(a.shape)}, but the "
+                f"configuration needs integers of shape [frames, {', '.join(map(str, want))}]"
+            )
+    if inputs.shape[0] != outputs.shape[0]:
+        raise BundleError(f"bundle {bundle.source!r}: inputs and outputs disagree on frames")
+    if inputs.size and (int(inputs.min()) < 0 or int(inputs.max()) > 1):
+        raise BundleError(f"bundle {bundle.source!r}: inputs must be spikes (0 or 1)")
+    lo, hi = -(1 << (config.acc_bits - 1)), (1 << (config.acc_bits - 1)) - 1
+    if outputs.size and (int(outputs.min()) < lo or int(outputs.max()) > hi):
+        raise BundleError(
+            f"bundle {bundle.source!r}: outputs do not fit acc_bits={config.acc_bits}"
+        )
+    traces = SAETraces(inputs=inputs.astype(np.uint8), outputs=outputs.astype(np.int64))
+    return config, params, traces
