@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import BundleError, ConfigError
 from .lif import _check_int
+from .ports import Field
 from .yamlio import atomic_write_text, dump_yaml, read_yaml_mapping
 
 __all__ = ["SAEConfig", "SAEParams", "SAE_MODES", "load_sae_bundle", "SAETraces"]
@@ -157,6 +158,39 @@ class SAEConfig:
         rows = self.touched(self.height, self.out_height)
         cols = self.touched(self.width, self.out_width)
         return np.outer(rows, cols)
+
+    # -- stream layouts ----------------------------------------------------------------------
+
+    def input_fields(self):
+        """Input beat: `in_lanes` spikes of one pixel (pixels in raster order, each in
+        `in_beats_per_pixel` beats, lanes past `in_channels` ignored), `first`/`last` of a frame."""
+        return (Field("spikes", 1, count=self.in_lanes), Field("first", 1), Field("last", 1))
+
+    def event_fields(self):
+        """Address event: the spike's pixel (`row`, `col`) and `channel`. `spike` is 0 only for
+        the token that ends a frame whose last beat had no spike; `last` ends the frame."""
+        return (
+            Field("row", max(1, (self.height - 1).bit_length())),
+            Field("col", max(1, (self.width - 1).bit_length())),
+            Field("channel", max(1, (self.in_channels - 1).bit_length())),
+            Field("spike", 1),
+            Field("last", 1),
+        )
+
+    def output_fields(self):
+        """Output beat: `lanes` accumulators of one output pixel, `first`/`last` of a frame."""
+        return (Field("acc", self.acc_bits, signed=True, count=self.lanes),
+                Field("first", 1), Field("last", 1))
+
+    def encoder_cycles(self, spikes):
+        """Cycles the spike encoder needs for `spikes` (..., C_in, H, W) with no stalls: one per
+        event, and one per input beat without any."""
+        s = np.asarray(spikes).reshape(-1, self.in_channels, self.height, self.width)
+        pad = self.in_beats_per_pixel * self.in_lanes - self.in_channels
+        s = np.pad(s, ((0, 0), (0, pad), (0, 0), (0, 0)))
+        per_beat = s.reshape(s.shape[0], self.in_beats_per_pixel, self.in_lanes,
+                             self.height, self.width).sum(axis=2)
+        return int(np.maximum(per_beat, 1).sum())
 
     # -- widths, footprint, ideal cost ------------------------------------------------------
 
