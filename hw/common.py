@@ -3,7 +3,7 @@
 from amaranth import Const, Mux, signed, unsigned
 from amaranth.lib import data
 
-__all__ = ["saturate", "struct_layout"]
+__all__ = ["mul_const", "saturate", "struct_layout"]
 
 
 def struct_layout(fields):
@@ -27,3 +27,16 @@ def saturate(value, bits):
     fits = (top == 0) | (top == (1 << len(top)) - 1)
     lo, hi = Const(-(1 << (bits - 1)), signed(bits)), Const((1 << (bits - 1)) - 1, signed(bits))
     return Mux(fits, value[:bits].as_signed(), Mux(value[-1], lo, hi))
+
+
+def mul_const(value, constant):
+    """`value * constant` as a sum of shifted copies of `value`: adders, no multiplier cell."""
+    if constant < 0:
+        raise ValueError(f"constant must be non-negative, not {constant}")
+    terms = [value << b for b in range(constant.bit_length()) if (constant >> b) & 1]
+    if not terms:
+        return Const(0, 1)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total

@@ -73,6 +73,7 @@ class SpikeEncoder(wiring.Component):
         cur_row = Signal.like(row)
         cur_col = Signal.like(col)
         cur_base = Signal.like(base)
+        cur_group = Signal.like(group)
 
         lowest = Signal(lanes)  # one-hot lowest set bit of mask
         m.d.comb += lowest.eq(mask & ~(mask - 1))
@@ -89,6 +90,8 @@ class SpikeEncoder(wiring.Component):
             self.o.payload.row.eq(cur_row),
             self.o.payload.col.eq(cur_col),
             self.o.payload.channel.eq(Mux(token, 0, cur_base + index)),
+            self.o.payload.group.eq(Mux(token, 0, cur_group)),
+            self.o.payload.lane.eq(Mux(token, 0, index)),
             self.o.payload.spike.eq(~token),
             self.o.payload.last.eq(cur_last & final),
         ]
@@ -108,6 +111,7 @@ class SpikeEncoder(wiring.Component):
                 cur_row.eq(eff_row),
                 cur_col.eq(eff_col),
                 cur_base.eq(eff_base),
+                cur_group.eq(eff_group),
             ]
             last_group = eff_group == beats_pp - 1
             m.d.sync += [

@@ -37,12 +37,19 @@ def sae_expected_events(config, spikes):
         for r, c, g, bits in _beats_of_frame(config, frame):
             for j in np.flatnonzero(bits):
                 events.append({"row": r, "col": c, "channel": g * config.in_lanes + int(j),
-                               "spike": 1, "last": 0})
+                               "group": g, "lane": int(j), "spike": 1, "last": 0})
         last_bits = list(_beats_of_frame(config, frame))[-1][3]
         if last_bits.any():
             events[-1]["last"] = 1
         else:
             events.append({"row": config.height - 1, "col": config.width - 1, "channel": 0,
-                           "spike": 0, "last": 1})
+                           "group": 0, "lane": 0, "spike": 0, "last": 1})
         out.extend(events)
     return out
+
+
+def sae_output_arrays(config, beats, frames):
+    """Output beats back to (frames, C_out, H_out, W_out)."""
+    acc = np.array([b["acc"] for b in beats], dtype=np.int64)
+    acc = acc.reshape(frames, config.out_height, config.out_width, -1)[..., : config.out_channels]
+    return acc.transpose(0, 3, 1, 2)

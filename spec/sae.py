@@ -21,9 +21,15 @@ from .lif import _check_int
 from .ports import Field
 from .yamlio import atomic_write_text, dump_yaml, read_yaml_mapping
 
-__all__ = ["SAEConfig", "SAEParams", "SAE_MODES", "load_sae_bundle", "SAETraces"]
+__all__ = ["SAEConfig", "SAEParams", "SAE_MODES", "SAE_FLUSH_CYCLES", "SAE_OUT_FIFO_DEPTH",
+           "load_sae_bundle", "SAETraces"]
 
 SAE_MODES = ("linear", "conv", "depthwise")
+#: Cycles the engine waits after a frame's last event before draining (the update pipeline
+#: empties: read, RAM output register, add, write).
+SAE_FLUSH_CYCLES = 3
+#: Depth of the engine's output FIFO (the drain's credit limit).
+SAE_OUT_FIFO_DEPTH = 8
 _MAX_CHANNELS = 1 << 14
 _MAX_MAP = 1 << 12
 
@@ -93,6 +99,11 @@ class SAEConfig:
             raise ConfigError(
                 f"depthwise mode needs out_channels == in_channels, not {self.out_channels} "
                 f"and {self.in_channels}"
+            )
+        if self.mode == "depthwise" and self.in_lanes != self.lanes:
+            raise ConfigError(
+                f"depthwise mode needs in_lanes == lanes (an input beat is one accumulator "
+                f"group), not {self.in_lanes} and {self.lanes}"
             )
         if self.padding >= self.kernel:
             raise ConfigError(
@@ -167,12 +178,16 @@ class SAEConfig:
         return (Field("spikes", 1, count=self.in_lanes), Field("first", 1), Field("last", 1))
 
     def event_fields(self):
-        """Address event: the spike's pixel (`row`, `col`) and `channel`. `spike` is 0 only for
-        the token that ends a frame whose last beat had no spike; `last` ends the frame."""
+        """Address event: the spike's pixel (`row`, `col`), `channel`, and the input beat
+        (`group`) and `lane` it came from (`channel = group * in_lanes + lane`). `spike` is 0
+        only for the token that ends a frame whose last beat had no spike (all other fields 0
+        but the pixel); `last` ends the frame."""
         return (
-            Field("row", max(1, (self.height - 1).bit_length())),
-            Field("col", max(1, (self.width - 1).bit_length())),
-            Field("channel", max(1, (self.in_channels - 1).bit_length())),
+            Field("row", _bits(self.height)),
+            Field("col", _bits(self.width)),
+            Field("channel", _bits(self.in_channels)),
+            Field("group", _bits(self.in_beats_per_pixel)),
+            Field("lane", _bits(self.in_lanes)),
             Field("spike", 1),
             Field("last", 1),
         )
@@ -191,6 +206,85 @@ class SAEConfig:
         per_beat = s.reshape(s.shape[0], self.in_beats_per_pixel, self.in_lanes,
                              self.height, self.width).sum(axis=2)
         return int(np.maximum(per_beat, 1).sum())
+
+    # -- addressing: shared by the engine and its cycle model -------------------------------
+    #
+    # Accumulator word (oh, ow, g) holds output channels g*lanes .. g*lanes+lanes-1 of output
+    # pixel (oh, ow), at address (oh * out_width + ow) * out_groups + g. Weight words hold
+    # `lanes` weights: linear/conv word (c_in, kh, kw, g) at ((c_in * k + kh) * k + kw) *
+    # out_groups + g; depthwise word (g, kh, kw) at (g * k + kh) * k + kw.
+
+    @property
+    def ops_per_pixel(self):
+        """Accumulator words one event updates per output pixel it touches."""
+        return 1 if self.mode == "depthwise" else self.out_groups
+
+    @property
+    def acc_words(self):
+        return self.out_height * self.out_width * self.out_groups
+
+    @property
+    def weight_words(self):
+        k2 = self.kernel * self.kernel
+        if self.mode == "depthwise":
+            return self.out_groups * k2
+        return self.in_channels * k2 * self.out_groups
+
+    @property
+    def w_kh_step(self):
+        return self.kernel * self.ops_per_pixel
+
+    @property
+    def w_kw_step(self):
+        return self.ops_per_pixel
+
+    def _axis_table(self, size, out_size, acc_step, w_step):
+        table = []
+        for i in range(size):
+            taps = [k for k in range(self.kernel)
+                    if (i + self.padding - k) % self.stride == 0
+                    and 0 <= (i + self.padding - k) // self.stride < out_size]
+            if taps:
+                o = (i + self.padding - taps[0]) // self.stride
+                table.append((len(taps), o * acc_step, taps[0] * w_step))
+            else:
+                table.append((0, 0, 0))
+        return table
+
+    def row_table(self):
+        """Per input row: (output rows touched, accumulator offset of the first (highest) one,
+        weight offset of its kernel row). Each further tap: kernel row + stride, output row - 1.
+        """
+        return self._axis_table(self.height, self.out_height,
+                                self.out_width * self.out_groups, self.w_kh_step)
+
+    def col_table(self):
+        """Per input column, the same as `row_table` for columns."""
+        return self._axis_table(self.width, self.out_width, self.out_groups, self.w_kw_step)
+
+    def weight_base(self, channel, group):
+        """Weight address of an event's first word, before the kernel-tap offsets."""
+        if self.mode == "depthwise":
+            return group * self.kernel * self.kernel
+        return channel * self.kernel * self.kernel * self.out_groups
+
+    def event_ops(self, row, col, channel, group):
+        """(accumulator address, weight address) of every update an event makes, in order."""
+        n_rows, acc_row, w_row = self.row_table()[row]
+        n_cols, acc_col0, w_col0 = self.col_table()[col]
+        base = self.weight_base(channel, group)
+        extra = group if self.mode == "depthwise" else 0
+        ops = []
+        for _ in range(n_rows):
+            acc_col, w_col = acc_col0, w_col0
+            for _ in range(n_cols):
+                for g in range(self.ops_per_pixel):
+                    ops.append((acc_row + acc_col + g + extra, base + w_row + w_col + g))
+                acc_col -= self.out_groups
+                w_col += self.stride * self.w_kw_step
+            acc_row -= self.out_width * self.out_groups
+            w_row += self.stride * self.w_kh_step
+        return ops
 
     # -- widths, footprint, ideal cost ------------------------------------------------------
 
@@ -228,6 +322,61 @@ class SAEConfig:
         cost = -(-per_pixel // self.lanes)
         counts = s.reshape(-1, self.in_channels, self.height, self.width).sum(axis=(0, 1))
         return int((counts * cost).sum()) + frames * self.drain_cycles()
+
+    #: cycles from the drain's first read to its first output handshake
+    DRAIN_LATENCY = 5
+    #: cycles from a frame's last update (or last event) to the drain's first read
+    DRAIN_START = 4
+    #: update pipeline depth: an update waits until an earlier one to its word has written
+    UPDATE_DISTANCE = 4
+
+    def cycles(self, spikes):
+        """Cycle model of `SpikeAccumulator`: predicted cycles from the first input handshake to
+        the last output handshake for frames of `spikes` (frames, C_in, H, W) streamed back to
+        back with no stalls, the accumulators already cleared (after reset the engine zeroes
+        `acc_words` words first).
+
+        Replays the event order: the encoder takes one input beat per cycle when it has no
+        spike, and presents one event per cycle; the engine takes an event when the previous
+        one's last update issues and issues one update per cycle, delayed when the same
+        accumulator word was updated fewer than `UPDATE_DISTANCE` cycles earlier; after a
+        frame's last event it waits for the pipeline, drains `acc_words` words at one per cycle,
+        and takes events again.
+        """
+        s = np.asarray(spikes)
+        lanes, groups_in = self.in_lanes, self.in_beats_per_pixel
+        padded = np.zeros((s.shape[0], groups_in * lanes, self.height, self.width), np.uint8)
+        padded[:, : self.in_channels] = s
+        encoder_free, engine_free, last_out = 0, 0, None
+        for frame in padded:
+            last_issue = {}
+            beats = [(r, c, g) for r in range(self.height) for c in range(self.width)
+                     for g in range(groups_in)]
+            for n, (r, c, g) in enumerate(beats):
+                accept = encoder_free
+                lanes_set = np.flatnonzero(frame[g * lanes:(g + 1) * lanes, r, c])
+                frame_last = n == len(beats) - 1
+                if len(lanes_set) == 0 and not frame_last:
+                    encoder_free = accept + 1
+                    continue
+                ready = accept + 1
+                events = [(g * lanes + int(j), g) for j in lanes_set] or [None]
+                for event in events:
+                    take = max(ready, engine_free)
+                    t = take
+                    ops = [] if event is None else self.event_ops(r, c, *event)
+                    for addr, _ in ops:
+                        t = max(t + 1, last_issue.get(addr, -self.UPDATE_DISTANCE)
+                                + self.UPDATE_DISTANCE)
+                        last_issue[addr] = t
+                    engine_free = t if ops else take + 1
+                    ready = take + 1
+                    encoder_free = take
+                if frame_last:
+                    drain = (t if ops else take) + 1 + self.DRAIN_START
+                    last_out = drain + self.acc_words - 1 + self.DRAIN_LATENCY
+                    engine_free = drain + self.acc_words
+        return last_out + 1
 
     def dense_cycles(self, frames=1):
         """The same cost if every input position were a spike (a dense engine's work)."""
@@ -269,6 +418,11 @@ class SAEConfig:
                 f"(expected 'unit: sae' and a 'config' mapping)"
             )
         return cls.from_dict(data["config"])
+
+
+def _bits(size):
+    """Bits of an index below `size` (at least 1)."""
+    return max(1, (size - 1).bit_length())
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ class StreamRun:
 
 
 def run_streams(dut, in_fields, beats, out_fields, *, done, in_stall=0.0, out_stall=0.0, seed=0,
-                max_cycles=200_000):
-    """Feed `beats` (field dicts) into `dut.i`, collect `dut.o` until `done(run)` is true."""
+                max_cycles=200_000, start=0):
+    """Feed `beats` (field dicts) into `dut.i`, collect `dut.o` until `done(run)` is true.
+    Nothing is offered before cycle `start`."""
     words = [pack(in_fields, b) for b in beats]
     run = StreamRun()
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
@@ -38,7 +39,8 @@ def run_streams(dut, in_fields, beats, out_fields, *, done, in_stall=0.0, out_st
         for cycle in range(max_cycles):
             if done(run) and pending == len(words):
                 return
-            if not offered and pending < len(words) and rng_in.random() >= in_stall:
+            if (not offered and pending < len(words) and cycle >= start
+                    and rng_in.random() >= in_stall):
                 offered = True
                 ctx.set(dut.i.payload.as_value(), words[pending])
             ctx.set(dut.i.valid, offered)

@@ -12,7 +12,7 @@ CONFIGS = {
     "c5-l16": SAEConfig(in_channels=5, out_channels=8, height=3, width=4, in_lanes=16),
     "c20-l8": SAEConfig(in_channels=20, out_channels=8, height=2, width=3, in_lanes=8),
     "c16-l16": SAEConfig(in_channels=16, out_channels=8, height=3, width=3, in_lanes=16),
-    "c3-l1": SAEConfig(in_channels=3, out_channels=3, height=2, width=2, in_lanes=1,
+    "c3-l1": SAEConfig(in_channels=3, out_channels=3, height=2, width=2, in_lanes=1, lanes=1,
                        mode="depthwise", kernel=1, padding=0),
     "c64-l64-linear": SAEConfig(mode="linear", kernel=1, padding=0, in_channels=64,
                                 out_channels=8, height=4, width=1, in_lanes=64),
