@@ -10,7 +10,8 @@ from sw.export import export_lif_bundle
 
 from .verilator import build
 
-__all__ = ["prepare_lif", "run_cocotb", "REPO_ROOT"]
+__all__ = ["prepare_lif", "prepare_sae", "run_cocotb", "read_report", "CosimFailure",
+           "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +68,25 @@ class CosimFailure(RuntimeError):
 def read_report(path):
     with open(path) as f:
         return json.load(f)
+
+
+def prepare_sae(config, workdir, *, densities, frames=2, seed=0, name="sae"):
+    """Export one SAE bundle per input density (same weights) and the Verilog into `workdir`.
+
+    Returns ({density: bundle path}, verilog path).
+    """
+    from hw.sae import SpikeAccumulator
+    from spec.sae import SAEParams
+    from sw.export import export_sae_bundle
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = SAEParams.seeded(config, seed)
+    bundles = {}
+    for n, density in enumerate(densities):
+        bundles[density] = workdir / f"bundle-d{density}"
+        export_sae_bundle(bundles[density], config, params=params, frames=frames,
+                          density=density, seed=seed + 1 + n)
+    verilog = workdir / f"{name}.v"
+    verilog.write_text(to_verilog(SpikeAccumulator(config, params), name))
+    return bundles, verilog

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["sae_input_beats", "sae_expected_events"]
+__all__ = ["sae_input_beats", "sae_expected_events", "sae_output_arrays", "sae_expected_beats"]
 
 
 def _beats_of_frame(config, frame):
@@ -53,3 +53,28 @@ def sae_output_arrays(config, beats, frames):
     acc = np.array([b["acc"] for b in beats], dtype=np.int64)
     acc = acc.reshape(frames, config.out_height, config.out_width, -1)[..., : config.out_channels]
     return acc.transpose(0, 3, 1, 2)
+
+
+def sae_expected_beats(config, traces):
+    """Expected output beats for `traces` (a `spec.sae.SAETraces`): per frame, output pixels in
+    raster order, `out_groups` beats of `lanes` accumulators each (padding lanes 0)."""
+    from .scoreboard import Expected
+
+    lanes, groups = config.lanes, config.out_groups
+    out = np.zeros((traces.outputs.shape[0], groups * lanes, config.out_height,
+                    config.out_width), dtype=np.int64)
+    out[:, : config.out_channels] = traces.outputs
+    beats = []
+    n_beats = config.acc_words
+    for f in range(out.shape[0]):
+        n = 0
+        for r in range(config.out_height):
+            for c in range(config.out_width):
+                for g in range(groups):
+                    beats.append(Expected(
+                        {"acc": out[f, g * lanes:(g + 1) * lanes, r, c].tolist(),
+                         "first": int(n == 0), "last": int(n == n_beats - 1)},
+                        where={"frame": f, "row": r, "col": c}, lane_name="channel",
+                        lane_base=g * lanes))
+                    n += 1
+    return beats

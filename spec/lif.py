@@ -292,7 +292,7 @@ class LIFConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a LIF configuration must be a mapping, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ConfigError(
                 f"unknown LIF configuration key {unknown[0]!r} (known: {', '.join(sorted(known))})"

@@ -292,7 +292,9 @@ class SAEConfig:
     def lossless_acc_bits(self):
         """Accumulator width that never saturates while accumulating, whatever the weights and
         spikes (the final bias add can still saturate)."""
-        return ((1 << (self.w_bits - 1)) * self.fan_in).bit_length() + 1
+        most_negative = (1 << (self.w_bits - 1)) * self.fan_in
+        most_positive = ((1 << (self.w_bits - 1)) - 1) * self.fan_in
+        return max((most_negative - 1).bit_length(), most_positive.bit_length()) + 1
 
     @property
     def weight_memory_bits(self):
@@ -393,7 +395,7 @@ class SAEConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"an SAE configuration must be a mapping, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ConfigError(
                 f"unknown SAE configuration key {unknown[0]!r} (known: {', '.join(sorted(known))})"
@@ -505,6 +507,9 @@ def load_sae_bundle(path):
     except ConfigError as exc:
         raise BundleError(f"bundle {bundle.source!r} does not fit its SAE configuration: {exc}") \
             from None
+    if not config.bias and "bias" in bundle.arrays:
+        raise BundleError(f"bundle {bundle.source!r} has a bias array, but its configuration has "
+                          f"bias: false")
     inputs, outputs = bundle.array("inputs"), bundle.array("outputs")
     want_in = (config.in_channels, config.height, config.width)
     want_out = (config.out_channels, config.out_height, config.out_width)

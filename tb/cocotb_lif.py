@@ -4,73 +4,25 @@ Environment: SPIKEGEN_BUNDLE (the LIF bundle the Verilog was generated from), SP
 """
 
 import itertools
-import json
 import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
 
+from sim.bench import StreamBench, env_seed, write_report
 from sim.lif import lif_expected_beats, lif_input_beats
-from sim.scoreboard import Expected, Scoreboard, ScoreboardMismatch
-from sim.streams import StreamSink, StreamSource, never, random_stalls, run_cycles
+from sim.scoreboard import Expected, ScoreboardMismatch
+from sim.streams import random_stalls
 from spec.lif import load_lif_bundle
 
 
-def write_report(data):
-    """Hand figures back to the runner through the JSON file SPIKEGEN_REPORT names, if any."""
-    path = os.environ.get("SPIKEGEN_REPORT")
-    if path:
-        with open(path, "w") as f:
-            json.dump(data, f)
-
-
-class LIFBench:
-    """Owns the clock, reset, the stream driver and monitor, and the scoreboard."""
+class LIFBench(StreamBench):
+    """The bench with the LIF bundle named by SPIKEGEN_BUNDLE loaded."""
 
     def __init__(self, dut):
-        self.dut = dut
         self.config, self.traces = load_lif_bundle(os.environ["SPIKEGEN_BUNDLE"])
-        self.seed = int(os.environ.get("SPIKEGEN_SEED", "1"))
-        self.source = StreamSource(dut, "i", self.config.input_fields())
-        self.sink = StreamSink(dut, "o", self.config.output_fields(), on_beat=self._on_beat)
-        self.scoreboard = None
-        self.cycle = 0
-        self.sample_out_cycles = []  # cycle of the first output beat of each sample
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-
-    def _on_beat(self, beat, cycle):
-        if beat["first"]:
-            self.sample_out_cycles.append(cycle)
-        if self.scoreboard is not None:
-            self.scoreboard.check(beat, cycle)
-
-    async def reset(self, cycles=3):
-        await FallingEdge(self.dut.clk)
-        self.source.flush()
-        self.sink.hold()
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await FallingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        self.cycle += cycles + 1
-
-    def expect(self, expected):
-        self.scoreboard = Scoreboard("lif", expected)
-
-    async def run(self, *, in_stalls=None, out_stalls=None, until=None, max_cycles=None):
-        self.source.stalls = in_stalls or never()
-        self.sink.stalls = out_stalls or never()
-        if until is None:
-            def until():
-                return self.scoreboard.pending == 0
-        budget = max_cycles or 50 * self.config.cycles(self.traces.samples) + 1000
-        self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
-                                      max_cycles=budget, start=self.cycle)
-
-    def measured_cycles(self):
-        return self.sink.last_cycle - self.source.first_cycle + 1
+        super().__init__(dut, "lif", self.config.input_fields(), self.config.output_fields(),
+                         budget=50 * self.config.cycles(self.traces.samples) + 1000)
 
 
 async def _stream_all(dut, in_stalls, out_stalls):
@@ -98,14 +50,14 @@ async def test_no_stalls_matches_cycle_model(dut):
     write_report({"samples": tb.traces.samples, "beats": tb.sink.received,
                   "measured_cycles": measured, "model_cycles": model, "ideal_cycles": ideal,
                   "loop_seconds": seconds, "simulated_cycles": tb.cycle,
-                  "sample_out_cycles": tb.sample_out_cycles})
+                  "sample_out_cycles": tb.first_out_cycles})
     assert measured == model, f"measured {measured} cycles, the cycle model says {model}"
 
 
 @cocotb.test()
 async def test_random_stalls_both_sides(dut):
     """Seeded random stalls on the input and the output; every beat checked."""
-    seed = int(os.environ.get("SPIKEGEN_SEED", "1"))
+    seed = env_seed()
     tb = await _stream_all(dut, random_stalls(0.3, seed), random_stalls(0.4, seed + 1))
     model = tb.config.cycles(tb.traces.samples)
     assert tb.measured_cycles() >= model - tb.config.latency, "faster than the cycle model"

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The spike encoder in the Amaranth simulator: events, frame ends, throughput, stalls."""
 
 import pytest

@@ -1,0 +1,82 @@
+"""A cocotb test bench for one unit with one input and one output stream.
+
+It owns the clock, reset, the stream driver and monitor, and the scoreboard; unit test modules
+(tb/cocotb_*.py) give it the payload layouts and the expected beats.
+"""
+
+import json
+import os
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+from .scoreboard import Scoreboard
+from .streams import StreamSink, StreamSource, never, run_cycles
+
+__all__ = ["StreamBench", "write_report", "env_seed"]
+
+
+def write_report(data):
+    """Hand figures back to the runner through the JSON file SPIKEGEN_REPORT names, if any."""
+    path = os.environ.get("SPIKEGEN_REPORT")
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f)
+
+
+def env_seed():
+    return int(os.environ.get("SPIKEGEN_SEED", "1"))
+
+
+class StreamBench:
+    """Clock, reset, `i` stream driver, `o` stream monitor and an in-order scoreboard."""
+
+    def __init__(self, dut, unit, in_fields, out_fields, *, budget):
+        self.dut = dut
+        self.unit = unit
+        self.budget = budget
+        self.seed = env_seed()
+        self.source = StreamSource(dut, "i", in_fields)
+        self.sink = StreamSink(dut, "o", out_fields, on_beat=self._on_beat)
+        self.scoreboard = None
+        self.cycle = 0
+        self.first_out_cycles = []  # cycle of every output beat marked `first`
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    def _on_beat(self, beat, cycle):
+        if beat["first"]:
+            self.first_out_cycles.append(cycle)
+        if self.scoreboard is not None:
+            self.scoreboard.check(beat, cycle)
+
+    async def reset(self, cycles=3):
+        await FallingEdge(self.dut.clk)
+        self.source.flush()
+        self.sink.hold()
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        self.cycle += cycles + 1
+
+    async def idle(self, cycles):
+        """Let `cycles` cycles pass with nothing offered and nothing taken."""
+        for _ in range(cycles):
+            await FallingEdge(self.dut.clk)
+        self.cycle += cycles
+
+    def expect(self, expected):
+        self.scoreboard = Scoreboard(self.unit, expected)
+
+    async def run(self, *, in_stalls=None, out_stalls=None, until=None):
+        self.source.stalls = in_stalls or never()
+        self.sink.stalls = out_stalls or never()
+        if until is None:
+            def until():
+                return self.scoreboard.pending == 0
+        self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
+                                      max_cycles=self.budget, start=self.cycle)
+
+    def measured_cycles(self):
+        return self.sink.last_cycle - self.source.first_cycle + 1

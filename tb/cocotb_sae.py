@@ -1,0 +1,112 @@
+"""cocotb tests of a generated spike-sparse accumulate engine, run by tb/test_sae.py.
+
+Environment: SPIKEGEN_BUNDLE (the SAE bundle the Verilog was generated from), SPIKEGEN_SEED.
+"""
+
+import os
+import time
+
+import cocotb
+
+from sim.bench import StreamBench, write_report
+from sim.sae import sae_expected_beats, sae_input_beats
+from sim.scoreboard import Expected, ScoreboardMismatch
+from sim.streams import random_stalls
+from spec.sae import load_sae_bundle
+
+
+class SAEBench(StreamBench):
+    """The bench with the SAE bundle named by SPIKEGEN_BUNDLE loaded."""
+
+    def __init__(self, dut):
+        self.config, self.params, self.traces = load_sae_bundle(os.environ["SPIKEGEN_BUNDLE"])
+        super().__init__(dut, "sae", self.config.input_fields(), self.config.output_fields(),
+                         budget=20 * self.config.cycles(self.traces.inputs) + 5000)
+
+    async def reset_and_clear(self):
+        """Reset, then wait while the engine zeroes its accumulators."""
+        await self.reset()
+        await self.idle(self.config.acc_words + 2)
+
+
+async def _stream_all(dut, in_stalls=None, out_stalls=None):
+    tb = SAEBench(dut)
+    await tb.reset_and_clear()
+    tb.expect(sae_expected_beats(tb.config, tb.traces))
+    tb.source.put(sae_input_beats(tb.config, tb.traces.inputs))
+    await tb.run(in_stalls=in_stalls, out_stalls=out_stalls)
+    tb.scoreboard.check_done()
+    assert tb.source.idle, "input beats left over"
+    return tb
+
+
+@cocotb.test()
+async def test_no_stalls_matches_cycle_model(dut):
+    """Every accumulator checked; cycles equal the cycle model exactly without stalls."""
+    started = time.perf_counter()
+    tb = await _stream_all(dut)
+    seconds = time.perf_counter() - started
+    cfg, spikes = tb.config, tb.traces.inputs
+    measured, model, ideal = tb.measured_cycles(), cfg.cycles(spikes), cfg.ideal_cycles(spikes)
+    dut._log.info("cycles: measured %d, model %d, ideal %d (ratio %.3f)", measured, model, ideal,
+                  measured / ideal)
+    write_report({"frames": tb.traces.frames, "spikes": int(spikes.sum()),
+                  "measured_cycles": measured, "model_cycles": model, "ideal_cycles": ideal,
+                  "dense_cycles": cfg.dense_cycles(tb.traces.frames),
+                  "loop_seconds": seconds, "simulated_cycles": tb.cycle})
+    assert measured == model, f"measured {measured} cycles, the cycle model says {model}"
+
+
+@cocotb.test()
+async def test_random_stalls_both_sides(dut):
+    """Seeded random stalls on the spike input and the accumulator output."""
+    seed = int(os.environ.get("SPIKEGEN_SEED", "1"))
+    await _stream_all(dut, random_stalls(0.3, seed), random_stalls(0.4, seed + 1))
+
+
+@cocotb.test()
+async def test_reset_mid_frame_then_clean_frames(dut):
+    """A reset in the middle of a frame, then all frames again: the engine must clear its
+    half-accumulated state itself."""
+    tb = SAEBench(dut)
+    await tb.reset_and_clear()
+    beats = sae_input_beats(tb.config, tb.traces.inputs)
+    tb.scoreboard = None
+    tb.source.put(beats[: max(1, len(beats) // 2 + 1)])
+    await tb.run(in_stalls=random_stalls(0.2, tb.seed), until=lambda: tb.source.idle)
+    await tb.reset_and_clear()
+    tb.expect(sae_expected_beats(tb.config, tb.traces))
+    tb.source.put(beats)
+    await tb.run(in_stalls=random_stalls(0.2, tb.seed + 2),
+                 out_stalls=random_stalls(0.2, tb.seed + 3))
+    tb.scoreboard.check_done()
+
+
+@cocotb.test()
+async def test_corrupted_expectation_is_caught(dut):
+    """One changed expected accumulator must be reported with its frame, pixel and channel."""
+    tb = SAEBench(dut)
+    await tb.reset_and_clear()
+    cfg = tb.config
+    expected = sae_expected_beats(cfg, tb.traces)
+    target = len(expected) - 1
+    beat = expected[target]
+    lane = (cfg.out_channels - 1) % cfg.lanes
+    acc = list(beat.values["acc"])
+    wrong = acc[lane] + 1 if acc[lane] < (1 << (cfg.acc_bits - 1)) - 1 else acc[lane] - 1
+    acc[lane] = wrong
+    expected[target] = Expected({**beat.values, "acc": acc}, beat.where, beat.lane_name,
+                                beat.lane_base)
+    tb.expect(expected)
+    tb.source.put(sae_input_beats(cfg, tb.traces.inputs))
+    try:
+        await tb.run()
+    except ScoreboardMismatch as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("the scoreboard accepted a corrupted expectation")
+    f = tb.traces.frames - 1
+    want = (f"frame {f}, row {cfg.out_height - 1}, col {cfg.out_width - 1}, channel "
+            f"{cfg.out_channels - 1} (lane {lane}): acc expected {wrong}")
+    assert want in message, f"unexpected report: {message}"
+    dut._log.info("caught as expected: %s", message)
