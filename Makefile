@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check -qq
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-sae clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.lif
+	$(VENV)/bin/python -m bench.sae
+
+bench-sae: $(STAMP)
+	$(VENV)/bin/python -m bench.sae
 
 clean:
 	rm -rf build out .pytest_cache
