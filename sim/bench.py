@@ -11,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from .scoreboard import Scoreboard
+from .scoreboard import Scoreboard, ScoreboardMismatch
 from .streams import StreamSink, StreamSource, never, run_cycles
 
 __all__ = ["StreamBench", "write_report", "env_seed"]
@@ -77,6 +77,15 @@ class StreamBench:
                 return self.scoreboard.pending == 0
         self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
                                       max_cycles=self.budget, start=self.cycle)
+
+    async def run_expecting_mismatch(self):
+        """Run until the scoreboard objects; return its message (fail if it never does)."""
+        try:
+            await self.run()
+        except ScoreboardMismatch as exc:
+            self.dut._log.info("caught as expected: %s", exc)
+            return str(exc)
+        raise AssertionError("the scoreboard accepted a corrupted expectation")
 
     def measured_cycles(self):
         return self.sink.last_cycle - self.source.first_cycle + 1

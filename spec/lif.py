@@ -1,12 +1,12 @@
 """Configuration of a LIF-neuron array: parameters, numeric format, stream layout, cycle model."""
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from fractions import Fraction
 
 from .errors import ConfigError
 from .ports import Field
-from .yamlio import atomic_write_text, dump_yaml, read_yaml_mapping
+from .unit import UnitConfig
 
 __all__ = ["LIFConfig", "LIF_HAZARD_DISTANCE", "LIF_LATENCY"]
 
@@ -41,7 +41,7 @@ def _check_number(name, value):
 
 
 @dataclass(frozen=True)
-class LIFConfig:
+class LIFConfig(UnitConfig):
     """An array of `neurons` multi-step LIF neurons, `lanes` of them updated per cycle.
 
     Neuron `n` belongs to channel `n % channels` (token-major order: `neurons = tokens *
@@ -91,6 +91,9 @@ class LIFConfig:
     expose_membrane : bool
         Whether the output stream also carries the membrane after reset.
     """
+
+    UNIT = "lif"
+    NAME = "a LIF"
 
     neurons: int = 256
     lanes: int = 16
@@ -278,47 +281,6 @@ class LIFConfig:
     def parameter_memory_bits(self):
         return 0 if self.uniform_parameters else self.param_period * self.lanes * 2 * self.v_bits
 
-    # -- (de)serialisation ---------------------------------------------------------------------
-
-    def to_dict(self):
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise ConfigError(f"a LIF configuration must be a mapping, not {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known, key=str)
-        if unknown:
-            raise ConfigError(
-                f"unknown LIF configuration key {unknown[0]!r} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**data)
-
-    def replace(self, **changes):
-        data = self.to_dict()
-        data.update(changes)
-        return type(self).from_dict(data)
-
-    def to_yaml(self):
-        return dump_yaml({"unit": "lif", "config": self.to_dict()})
-
-    def save(self, path):
-        atomic_write_text(path, self.to_yaml())
-
-    @classmethod
-    def load(cls, path):
-        data = read_yaml_mapping(path)
-        if data.get("unit") != "lif" or "config" not in data:
-            raise ConfigError(
-                f"configuration file {str(path)!r} is not a LIF configuration "
-                f"(expected 'unit: lif' and a 'config' mapping)"
-            )
-        return cls.from_dict(data["config"])
 
 
 def _is_number(v):

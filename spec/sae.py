@@ -12,14 +12,14 @@ pixel. For one accumulator that is the order (kh, kw, c_in). The output is `sat(
 """
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import BundleError, ConfigError
 from .lif import _check_int
 from .ports import Field
-from .yamlio import atomic_write_text, dump_yaml, read_yaml_mapping
+from .unit import UnitConfig
 
 __all__ = ["SAEConfig", "SAEParams", "SAE_MODES", "SAE_FLUSH_CYCLES", "SAE_OUT_FIFO_DEPTH",
            "load_sae_bundle", "SAETraces"]
@@ -35,7 +35,7 @@ _MAX_MAP = 1 << 12
 
 
 @dataclass(frozen=True)
-class SAEConfig:
+class SAEConfig(UnitConfig):
     """A spike-sparse accumulate engine.
 
     Parameters
@@ -59,6 +59,9 @@ class SAEConfig:
     bias : bool
         Whether a per-output-channel bias (signed, `acc_bits` wide) is added when draining.
     """
+
+    UNIT = "sae"
+    NAME = "an SAE"
 
     mode: str = "conv"
     in_channels: int = 64
@@ -385,41 +388,6 @@ class SAEConfig:
         ones = np.ones((frames, self.in_channels, self.height, self.width), dtype=np.uint8)
         return self.ideal_cycles(ones)
 
-    # -- (de)serialisation ------------------------------------------------------------------
-
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise ConfigError(f"an SAE configuration must be a mapping, not {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known, key=str)
-        if unknown:
-            raise ConfigError(
-                f"unknown SAE configuration key {unknown[0]!r} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**data)
-
-    def replace(self, **changes):
-        return type(self).from_dict({**self.to_dict(), **changes})
-
-    def to_yaml(self):
-        return dump_yaml({"unit": "sae", "config": self.to_dict()})
-
-    def save(self, path):
-        atomic_write_text(path, self.to_yaml())
-
-    @classmethod
-    def load(cls, path):
-        data = read_yaml_mapping(path)
-        if data.get("unit") != "sae" or "config" not in data:
-            raise ConfigError(
-                f"configuration file {str(path)!r} is not an SAE configuration "
-                f"(expected 'unit: sae' and a 'config' mapping)"
-            )
-        return cls.from_dict(data["config"])
 
 
 def _bits(size):
