@@ -108,6 +108,11 @@ class SAEConfig(UnitConfig):
                 f"depthwise mode needs in_lanes == lanes (an input beat is one accumulator "
                 f"group), not {self.in_lanes} and {self.lanes}"
             )
+        if self.mode == "depthwise" and self.lanes & (self.lanes - 1):
+            raise ConfigError(
+                f"depthwise mode needs lanes to be a power of two (banks of rows x columns), "
+                f"not {self.lanes}"
+            )
         if self.padding >= self.kernel:
             raise ConfigError(
                 f"padding ({self.padding}) must be smaller than kernel ({self.kernel})"
@@ -265,6 +270,25 @@ class SAEConfig(UnitConfig):
         """Per input column, the same as `row_table` for columns."""
         return self._axis_table(self.width, self.out_width, self.out_groups, self.w_kw_step)
 
+    @property
+    def depthwise_banks(self):
+        """(rows, cols) of the depthwise accumulator banks: rows * cols = lanes, both powers of
+        two, rows <= cols. An R x C window of output pixels of one channel falls in distinct
+        banks, and so do the `lanes` channels of one pixel."""
+        rows = 1 << ((self.lanes.bit_length() - 1) // 2)
+        return rows, self.lanes // rows
+
+    def depthwise_axis_table(self, size, out_size):
+        """Per input index: (taps, first output index, first kernel index)."""
+        table = []
+        for i in range(size):
+            taps = [k for k in range(self.kernel)
+                    if (i + self.padding - k) % self.stride == 0
+                    and 0 <= (i + self.padding - k) // self.stride < out_size]
+            table.append((len(taps), (i + self.padding - taps[0]) // self.stride, taps[0])
+                         if taps else (0, 0, 0))
+        return table
+
     def weight_base(self, channel, group):
         """Weight address of an event's first word, before the kernel-tap offsets."""
         if self.mode == "depthwise":
@@ -328,6 +352,15 @@ class SAEConfig(UnitConfig):
         counts = s.reshape(-1, self.in_channels, self.height, self.width).sum(axis=(0, 1))
         return int((counts * cost).sum()) + frames * self.drain_cycles()
 
+    def _depthwise_windows(self):
+        """(height, width) array: R x C windows (update cycles) of an event at each pixel."""
+        rows, cols = self.depthwise_banks
+        n_rows = np.array([e[0] for e in self.depthwise_axis_table(self.height,
+                                                                   self.out_height)])
+        n_cols = np.array([e[0] for e in self.depthwise_axis_table(self.width,
+                                                                   self.out_width)])
+        return np.outer(-(-n_rows // rows), -(-n_cols // cols))
+
     #: cycles from the drain's first read to its first output handshake
     DRAIN_LATENCY = 5
     #: cycles from a frame's last update (or last event) to the drain's first read
@@ -353,6 +386,8 @@ class SAEConfig(UnitConfig):
         padded = np.zeros((s.shape[0], groups_in * lanes, self.height, self.width), np.uint8)
         padded[:, : self.in_channels] = s
         encoder_free, engine_free, last_out = 0, 0, None
+        if self.mode == "depthwise":
+            windows = self._depthwise_windows()
         for frame in padded:
             last_issue = {}
             beats = [(r, c, g) for r in range(self.height) for c in range(self.width)
@@ -369,11 +404,20 @@ class SAEConfig(UnitConfig):
                 for event in events:
                     take = max(ready, engine_free)
                     t = take
-                    ops = [] if event is None else self.event_ops(r, c, *event)
-                    for addr, _ in ops:
-                        t = max(t + 1, last_issue.get(addr, -self.UPDATE_DISTANCE)
-                                + self.UPDATE_DISTANCE)
-                        last_issue[addr] = t
+                    if self.mode == "depthwise":
+                        # one update per R x C window; the first waits while updates of the
+                        # same channel from an earlier event are in flight
+                        ops = [] if event is None else [None] * int(windows[r, c])
+                        if ops:
+                            t = max(take + 1, last_issue.get(event[0], -self.UPDATE_DISTANCE)
+                                    + self.UPDATE_DISTANCE) + len(ops) - 1
+                            last_issue[event[0]] = t
+                    else:
+                        ops = [] if event is None else self.event_ops(r, c, *event)
+                        for addr, _ in ops:
+                            t = max(t + 1, last_issue.get(addr, -self.UPDATE_DISTANCE)
+                                    + self.UPDATE_DISTANCE)
+                            last_issue[addr] = t
                     engine_free = t if ops else take + 1
                     ready = take + 1
                     encoder_free = take

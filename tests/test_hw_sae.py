@@ -4,18 +4,22 @@
 saturation, back-to-back frames; the constant multiplier `hw.common.mul_const`.
 """
 
+import gc
 import re
+import warnings
 
 import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.back import rtlil
+from amaranth.hdl import UnusedElaboratable
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from amaranth_streams import run_streams
 
 from hw.common import mul_const
+from hw.depthwise import DepthwiseEngine
 from hw.sae import SAEEngine, SpikeAccumulator
 from sim.sae import sae_expected_beats, sae_input_beats, sae_output_arrays
 from spec.errors import ConfigError
@@ -246,8 +250,15 @@ SMALL = CASES["conv-one-word"]
 
 
 def test_engine_rejects_wrong_config_type():
-    with pytest.raises(TypeError, match=exact("config must be an SAEConfig, not 'conv'")):
+    with pytest.raises(TypeError,
+                       match=exact("config must be a linear or conv SAEConfig, not 'conv'")):
         SAEEngine("conv", params_for(SMALL))
+    dw = SAEConfig(mode="depthwise", in_channels=4, out_channels=4, kernel=3, padding=1,
+                   height=3, width=3, lanes=4, in_lanes=4)
+    with pytest.raises(TypeError, match=r"^config must be a linear or conv SAEConfig, not "):
+        SAEEngine(dw, params_for(dw))
+    with pytest.raises(TypeError, match=r"^config must be a depthwise SAEConfig, not "):
+        DepthwiseEngine(SMALL, params_for(SMALL))
 
 
 def test_engine_rejects_wrong_params_type():
@@ -266,8 +277,14 @@ def test_engine_rechecks_params_against_config():
 
 
 def test_accumulator_rejects_wrong_config_type():
-    with pytest.raises(TypeError, match=exact("config must be an SAEConfig, not 3")):
-        SpikeAccumulator(3, params_for(SMALL))
+    params = params_for(SMALL)
+    with warnings.catch_warnings():
+        # the encoder object whose constructor raised is never elaborated: collect it here,
+        # where its warning is expected, not in a later test
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(TypeError, match=exact("config must be an SAEConfig, not 3")):
+            SpikeAccumulator(3, params)
+        gc.collect()
 
 
 @pytest.mark.parametrize("name", ["conv-k3-s2-p1-nobias", "dw-k5-s1-p1", "linear-ragged-sat"])
