@@ -30,25 +30,32 @@ TABLE = {
     "linear 128->128 (1x1)": SAEConfig(mode="linear", in_channels=128, out_channels=128,
                                        kernel=1, padding=0, height=14, width=14, lanes=16,
                                        in_lanes=16, acc_bits=18),
-    "depthwise 7x7 128": SAEConfig(mode="depthwise", in_channels=128, out_channels=128,
-                                   kernel=7, padding=3, height=14, width=14, lanes=16,
-                                   in_lanes=16, acc_bits=18),
+    "depthwise 7x7 128, 14x14": SAEConfig(mode="depthwise", in_channels=128,
+                                          out_channels=128, kernel=7, padding=3, height=14,
+                                          width=14, lanes=16, in_lanes=16, acc_bits=18),
+    "depthwise 7x7 128, 28x28": SAEConfig(mode="depthwise", in_channels=128,
+                                          out_channels=128, kernel=7, padding=3, height=28,
+                                          width=28, lanes=16, in_lanes=16, acc_bits=18),
+    "depthwise 3x3 128, 14x14": SAEConfig(mode="depthwise", in_channels=128,
+                                          out_channels=128, kernel=3, padding=1, height=14,
+                                          width=14, lanes=16, in_lanes=16, acc_bits=18),
 }
 
 
-def cosim(config, densities):
-    bundles, verilog = prepare_sae(config, OUT / "conv", densities=densities, frames=1, seed=9)
+def cosim(config, densities, label):
+    bundles, verilog = prepare_sae(config, OUT / label, densities=densities, frames=1, seed=9)
     rows = []
     for density in densities:
-        report = OUT / f"conv-{density}.json"
+        report = OUT / f"{label}-{density}.json"
         t0 = time.perf_counter()
         run_cocotb(verilog, toplevel="sae", module="tb.cocotb_sae",
                    testcase="test_no_stalls_matches_cycle_model",
-                   test_dir=OUT / f"run-{density}", build_root=OUT / "verilator",
+                   test_dir=OUT / f"run-{label}-{density}", build_root=OUT / "verilator",
                    env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_REPORT": report},
-                   log_file=OUT / f"sim-{density}.log")
+                   log_file=OUT / f"sim-{label}-{density}.log")
         r = read_report(report)
         r["density"] = density
+        r["layer"] = label
         r["wall_s"] = round(time.perf_counter() - t0, 1)
         r["ratio"] = round(r["measured_cycles"] / r["ideal_cycles"], 4)
         r["sim_cycles_per_s"] = round(r["simulated_cycles"] / r["loop_seconds"])
@@ -65,15 +72,19 @@ def main(argv=None):
     figures = {}
 
     if not args.quick:
-        print("## Verilator co-simulation, conv 3x3 64->128, 14x14, lanes 16 (1 frame)")
-        print("| density | spikes | measured | cycle model | ideal | measured/ideal | "
+        print("## Verilator co-simulation (1 frame, every accumulator checked)")
+        print("| layer | density | spikes | measured | cycle model | ideal | measured/ideal | "
               "dense-equivalent | sim cycles/s |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
-        figures["cosim"] = cosim(CONV, (0.10, 0.25))
-        for r in figures["cosim"]:
-            print(f"| {r['density']:.0%} | {r['spikes']} | {r['measured_cycles']} | "
-                  f"{r['model_cycles']} | {r['ideal_cycles']} | {r['ratio']:.4f} | "
-                  f"{r['dense_cycles']} | {r['sim_cycles_per_s']:,} |", flush=True)
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+        figures["cosim"] = []
+        for label, config in (("conv 3x3 64->128 14x14", CONV),
+                              ("depthwise 7x7 128 14x14", TABLE["depthwise 7x7 128, 14x14"])):
+            rows = cosim(config, (0.10, 0.25), label.split()[0])
+            figures["cosim"] += rows
+            for r in rows:
+                print(f"| {label} | {r['density']:.0%} | {r['spikes']} | {r['measured_cycles']} "
+                      f"| {r['model_cycles']} | {r['ideal_cycles']} | {r['ratio']:.4f} | "
+                      f"{r['dense_cycles']} | {r['sim_cycles_per_s']:,} |", flush=True)
 
     print("\n## Cycles vs input density (cycle model, equal to co-simulation in every test)")
     print("| layer | density | cycles | ideal | cycles/ideal | dense-equivalent | dense/cycles |")

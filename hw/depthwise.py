@@ -1,6 +1,6 @@
 """Depthwise accumulate engine: one event updates up to `lanes` output pixels per cycle."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -55,7 +55,7 @@ class DepthwiseEngine(wiring.Component):
         taps = k * k
         channels = groups * lanes
         wmem = memory.Memory(
-            shape=unsigned(taps * wb), depth=channels,
+            shape=unsigned(taps * wb), depth=channels, attrs={"ram_style": "block"},
             init=[pack_words([prm.weight[c, 0, kh, kw] if c < cfg.out_channels else 0
                               for kh in range(k) for kw in range(k)], wb)
                   for c in range(channels)])
@@ -159,7 +159,6 @@ class DepthwiseEngine(wiring.Component):
         row_offsets = Array(Const(i * row_step, addr_shape) for i in range(rows_b))
         col_offsets = Array(Const(j * col_step, addr_shape) for j in range(cols_b))
         s1_live = Signal(lanes)
-        s1_tap = [Signal(range(taps), name=f"u1_tap{b}") for b in range(lanes)]
         live, addrs = [], []
         for b in range(lanes):
             r, s = divmod(b, cols_b)
@@ -170,20 +169,16 @@ class DepthwiseEngine(wiring.Component):
             m.d.comb += addr.eq(base - row_offsets[i] - col_offsets[j])
             live.append((i < rem_r) & (j < rem_c))
             addrs.append(addr)
-            kh = kh_u + mul_const(i, stride)
-            kw = kw_v + mul_const(j, stride)
-            m.d.sync += s1_tap[b].eq(mul_const(kh, k) + kw)
 
         # -- update pipeline --------------------------------------------------------------------
         s1_addr = [Signal(addr_shape, name=f"u1_addr{b}") for b in range(lanes)]
         s2_live, s3_live = Signal(lanes), Signal(lanes)
         s2_addr = [Signal(addr_shape, name=f"u2_addr{b}") for b in range(lanes)]
         s3_addr = [Signal(addr_shape, name=f"u3_addr{b}") for b in range(lanes)]
-        s2_tap = [Signal(range(taps), name=f"u2_tap{b}") for b in range(lanes)]
         s2_acc = [Signal(ab, name=f"u2_acc{b}") for b in range(lanes)]
         s3_sum = [Signal(ab, name=f"u3_sum{b}") for b in range(lanes)]
         ev_w = Signal(taps * wb)   # the current event's taps (read at take, ready 2 cycles on)
-        s2_w = Signal(taps * wb)
+        s2_weight = [Signal(signed(wb), name=f"u2_weight{b}") for b in range(lanes)]
         took = Signal()
         m.d.sync += took.eq(take)
         with m.If(took):
@@ -192,18 +187,17 @@ class DepthwiseEngine(wiring.Component):
             s_valid[0].eq(issue), s_chan[0].eq(chan), s_tag[0].eq(tag),
             s1_live.eq(Cat(*live)),
             s_valid[1].eq(s_valid[0]), s_chan[1].eq(s_chan[0]), s_tag[1].eq(s_tag[0]),
-            s2_live.eq(s1_live), s2_w.eq(ev_w),
+            s2_live.eq(s1_live),
             s_valid[2].eq(s_valid[1]), s_chan[2].eq(s_chan[1]), s_tag[2].eq(s_tag[1]),
             s3_live.eq(s2_live),
         ]
-        tap_words = Array(s2_w[t * wb:(t + 1) * wb].as_signed() for t in range(taps))
         for b, (rd, wr) in enumerate(banks):
             m.d.sync += [
                 s1_addr[b].eq(addrs[b]),
-                s2_addr[b].eq(s1_addr[b]), s2_tap[b].eq(s1_tap[b]), s2_acc[b].eq(rd.data),
+                s2_addr[b].eq(s1_addr[b]), s2_acc[b].eq(rd.data),
                 s3_addr[b].eq(s2_addr[b]),
                 s3_sum[b].eq(saturate(s2_acc[b].as_signed()
-                                      + Mux(s2_live[b], tap_words[s2_tap[b]], 0), ab)),
+                                      + Mux(s2_live[b], s2_weight[b], 0), ab)),
             ]
             m.d.comb += rd.addr.eq(Mux(mode == Mode.DRAIN, drain.read_addr, addrs[b]))
             with m.If(drain.clear_en):
@@ -211,6 +205,36 @@ class DepthwiseEngine(wiring.Component):
             with m.Else():
                 m.d.comb += [wr.addr.eq(s3_addr[b]), wr.data.eq(s3_sum[b]),
                              wr.en.eq(s_valid[2] & s3_live[b])]
+
+        # -- stage 1: the window's R x C kernel taps from the event's weights, then to banks -----
+        # taps (kh_u + stride * i, kw_v + stride * j) for window pixel (i, j): pick R kernel
+        # rows, then C taps of each, then rotate the block to the banks as the addresses are
+        s1_kh, s1_kw = Signal.like(kh_u), Signal.like(kw_v)
+        s1_rot_r, s1_rot_c = Signal.like(rot_r), Signal.like(rot_c)
+        m.d.sync += [s1_kh.eq(kh_u), s1_kw.eq(kw_v), s1_rot_r.eq(rot_r), s1_rot_c.eq(rot_c)]
+        block = {}
+        for i in range(rows_b):
+            row = Signal(k * wb, name=f"w_row{i}")
+            with m.Switch(s1_kh + i * stride):
+                for kh in range(k):
+                    with m.Case(kh):
+                        m.d.comb += row.eq(ev_w[kh * k * wb:(kh + 1) * k * wb])
+            for j in range(cols_b):
+                tap = Signal(signed(wb), name=f"w_tap{i}_{j}")
+                with m.Switch(s1_kw + j * stride):
+                    for kw in range(k):
+                        with m.Case(kw):
+                            m.d.comb += tap.eq(row[kw * wb:(kw + 1) * wb].as_signed())
+                block[i, j] = tap
+        for b in range(lanes):
+            r, c = divmod(b, cols_b)
+            i = Signal(range(rows_b), name=f"w_i{b}")
+            j = Signal(range(cols_b), name=f"w_j{b}")
+            m.d.comb += [i.eq(s1_rot_r - r), j.eq(s1_rot_c - c)]
+            with m.Switch(Cat(j, i)):
+                for (bi, bj), tap in block.items():
+                    with m.Case(bj | (bi << (cols_b.bit_length() - 1))):
+                        m.d.sync += s2_weight[b].eq(tap)
 
         # -- drain: un-rotate the banks of the pixel being read into channel lanes ------------
         bank_data = Array(rd.data for rd, _ in banks)
