@@ -12,7 +12,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from .scoreboard import Scoreboard, ScoreboardMismatch
-from .streams import StreamSink, StreamSource, never, run_cycles
+from .streams import StreamSink, StreamSource, never, random_stalls, run_cycles
 
 __all__ = ["StreamBench", "write_report", "env_seed"]
 
@@ -32,8 +32,9 @@ def env_seed():
 class StreamBench:
     """Clock, reset, `i` stream driver, `o` stream monitor and an in-order scoreboard."""
 
-    def __init__(self, dut, unit, in_fields, out_fields, *, budget):
+    def __init__(self, dut, unit, in_fields, out_fields, *, budget, settle=0):
         self.dut = dut
+        self.settle = settle  # cycles a unit needs after reset before it takes input
         self.unit = unit
         self.budget = budget
         self.seed = env_seed()
@@ -59,6 +60,7 @@ class StreamBench:
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
         self.cycle += cycles + 1
+        await self.idle(self.settle)
 
     async def idle(self, cycles):
         """Let `cycles` cycles pass with nothing offered and nothing taken."""
@@ -77,6 +79,20 @@ class StreamBench:
                 return self.scoreboard.pending == 0
         self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
                                       max_cycles=self.budget, start=self.cycle)
+
+    async def reset_midway_then_all(self, beats, expected, cut):
+        """Send `beats[:cut]` unchecked, reset in the middle, then send all `beats` and check
+        every output against `expected`: nothing of the interrupted stream may leak through."""
+        self.scoreboard = None
+        self.source.put(beats[:cut])
+        await self.run(in_stalls=random_stalls(0.2, self.seed),
+                       out_stalls=random_stalls(0.5, self.seed), until=lambda: self.source.idle)
+        await self.reset()
+        self.expect(expected)
+        self.source.put(beats)
+        await self.run(in_stalls=random_stalls(0.2, self.seed + 2),
+                       out_stalls=random_stalls(0.2, self.seed + 3))
+        self.scoreboard.check_done()
 
     async def run_expecting_mismatch(self):
         """Run until the scoreboard objects; return its message (fail if it never does)."""

@@ -76,18 +76,9 @@ async def test_reset_mid_sample_then_clean_sample(dut):
     tb = LIFBench(dut)
     await tb.reset()
     cfg = tb.config
-    beats = lif_input_beats(cfg, tb.traces.inputs)
     half = max(1, (cfg.beats_per_step * cfg.timesteps) // 2 + 1)
-    tb.scoreboard = None  # outputs before the reset are not checked
-    tb.source.put(beats[:half])
-    await tb.run(in_stalls=random_stalls(0.2, tb.seed), out_stalls=random_stalls(0.5, tb.seed),
-                 until=lambda: tb.source.idle)
-    await tb.reset()
-    tb.expect(lif_expected_beats(cfg, tb.traces))
-    tb.source.put(beats)
-    await tb.run(in_stalls=random_stalls(0.2, tb.seed + 2),
-                 out_stalls=random_stalls(0.2, tb.seed + 3))
-    tb.scoreboard.check_done()
+    await tb.reset_midway_then_all(lif_input_beats(cfg, tb.traces.inputs),
+                                   lif_expected_beats(cfg, tb.traces), half)
 
 
 @cocotb.test()

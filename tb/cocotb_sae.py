@@ -8,7 +8,7 @@ import time
 
 import cocotb
 
-from sim.bench import StreamBench, write_report
+from sim.bench import StreamBench, env_seed, write_report
 from sim.sae import sae_expected_beats, sae_input_beats
 from sim.scoreboard import Expected
 from sim.streams import random_stalls
@@ -20,18 +20,15 @@ class SAEBench(StreamBench):
 
     def __init__(self, dut):
         self.config, self.params, self.traces = load_sae_bundle(os.environ["SPIKEGEN_BUNDLE"])
+        # after a reset the engine zeroes its accumulators before it takes events
         super().__init__(dut, "sae", self.config.input_fields(), self.config.output_fields(),
-                         budget=20 * self.config.cycles(self.traces.inputs) + 5000)
-
-    async def reset_and_clear(self):
-        """Reset, then wait while the engine zeroes its accumulators."""
-        await self.reset()
-        await self.idle(self.config.acc_words + 2)
+                         budget=20 * self.config.cycles(self.traces.inputs) + 5000,
+                         settle=self.config.acc_words + 2)
 
 
 async def _stream_all(dut, in_stalls=None, out_stalls=None):
     tb = SAEBench(dut)
-    await tb.reset_and_clear()
+    await tb.reset()
     tb.expect(sae_expected_beats(tb.config, tb.traces))
     tb.source.put(sae_input_beats(tb.config, tb.traces.inputs))
     await tb.run(in_stalls=in_stalls, out_stalls=out_stalls)
@@ -60,7 +57,7 @@ async def test_no_stalls_matches_cycle_model(dut):
 @cocotb.test()
 async def test_random_stalls_both_sides(dut):
     """Seeded random stalls on the spike input and the accumulator output."""
-    seed = int(os.environ.get("SPIKEGEN_SEED", "1"))
+    seed = env_seed()
     await _stream_all(dut, random_stalls(0.3, seed), random_stalls(0.4, seed + 1))
 
 
@@ -69,24 +66,17 @@ async def test_reset_mid_frame_then_clean_frames(dut):
     """A reset in the middle of a frame, then all frames again: the engine must clear its
     half-accumulated state itself."""
     tb = SAEBench(dut)
-    await tb.reset_and_clear()
+    await tb.reset()
     beats = sae_input_beats(tb.config, tb.traces.inputs)
-    tb.scoreboard = None
-    tb.source.put(beats[: max(1, len(beats) // 2 + 1)])
-    await tb.run(in_stalls=random_stalls(0.2, tb.seed), until=lambda: tb.source.idle)
-    await tb.reset_and_clear()
-    tb.expect(sae_expected_beats(tb.config, tb.traces))
-    tb.source.put(beats)
-    await tb.run(in_stalls=random_stalls(0.2, tb.seed + 2),
-                 out_stalls=random_stalls(0.2, tb.seed + 3))
-    tb.scoreboard.check_done()
+    await tb.reset_midway_then_all(beats, sae_expected_beats(tb.config, tb.traces),
+                                   max(1, len(beats) // 2 + 1))
 
 
 @cocotb.test()
 async def test_corrupted_expectation_is_caught(dut):
     """One changed expected accumulator must be reported with its frame, pixel and channel."""
     tb = SAEBench(dut)
-    await tb.reset_and_clear()
+    await tb.reset()
     cfg = tb.config
     expected = sae_expected_beats(cfg, tb.traces)
     target = len(expected) - 1
