@@ -61,7 +61,7 @@ class SAEEngine(wiring.Component):
     def elaborate(self, platform):
         cfg, prm = self._config, self._params
         lanes, groups, ab, wb = cfg.lanes, cfg.out_groups, cfg.acc_bits, cfg.w_bits
-        n_acc, ops_pp = cfg.acc_words, cfg.ops_per_pixel
+        n_acc, ops_pp = cfg.acc_words, cfg.out_groups
         m = Module()
 
         wmem = memory.Memory(shape=unsigned(lanes * wb), depth=cfg.weight_words,

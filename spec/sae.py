@@ -215,17 +215,13 @@ class SAEConfig(UnitConfig):
                              self.height, self.width).sum(axis=2)
         return int(np.maximum(per_beat, 1).sum())
 
-    # -- addressing: shared by the engine and its cycle model -------------------------------
+    # -- addressing: shared by the engines and the cycle model ------------------------------
     #
     # Accumulator word (oh, ow, g) holds output channels g*lanes .. g*lanes+lanes-1 of output
-    # pixel (oh, ow), at address (oh * out_width + ow) * out_groups + g. Weight words hold
-    # `lanes` weights: linear/conv word (c_in, kh, kw, g) at ((c_in * k + kh) * k + kw) *
-    # out_groups + g; depthwise word (g, kh, kw) at (g * k + kh) * k + kw.
-
-    @property
-    def ops_per_pixel(self):
-        """Accumulator words one event updates per output pixel it touches."""
-        return 1 if self.mode == "depthwise" else self.out_groups
+    # pixel (oh, ow), at address (oh * out_width + ow) * out_groups + g (the depthwise engine
+    # spreads each word's lanes over banks, see hw/depthwise.py). Linear/conv weight words hold
+    # `lanes` weights, word (c_in, kh, kw, g) at ((c_in * k + kh) * k + kw) * out_groups + g;
+    # depthwise weight words hold one channel's k x k taps, word c.
 
     @property
     def acc_words(self):
@@ -233,18 +229,19 @@ class SAEConfig(UnitConfig):
 
     @property
     def weight_words(self):
-        k2 = self.kernel * self.kernel
         if self.mode == "depthwise":
-            return self.out_groups * k2
-        return self.in_channels * k2 * self.out_groups
+            return self.out_groups * self.lanes
+        return self.in_channels * self.kernel * self.kernel * self.out_groups
 
     @property
     def w_kh_step(self):
-        return self.kernel * self.ops_per_pixel
+        """Linear/conv weight address step from one kernel row to the next."""
+        return self.kernel * self.out_groups
 
     @property
     def w_kw_step(self):
-        return self.ops_per_pixel
+        """Linear/conv weight address step from one kernel column to the next."""
+        return self.out_groups
 
     def _axis_table(self, size, out_size, acc_step, w_step):
         table = []
@@ -289,24 +286,20 @@ class SAEConfig(UnitConfig):
                          if taps else (0, 0, 0))
         return table
 
-    def weight_base(self, channel, group):
-        """Weight address of an event's first word, before the kernel-tap offsets."""
+    def event_ops(self, row, col, channel):
+        """(accumulator address, weight address) of every update a linear/conv event makes,
+        in order (the depthwise engine updates windows: `SAEConfig.cycles`)."""
         if self.mode == "depthwise":
-            return group * self.kernel * self.kernel
-        return channel * self.kernel * self.kernel * self.out_groups
-
-    def event_ops(self, row, col, channel, group):
-        """(accumulator address, weight address) of every update an event makes, in order."""
+            raise ValueError("event_ops describes the linear/conv engine, not depthwise")
         n_rows, acc_row, w_row = self.row_table()[row]
         n_cols, acc_col0, w_col0 = self.col_table()[col]
-        base = self.weight_base(channel, group)
-        extra = group if self.mode == "depthwise" else 0
+        base = channel * self.kernel * self.kernel * self.out_groups
         ops = []
         for _ in range(n_rows):
             acc_col, w_col = acc_col0, w_col0
             for _ in range(n_cols):
-                for g in range(self.ops_per_pixel):
-                    ops.append((acc_row + acc_col + g + extra, base + w_row + w_col + g))
+                for g in range(self.out_groups):
+                    ops.append((acc_row + acc_col + g, base + w_row + w_col + g))
                 acc_col -= self.out_groups
                 w_col += self.stride * self.w_kw_step
             acc_row -= self.out_width * self.out_groups
@@ -413,7 +406,7 @@ class SAEConfig(UnitConfig):
                                     + self.UPDATE_DISTANCE) + len(ops) - 1
                             last_issue[event[0]] = t
                     else:
-                        ops = [] if event is None else self.event_ops(r, c, *event)
+                        ops = [] if event is None else self.event_ops(r, c, event[0])
                         for addr, _ in ops:
                             t = max(t + 1, last_issue.get(addr, -self.UPDATE_DISTANCE)
                                     + self.UPDATE_DISTANCE)
