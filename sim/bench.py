@@ -80,6 +80,16 @@ class StreamBench:
         self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
                                       max_cycles=self.budget, start=self.cycle)
 
+    async def stream_all(self, beats, expected, *, in_stalls=None, out_stalls=None):
+        """Reset, send `beats`, check every output against `expected`, and see all of both
+        streams through."""
+        await self.reset()
+        self.expect(expected)
+        self.source.put(beats)
+        await self.run(in_stalls=in_stalls, out_stalls=out_stalls)
+        self.scoreboard.check_done()
+        assert self.source.idle, "input beats left over"
+
     async def reset_midway_then_all(self, beats, expected, cut):
         """Send `beats[:cut]` unchecked, reset in the middle, then send all `beats` and check
         every output against `expected`: nothing of the interrupted stream may leak through."""

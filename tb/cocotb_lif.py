@@ -27,12 +27,9 @@ class LIFBench(StreamBench):
 
 async def _stream_all(dut, in_stalls, out_stalls):
     tb = LIFBench(dut)
-    await tb.reset()
-    tb.expect(lif_expected_beats(tb.config, tb.traces))
-    tb.source.put(lif_input_beats(tb.config, tb.traces.inputs))
-    await tb.run(in_stalls=in_stalls, out_stalls=out_stalls)
-    tb.scoreboard.check_done()
-    assert tb.source.idle, "input beats left over"
+    await tb.stream_all(lif_input_beats(tb.config, tb.traces.inputs),
+                        lif_expected_beats(tb.config, tb.traces),
+                        in_stalls=in_stalls, out_stalls=out_stalls)
     return tb
 
 

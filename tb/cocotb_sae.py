@@ -28,12 +28,9 @@ class SAEBench(StreamBench):
 
 async def _stream_all(dut, in_stalls=None, out_stalls=None):
     tb = SAEBench(dut)
-    await tb.reset()
-    tb.expect(sae_expected_beats(tb.config, tb.traces))
-    tb.source.put(sae_input_beats(tb.config, tb.traces.inputs))
-    await tb.run(in_stalls=in_stalls, out_stalls=out_stalls)
-    tb.scoreboard.check_done()
-    assert tb.source.idle, "input beats left over"
+    await tb.stream_all(sae_input_beats(tb.config, tb.traces.inputs),
+                        sae_expected_beats(tb.config, tb.traces),
+                        in_stalls=in_stalls, out_stalls=out_stalls)
     return tb
 
 
