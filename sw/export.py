@@ -8,7 +8,7 @@ from spec.lif import LIFTraces
 from .lif_int import lif_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
-           "export_sae_bundle"]
+           "export_sae_bundle", "random_qkv", "export_sdsa_bundle"]
 
 
 def random_lif_inputs(config, samples, *, seed=0):
@@ -85,3 +85,37 @@ def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, densi
     write_bundle(path, unit="sae", config=config.to_dict(), arrays=arrays,
                  meta={"generator": "sw.export", "seed": int(seed), "density": float(density)})
     return params, SAETraces(inputs=arrays["inputs"], outputs=outputs)
+
+
+def random_qkv(config, samples, density, *, seed=0):
+    """Seeded Bernoulli Q, K, V spikes (samples, timesteps, tokens, channels). `density` is one
+    value or a (q, k, v) triple."""
+    dens = density if isinstance(density, (tuple, list)) else (density,) * 3
+    shape = (samples, config.timesteps, config.tokens, config.channels)
+    return tuple(random_spikes(shape, p, seed=seed + n) for n, p in enumerate(dens))
+
+
+def export_sdsa_bundle(path, config, *, q=None, k=None, v=None, samples=2, density=0.1, seed=0):
+    """Write an SDSA bundle: configuration, Q/K/V spikes, the expected output spikes and the
+    neuron's integer input (`attention` A for variants 3/4, `counts` for 1/2).
+
+    Without Q/K/V, `samples` samples of seeded Bernoulli spikes of `density` (one value or a
+    (q, k, v) triple). Returns the traces written (`spec.sdsa.SDSATraces`).
+    """
+    from spec.sdsa import SDSATraces
+
+    from .sdsa_int import sdsa_int
+
+    if q is None or k is None or v is None:
+        q, k, v = random_qkv(config, samples, density, seed=seed)
+    spikes, neuron_input = sdsa_int(config, q, k, v)
+    name = "attention" if config.variant >= 3 else "counts"
+    arrays = {"q": np.asarray(q, np.uint8), "k": np.asarray(k, np.uint8),
+              "v": np.asarray(v, np.uint8), "spikes": spikes,
+              name: neuron_input.astype(np.int32)}
+    dens = density if isinstance(density, (tuple, list)) else (density,) * 3
+    write_bundle(path, unit="sdsa", config=config.to_dict(), arrays=arrays,
+                 meta={"generator": "sw.export", "seed": int(seed),
+                       "density": [float(x) for x in dens]})
+    return SDSATraces(q=arrays["q"], k=arrays["k"], v=arrays["v"], spikes=spikes,
+                      neuron_input=neuron_input)

@@ -29,31 +29,47 @@ def run_streams(dut, in_fields, beats, out_fields, *, done, in_stall=0.0, out_st
                 max_cycles=200_000, start=0):
     """Feed `beats` (field dicts) into `dut.i`, collect `dut.o` until `done(run)` is true.
     Nothing is offered before cycle `start`."""
-    words = [pack(in_fields, b) for b in beats]
+    return run_ports(dut, {"i": (in_fields, beats)}, out_fields, done=done, in_stall=in_stall,
+                     out_stall=out_stall, seed=seed, max_cycles=max_cycles, start=start)
+
+
+def run_ports(dut, sources, out_fields, *, done, in_stall=0.0, out_stall=0.0, seed=0,
+              max_cycles=200_000, start=0, sink="o"):
+    """Feed each input port of `sources` ({port name: (fields, beats)}) and collect `sink`
+    until `done(run)` is true. Each input has its own seeded stall pattern; `run.in_cycles`
+    records the handshakes of all inputs."""
+    ports = [(getattr(dut, name), [pack(fields, b) for b in beats])
+             for name, (fields, beats) in sources.items()]
+    out = getattr(dut, sink)
     run = StreamRun()
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
+    rngs = [random.Random(seed + (n + 1 if n else 0)) for n in range(len(ports))]
+    rng_out = random.Random(seed + 1)
 
     async def bench(ctx):
-        pending = 0  # index of the next input beat
-        offered = False
+        pending = [0] * len(ports)
+        offered = [False] * len(ports)
         for cycle in range(max_cycles):
-            if done(run) and pending == len(words):
+            if done(run) and all(p == len(w) for p, (_, w) in zip(pending, ports, strict=True)):
                 return
-            if (not offered and pending < len(words) and cycle >= start
-                    and rng_in.random() >= in_stall):
-                offered = True
-                ctx.set(dut.i.payload.as_value(), words[pending])
-            ctx.set(dut.i.valid, offered)
+            fires = []
+            for n, (port, words) in enumerate(ports):
+                if (not offered[n] and pending[n] < len(words) and cycle >= start
+                        and rngs[n].random() >= in_stall):
+                    offered[n] = True
+                    ctx.set(port.payload.as_value(), words[pending[n]])
+                ctx.set(port.valid, offered[n])
             ready = rng_out.random() >= out_stall
-            ctx.set(dut.o.ready, ready)
-            in_fire = offered and ctx.get(dut.i.ready)
-            out_fire = ready and ctx.get(dut.o.valid)
-            payload = ctx.get(dut.o.payload.as_value())
+            ctx.set(out.ready, ready)
+            for n, (port, _) in enumerate(ports):
+                fires.append(offered[n] and ctx.get(port.ready))
+            out_fire = ready and ctx.get(out.valid)
+            payload = ctx.get(out.payload.as_value())
             await ctx.tick()
-            if in_fire:
-                run.in_cycles.append(cycle)
-                pending += 1
-                offered = False
+            for n, fire in enumerate(fires):
+                if fire:
+                    run.in_cycles.append(cycle)
+                    pending[n] += 1
+                    offered[n] = False
             if out_fire:
                 run.outputs.append(unpack(out_fields, payload))
                 run.out_cycles.append(cycle)
