@@ -30,7 +30,12 @@ def env_seed():
 
 
 class StreamBench:
-    """Clock, reset, `i` stream driver, `o` stream monitor and an in-order scoreboard."""
+    """Clock, reset, input stream drivers, the `o` stream monitor and an in-order scoreboard.
+
+    `in_fields` is the payload layout of the one input `i`, or {port: layout} for several
+    inputs; beats, stall patterns and the `source` attribute follow the same form (a dict for
+    several inputs, `sources` always).
+    """
 
     def __init__(self, dut, unit, in_fields, out_fields, *, budget, settle=0):
         self.dut = dut
@@ -38,7 +43,10 @@ class StreamBench:
         self.unit = unit
         self.budget = budget
         self.seed = env_seed()
-        self.source = StreamSource(dut, "i", in_fields)
+        self.single = not isinstance(in_fields, dict)
+        ports = {"i": in_fields} if self.single else in_fields
+        self.sources = {name: StreamSource(dut, name, fields) for name, fields in ports.items()}
+        self.source = self.sources["i"] if self.single else _Sources(self.sources)
         self.sink = StreamSink(dut, "o", out_fields, on_beat=self._on_beat)
         self.scoreboard = None
         self.cycle = 0
@@ -53,7 +61,8 @@ class StreamBench:
 
     async def reset(self, cycles=3):
         await FallingEdge(self.dut.clk)
-        self.source.flush()
+        for source in self.sources.values():
+            source.flush()
         self.sink.hold()
         self.dut.rst.value = 1
         for _ in range(cycles):
@@ -71,14 +80,23 @@ class StreamBench:
     def expect(self, expected):
         self.scoreboard = Scoreboard(self.unit, expected)
 
+    def _in_stalls(self, probability, seed):
+        """Seeded stall patterns for the inputs: one pattern, or one per input port."""
+        if self.single:
+            return random_stalls(probability, seed)
+        return {name: random_stalls(probability, seed + 7 * n)
+                for n, name in enumerate(self.sources)}
+
     async def run(self, *, in_stalls=None, out_stalls=None, until=None):
-        self.source.stalls = in_stalls or never()
+        for name, source in self.sources.items():
+            pattern = in_stalls.get(name) if isinstance(in_stalls, dict) else in_stalls
+            source.stalls = pattern or never()
         self.sink.stalls = out_stalls or never()
         if until is None:
             def until():
                 return self.scoreboard.pending == 0
-        self.cycle = await run_cycles(self.dut, [self.source, self.sink], until=until,
-                                      max_cycles=self.budget, start=self.cycle)
+        self.cycle = await run_cycles(self.dut, [*self.sources.values(), self.sink],
+                                      until=until, max_cycles=self.budget, start=self.cycle)
 
     async def stream_all(self, beats, expected, *, in_stalls=None, out_stalls=None):
         """Reset, send `beats`, check every output against `expected`, and see all of both
@@ -94,13 +112,16 @@ class StreamBench:
         """Send `beats[:cut]` unchecked, reset in the middle, then send all `beats` and check
         every output against `expected`: nothing of the interrupted stream may leak through."""
         self.scoreboard = None
-        self.source.put(beats[:cut])
-        await self.run(in_stalls=random_stalls(0.2, self.seed),
+        if self.single:
+            self.source.put(beats[:cut])
+        else:
+            self.source.put({name: b[:cut] for name, b in beats.items()})
+        await self.run(in_stalls=self._in_stalls(0.2, self.seed),
                        out_stalls=random_stalls(0.5, self.seed), until=lambda: self.source.idle)
         await self.reset()
         self.expect(expected)
         self.source.put(beats)
-        await self.run(in_stalls=random_stalls(0.2, self.seed + 2),
+        await self.run(in_stalls=self._in_stalls(0.2, self.seed + 2),
                        out_stalls=random_stalls(0.2, self.seed + 3))
         self.scoreboard.check_done()
 
@@ -114,4 +135,24 @@ class StreamBench:
         raise AssertionError("the scoreboard accepted a corrupted expectation")
 
     def measured_cycles(self):
-        return self.sink.last_cycle - self.source.first_cycle + 1
+        """Cycles from the first input handshake (of any input) to the last output one."""
+        first = min(s.first_cycle for s in self.sources.values() if s.first_cycle is not None)
+        return self.sink.last_cycle - first + 1
+
+
+class _Sources:
+    """Several stream sources used as one: `put` takes {port: beats}."""
+
+    def __init__(self, sources):
+        self._sources = sources
+
+    def put(self, beats):
+        unknown = set(beats) - set(self._sources)
+        if unknown:
+            raise KeyError(f"no input port {sorted(unknown)[0]!r}")
+        for name, b in beats.items():
+            self._sources[name].put(b)
+
+    @property
+    def idle(self):
+        return all(s.idle for s in self._sources.values())

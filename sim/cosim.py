@@ -10,8 +10,8 @@ from sw.export import export_lif_bundle
 
 from .verilator import build
 
-__all__ = ["prepare_lif", "prepare_sae", "run_cocotb", "read_report", "CosimFailure",
-           "REPO_ROOT"]
+__all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "run_cocotb", "read_report",
+           "CosimFailure", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,4 +89,24 @@ def prepare_sae(config, workdir, *, densities, frames=2, seed=0, name="sae"):
                           density=density, seed=seed + 1 + n)
     verilog = workdir / f"{name}.v"
     verilog.write_text(to_verilog(SpikeAccumulator(config, params), name))
+    return bundles, verilog
+
+
+def prepare_sdsa(config, workdir, *, densities, samples=2, seed=0, name="sdsa"):
+    """Export one SDSA bundle per Q/K/V density and the Verilog into `workdir`.
+
+    Returns ({density: bundle path}, verilog path).
+    """
+    from hw.sdsa import sdsa_unit
+    from sw.export import export_sdsa_bundle
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    bundles = {}
+    for n, density in enumerate(densities):
+        bundles[density] = workdir / f"bundle-d{density}"
+        export_sdsa_bundle(bundles[density], config, samples=samples, density=density,
+                           seed=seed + 10 * n)
+    verilog = workdir / f"{name}.v"
+    verilog.write_text(to_verilog(sdsa_unit(config), name))
     return bundles, verilog

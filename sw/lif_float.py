@@ -47,10 +47,12 @@ class MultiStepLIF(nn.Module):
         Sharpness of the sigmoid surrogate.
     record_membrane : bool
         Keep the per-timestep membrane after reset in `self.membranes`.
+    learn_threshold : bool
+        Make `v_th` a trainable parameter (SDSA-4's attention neuron).
     """
 
     def __init__(self, *, tau=2.0, v_th=1.0, v_reset=0.0, bias=0.0, decay_input=True,
-                 reset="hard", alpha=4.0, record_membrane=False):
+                 reset="hard", alpha=4.0, record_membrane=False, learn_threshold=False):
         super().__init__()
         if tau <= 0:
             raise ValueError(f"tau must be positive, not {tau!r}")
@@ -59,7 +61,11 @@ class MultiStepLIF(nn.Module):
         self.tau, self.v_reset, self.decay_input, self.reset = tau, v_reset, decay_input, reset
         self.alpha, self.record_membrane = alpha, record_membrane
         # a tensor, so that per-channel thresholds broadcast over the last dimension
-        self.register_buffer("v_th", torch.as_tensor(v_th, dtype=torch.float32))
+        v_th = torch.as_tensor(v_th, dtype=torch.float32)
+        if learn_threshold:
+            self.v_th = nn.Parameter(v_th.clone())
+        else:
+            self.register_buffer("v_th", v_th)
         self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
         self.membranes = None
 
