@@ -43,6 +43,21 @@ def sdsa_unit(config):
 SDSAUnit = sdsa_unit
 
 
+def _event_fifo(m, name, source):
+    """A `SyncFIFO` of `SDSAConfig.EVENT_FIFO_DEPTH` events after the stream `source`; returns
+    the stream (valid, ready, payload) of its read side."""
+    layout = source.payload.shape()
+    q = fifo.SyncFIFO(width=layout.size, depth=SDSAConfig.EVENT_FIFO_DEPTH)
+    m.submodules[name] = q
+    out = stream.Signature(layout).create(path=(name,))
+    m.d.comb += [
+        q.w_data.eq(source.payload.as_value()), q.w_en.eq(source.valid),
+        source.ready.eq(q.w_rdy),
+        out.payload.as_value().eq(q.r_data), out.valid.eq(q.r_rdy), q.r_en.eq(out.ready),
+    ]
+    return out
+
+
 def _split(word, lanes, bits):
     return [word[i * bits:(i + 1) * bits] for i in range(lanes)]
 
@@ -249,18 +264,20 @@ class LinearSDSA(wiring.Component):
             with m.Case(Phase.RUN):
                 m.d.comb += issue.eq(busy & (~head_end_op | end_ok))
 
-        kev, qev = kscan.o.payload, qscan.o.payload
+        # each scanner runs up to EVENT_FIFO_DEPTH events ahead of the engine
+        kq, qq = _event_fifo(m, "kev_fifo", kscan.o), _event_fifo(m, "qev_fifo", qscan.o)
+        kev, qev = kq.payload, qq.payload
         free = ~busy | (issue & op_last)
         m.d.comb += [
-            kscan.o.ready.eq((phase == Phase.LOAD) & ~clearing & ~a_final & free
-                             & (tokens_in > kev.tag.token)),
-            qscan.o.ready.eq((phase == Phase.RUN) & free),
+            kq.ready.eq((phase == Phase.LOAD) & ~clearing & ~a_final & free
+                        & (tokens_in > kev.tag.token)),
+            qq.ready.eq((phase == Phase.RUN) & free),
         ]
         with m.If(issue):
             m.d.sync += j.eq(Mux(op_last, 0, j + 1))
             with m.If(op_last):
                 m.d.sync += busy.eq(0)
-        with m.If(kscan.o.valid & kscan.o.ready):
+        with m.If(kq.valid & kq.ready):
             m.d.sync += [
                 busy.eq(kev.spike), j.eq(0), nop.eq(0),
                 row.eq(kev.tag.rowbase + mul_const(kev.lane, dw)),
@@ -270,7 +287,7 @@ class LinearSDSA(wiring.Component):
             ]
             with m.If(kev.final):
                 m.d.sync += a_final.eq(1)
-        with m.If(qscan.o.valid & qscan.o.ready):
+        with m.If(qq.valid & qq.ready):
             m.d.sync += [
                 busy.eq(1), j.eq(0), nop.eq(~qev.spike),
                 row.eq(qev.tag.rowbase + mul_const(qev.lane, dw)),

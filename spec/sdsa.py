@@ -315,6 +315,9 @@ class SDSAConfig(UnitConfig):
     FLUSH_CYCLES = 4
     #: words in flight between the Q buffer and its scanner (variants 3/4)
     Q_FETCH_DEPTH = 4
+    #: events a scanner may run ahead of the engine (variants 3/4), so that words without
+    #: spikes are scanned while the engine works
+    EVENT_FIFO_DEPTH = 4
     #: cycles from a memory read to its word leaving a `SyncFIFOBuffered` (read, register,
     #: FIFO write, two cycles of FIFO) and from a LIF array's input to its output
     FIFO_LATENCY = 2
@@ -396,6 +399,7 @@ class SDSAConfig(UnitConfig):
 
         # the scanner's acceptance times depend on the load times and vice versa; both move
         # forward in order, so interleave: load as far as the FIFO allows, then scan a word
+        queue = _EventQueue(self.EVENT_FIFO_DEPTH, take_k)
         free = 0
         for i in range(words):
             while len(load) < words and (len(load) < depth + len(accept)):
@@ -409,9 +413,9 @@ class SDSAConfig(UnitConfig):
                 continue
             when = a + 1
             for lane in lanes or [None]:
-                taken = take_k((i, lane), when)
-                when = taken + 1
-            free = taken
+                pushed = queue.push((i, lane), when)
+                when = pushed + 1
+            free = pushed
         done = max(engine["final"], start + words)
         run = done + self.FLUSH_CYCLES
 
@@ -421,8 +425,8 @@ class SDSAConfig(UnitConfig):
         q_full = start + words
 
         def take_q(event, when):
-            i, lane = event
-            head_end = (i % dw == dw - 1) and is_last[0]
+            i, lane, last_of_word = event
+            head_end = (i % dw == dw - 1) and last_of_word
             take = max(when, state["free"])
             if lane is None:
                 t = take + 1
@@ -436,7 +440,7 @@ class SDSAConfig(UnitConfig):
             state["free"] = t
             return take
 
-        is_last = [False]
+        queue = _EventQueue(self.EVENT_FIFO_DEPTH, take_q)
         free = 0
         for i in range(words):
             while len(fetch) < words and len(fetch) < self.Q_FETCH_DEPTH + len(q_accept):
@@ -455,10 +459,9 @@ class SDSAConfig(UnitConfig):
             when = a + 1
             events = lanes or [None]
             for n, lane in enumerate(events):
-                is_last[0] = n == len(events) - 1
-                taken = take_q((i, lane), when)
-                when = taken + 1
-            free = taken
+                pushed = queue.push((i, lane, n == len(events) - 1), when)
+                when = pushed + 1
+            free = pushed
         final_issue = state["free"]
         last_out = state["end"] + 2 + dw + self.FIFO_LATENCY + self.NEURON_LATENCY
         return final_issue + 1, last_out
@@ -467,6 +470,23 @@ class SDSAConfig(UnitConfig):
         """The same cost if every Q, K and V position were a spike."""
         ones = np.ones((samples, self.timesteps, self.tokens, self.channels), dtype=np.uint8)
         return self.ideal_cycles(ones, ones, ones)
+
+
+class _EventQueue:
+    """Replay of a `SyncFIFO` of `depth` events between a scanner and an engine: `push(event,
+    when)` returns the cycle the scanner hands the event over (from `when`, once there is room);
+    the engine's `take(event, when)` gives the cycle it takes the event, from the cycle after
+    the push."""
+
+    def __init__(self, depth, take):
+        self.depth, self.take, self.taken = depth, take, []
+
+    def push(self, event, when):
+        k = len(self.taken)
+        if k >= self.depth:
+            when = max(when, self.taken[k - self.depth] + 1)
+        self.taken.append(self.take(event, when + 1))
+        return when
 
 
 @dataclass(frozen=True)
