@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check -qq
 
-.PHONY: setup demo test lint bench bench-sae clean
+.PHONY: setup demo test lint bench bench-sae bench-sdsa clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
@@ -28,9 +28,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.lif
 	$(VENV)/bin/python -m bench.sae
+	$(VENV)/bin/python -m bench.sdsa
 
 bench-sae: $(STAMP)
 	$(VENV)/bin/python -m bench.sae
+
+bench-sdsa: $(STAMP)
+	$(VENV)/bin/python -m bench.sdsa
 
 clean:
 	rm -rf build out .pytest_cache

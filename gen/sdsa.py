@@ -61,8 +61,10 @@ def config_from_args(args):
         config, _ = load_sdsa_bundle(args.bundle)
         source = f"bundle {args.bundle!r}"
     flags = {dest: flag for flag, (dest, _, _) in _FLAGS.items()}
+    # widths compare as used: a file's `null` means the least width, which a flag may name
+    effective = {"count_bits": config.kv_bits, "acc_bits": config.a_bits}
     for dest, value in given.items():
-        have = getattr(config, dest)
+        have = effective.get(dest, getattr(config, dest))
         if (list(have) if isinstance(have, tuple) else have) != value:
             fail(f"{source} has {dest} {have!r}, but {flags[dest]} {value!r} was given")
     return config
@@ -72,6 +74,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     verilog_name(args.name)
     check_output_path(args.out)
+    if args.report == "-":
+        fail("--report needs a file name (stdout carries the Verilog)")
     check_output_path(args.report)
     config = config_from_args(args)
     text = to_verilog(sdsa_unit(config), args.name)

@@ -110,6 +110,9 @@ class SDSAConfig(UnitConfig):
                 f"fit: {', '.join(map(str, fits))}"
             )
         self._check_v_th()
+        if self.variant < 3 and self.acc_bits is not None:
+            raise ConfigError(f"acc_bits (the width of Q KV) applies to variants 3/4 only; "
+                              f"variant {self.variant} has no Q KV")
         for name, need in (("count_bits", self.min_count_bits),
                            ("acc_bits", self.min_acc_bits)):
             value = getattr(self, name)

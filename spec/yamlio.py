@@ -37,13 +37,21 @@ def dump_yaml(data):
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes):
-    """Write `data` to `path` through a temporary file and a rename: never half-written."""
+    """Write `data` to `path` through a temporary file and a rename: never half-written. The
+    file gets the mode a plain `open()` would give it (0666 less the umask)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
