@@ -1,12 +1,13 @@
 """Spike encoder: dense spike beats in, address events out, so zeros cost nothing downstream."""
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.sae import SAEConfig
 
 from .common import struct_layout
+from .scanner import lowest_set
 
 __all__ = ["SpikeEncoder"]
 
@@ -75,12 +76,7 @@ class SpikeEncoder(wiring.Component):
         cur_base = Signal.like(base)
         cur_group = Signal.like(group)
 
-        lowest = Signal(lanes)  # one-hot lowest set bit of mask
-        m.d.comb += lowest.eq(mask & ~(mask - 1))
-        index = Signal(range(max(2, lanes)))
-        m.d.comb += index.eq(Cat(*(
-            Cat(*(lowest[j] for j in range(lanes) if (j >> b) & 1)).any()
-            for b in range(max(1, (lanes - 1).bit_length())))))
+        lowest, index = lowest_set(m, mask, lanes)
         remaining = Signal(lanes)
         m.d.comb += remaining.eq(mask & ~lowest)
         final = token | (remaining == 0)
