@@ -397,7 +397,7 @@ class LinearSDSA(wiring.Component):
         m.d.sync += y_credit.eq(y_credit - Mux(issue & head_end_op, dw, 0) + y_pop)
 
         # the attention neuron
-        xb = cfg.neuron_input_bits
+        xb = self.neuron.config.in_bits
         m.d.comb += [
             neuron.i.valid.eq(yfifo.r_rdy),
             neuron.i.payload.x.as_value().eq(Cat(*(Cat(x, Const(0, xb - ab))
@@ -531,7 +531,7 @@ class ColumnSDSA(wiring.Component):
         ]
         with m.If(mk_issue):
             m.d.sync += mk_cnt.eq(mk_cnt + 1)
-        xb = cfg.neuron_input_bits
+        xb = self.neuron.config.in_bits
         m.d.comb += [
             mfifo.w_data.eq(Cat(k2_cnt, k2_first)), mfifo.w_en.eq(k2_valid),
             neuron.i.valid.eq(mfifo.r_rdy),

@@ -220,8 +220,10 @@ class SDSAConfig(UnitConfig):
         per_channel = isinstance(self.v_th, tuple)
         v_th = tuple(float(Fraction(v) / self.scale) for v in self.v_th) if per_channel \
             else float(Fraction(self.v_th) / self.scale)
-        in_bits = self.neuron_input_bits
-        # the membrane never leaves [0, largest input]: in_bits + frac_bits never saturate
+        thresholds = v_th if per_channel else (v_th,)
+        # wide enough for the largest input and for the threshold (which may exceed it); the
+        # membrane never leaves [0, largest input], so in_bits + frac_bits never saturate
+        in_bits = max(self.neuron_input_bits, math.ceil(max(thresholds)).bit_length() + 1)
         try:
             return LIFConfig(
                 neurons=self.tokens * self.channels if self.variant >= 3 else self.channels,

@@ -106,7 +106,10 @@ def export_sdsa_bundle(path, config, *, q=None, k=None, v=None, samples=2, densi
 
     from .sdsa_int import sdsa_int
 
-    if q is None or k is None or v is None:
+    given = [a is not None for a in (q, k, v)]
+    if any(given) and not all(given):
+        raise ValueError("give q, k and v together, or none of them (then they are drawn)")
+    if not any(given):
         q, k, v = random_qkv(config, samples, density, seed=seed)
     spikes, neuron_input = sdsa_int(config, q, k, v)
     name = "attention" if config.variant >= 3 else "counts"

@@ -34,8 +34,11 @@ class SDSA(nn.Module):
 
     def __init__(self, variant=3, heads=8, *, v_th=SDSA_V_TH, scale=0.125):
         super().__init__()
-        if variant not in (1, 2, 3, 4):
+        if isinstance(variant, bool) or not isinstance(variant, int) or \
+                variant not in (1, 2, 3, 4):
             raise ValueError(f"variant must be 1, 2, 3 or 4, not {variant!r}")
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"heads must be a positive integer, not {heads!r}")
         self.variant, self.heads, self.scale = variant, heads, scale
         self.neuron = MultiStepLIF(tau=2.0, v_th=v_th, learn_threshold=variant == 4)
 

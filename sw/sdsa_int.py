@@ -14,7 +14,7 @@ def check_spikes(config, name, array):
     if a.ndim != 4 or a.shape[1:] != want:
         raise ValueError(f"{name} must have shape (samples, {', '.join(map(str, want))}), "
                          f"not {a.shape}")
-    if a.size and (a.min() < 0 or a.max() > 1):
+    if a.size and not np.isin(a, (0, 1)).all():
         raise ValueError(f"{name} must be spikes (0 or 1)")
     return a.astype(np.uint8)
 
