@@ -1,12 +1,19 @@
-"""The main job on a built-in default: a LIF array from golden model to Verilator co-simulation.
+"""The main job on a built-in default: units of a stage-3 Transformer block, each from golden
+model to Verilator co-simulation.
 
-    python -m sim.demo [--neurons N --lanes L --channels C --timesteps T --samples S] [--out DIR]
+    python -m sim.demo [--neurons N --lanes L --channels C --timesteps T --samples S]
+                       [--heads H --density P | --no-attention] [--out DIR]
 
-Default: the LIF layer in front of a stage-3 block of the paper's smallest model (14 x 14 tokens
-x 256 channels = 50,176 neurons, per-channel thresholds and biases), 16 lanes, T = 4. Steps:
-export golden traces (integer model) as a bundle, generate Verilog, build it with Verilator,
-co-simulate with every output beat checked (once without stalls against the cycle model, once
-with random stalls on both streams), and print a summary.
+Default, the paper's smallest model at stage 3 (14 x 14 tokens x 256 channels):
+
+1. the LIF layer in front of the block: 50,176 neurons with per-channel thresholds and biases,
+   16 lanes, T = 4;
+2. the block's attention: SDSA-3 (per-head K^T V, then Q KV, attention LIF), 8 heads, on
+   Q/K/V spikes of 10 % density, T = 1.
+
+Steps for each: export golden traces (integer model) as a bundle, generate Verilog, build it
+with Verilator, co-simulate with every output beat checked (once without stalls against the
+cycle model, once with random stalls on every stream), and print a summary.
 """
 
 import sys
@@ -17,8 +24,9 @@ import numpy as np
 
 from gen.cli import Parser, run_main
 from spec.lif import LIFConfig
+from spec.sdsa import SDSAConfig
 
-from .cosim import CosimFailure, prepare_lif, read_report, run_cocotb
+from .cosim import CosimFailure, prepare_lif, prepare_sdsa, read_report, run_cocotb
 
 PROG = "sim.demo"
 
@@ -40,10 +48,20 @@ def main(argv=None):
     p.add_argument("--timesteps", type=int, default=4)
     p.add_argument("--samples", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
+    p.add_argument("--density", type=float, default=0.1,
+                   help="density of the attention's Q/K/V spikes (default 0.1)")
+    p.add_argument("--no-attention", action="store_true", help="run the LIF layer only")
     p.add_argument("--out", default="out/demo", help="work folder (default: out/demo)")
     args = p.parse_args(argv)
     if args.samples < 1:
         p.error(f"--samples must be at least 1, not {args.samples}")
+    if not 0 <= args.density <= 1:
+        p.error(f"--density must be between 0 and 1, not {args.density}")
+    attention = None
+    if not args.no_attention:
+        attention = SDSAConfig(heads=args.heads, channels=args.channels,
+                               tokens=args.neurons // args.channels, lanes=args.lanes)
     config = default_config(args.neurons, args.lanes, args.channels, args.timesteps)
     out = Path(args.out).resolve()
     n = config.neurons
@@ -94,8 +112,44 @@ def main(argv=None):
                testcase="test_random_stalls_both_sides", test_dir=out / "stalls", env=env,
                build_root=build_root, log_file=out / "stalls.log")
     step("co-simulation with random stalls on both streams: every beat equal")
+    if attention is not None:
+        run_attention(attention, args, out / "sdsa", step)
     step(f"done; logs in {out}")
     return 0
+
+
+def run_attention(config, args, out, step):
+    """Step 2: the SDSA unit of the same block."""
+    step(f"SDSA-{config.variant}: {config.heads} heads x d={config.head_dim}, {config.channels} "
+         f"channels, {config.tokens} tokens, {config.lanes} lanes, T={config.timesteps}; "
+         f"buffers {config.memory_report()}")
+    t0 = time.perf_counter()
+    bundles, verilog = prepare_sdsa(config, out, densities=(args.density,), samples=1,
+                                    seed=args.seed)
+    bundle = bundles[args.density]
+    step(f"exported Q/K/V spikes of density {args.density:.0%} with the integer model's output "
+         f"to {bundle}; generated {verilog} ({verilog.stat().st_size // 1024} KiB) in "
+         f"{time.perf_counter() - t0:.1f} s")
+    build_root, report = out / "verilator", out / "report.json"
+    env = {"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": args.seed, "SPIKEGEN_REPORT": report}
+    t0 = time.perf_counter()
+    run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
+               testcase="test_no_stalls_matches_cycle_model", test_dir=out / "nostall",
+               env=env, build_root=build_root, log_file=out / "nostall.log")
+    figures = read_report(report)
+    step(f"co-simulation without stalls (Verilator build included: "
+         f"{time.perf_counter() - t0:.1f} s): {figures['q_spikes']} Q and "
+         f"{figures['k_spikes']} K spikes in, {figures['out_spikes']} output spikes, every beat "
+         f"equal to the integer model")
+    measured, ideal = figures["measured_cycles"], figures["ideal_cycles"]
+    step(f"cycles: measured {measured}, cycle model {figures['model_cycles']}, ideal {ideal} "
+         f"(KV pass: max(beats, nnz(K) x d/lanes), then Q KV pass: max(beats, nnz(Q) x "
+         f"d/lanes)): ratio {measured / ideal:.4f}; with every Q/K/V position a spike it "
+         f"would take {config.dense_cycles(1)}")
+    run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
+               testcase="test_random_stalls_all_streams", test_dir=out / "stalls", env=env,
+               build_root=build_root, log_file=out / "stalls.log")
+    step("co-simulation with random stalls on Q, K, V and the output: every beat equal")
 
 
 def _main(argv=None):
