@@ -53,6 +53,8 @@ def test_no_verilator_at_all(tmp_path, monkeypatch):
     (["--samples", "0"], "sim.demo: error: --samples must be at least 1, not 0\n"),
     (["--neurons", "10", "--channels", "4"],
      "sim.demo: error: channels (4) must divide neurons (10): neurons are tokens x channels\n"),
+    (["--density", "1.5"], "sim.demo: error: --density must be between 0 and 1, not 1.5\n"),
+    (["--heads", "3"], "sim.demo: error: heads (3) must divide channels (256)\n"),
 ])
 def test_demo_bad_input(capsys, tmp_path, argv, message):
     status = run_main("sim.demo", demo_main, argv + ["--out", str(tmp_path / "demo")])
