@@ -58,11 +58,11 @@ def main(argv=None):
         p.error(f"--samples must be at least 1, not {args.samples}")
     if not 0 <= args.density <= 1:
         p.error(f"--density must be between 0 and 1, not {args.density}")
+    config = default_config(args.neurons, args.lanes, args.channels, args.timesteps)
     attention = None
     if not args.no_attention:
         attention = SDSAConfig(heads=args.heads, channels=args.channels,
                                tokens=args.neurons // args.channels, lanes=args.lanes)
-    config = default_config(args.neurons, args.lanes, args.channels, args.timesteps)
     out = Path(args.out).resolve()
     n = config.neurons
 
