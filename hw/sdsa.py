@@ -43,6 +43,38 @@ def sdsa_unit(config):
 SDSAUnit = sdsa_unit
 
 
+class _SDSABase(wiring.Component):
+    """What both SDSA units share: the configuration check, the neuron, the ports, Q loading."""
+
+    VARIANTS = ()
+
+    def __init__(self, config):
+        if not isinstance(config, SDSAConfig) or config.variant not in self.VARIANTS:
+            which = " or ".join(map(str, self.VARIANTS))
+            raise TypeError(f"config must be a variant {which} SDSAConfig, not {config!r}")
+        self._config = config
+        self.neuron = LIFArray(config.neuron_config())
+        super().__init__(_ports(config))
+
+    @property
+    def config(self):
+        return self._config
+
+    def _load_q(self, m, q_wr, loading):
+        """Q beats into the Q buffer, in order, while `loading`; returns (count, full)."""
+        words = self._config.beats_per_step
+        q_cnt = Signal(range(words + 1))
+        q_full = q_cnt == words
+        m.d.comb += [
+            self.q.ready.eq(loading & ~q_full),
+            q_wr.addr.eq(q_cnt), q_wr.data.eq(self.q.payload.spikes),
+            q_wr.en.eq(self.q.valid & self.q.ready),
+        ]
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += q_cnt.eq(q_cnt + 1)
+        return q_cnt, q_full
+
+
 def _event_fifo(m, name, source):
     """A `SyncFIFO` of `SDSAConfig.EVENT_FIFO_DEPTH` events after the stream `source`; returns
     the stream (valid, ready, payload) of its read side."""
@@ -62,7 +94,7 @@ def _split(word, lanes, bits):
     return [word[i * bits:(i + 1) * bits] for i in range(lanes)]
 
 
-class LinearSDSA(wiring.Component):
+class LinearSDSA(_SDSABase):
     """SDSA-3/4: per head `KV = K^T V`, then `A = Q KV`, then the attention LIF.
 
     Streams `q`, `k`, `v` (in) and `o` (out) carry `lanes` spikes per beat, token-major, the
@@ -88,16 +120,7 @@ class LinearSDSA(wiring.Component):
     The cycle model is `spec.SDSAConfig.cycles`.
     """
 
-    def __init__(self, config):
-        if not isinstance(config, SDSAConfig) or config.variant < 3:
-            raise TypeError(f"config must be a variant 3 or 4 SDSAConfig, not {config!r}")
-        self._config = config
-        self.neuron = LIFArray(config.neuron_config())
-        super().__init__(_ports(config))
-
-    @property
-    def config(self):
-        return self._config
+    VARIANTS = (3, 4)
 
     def elaborate(self, platform):
         cfg = self._config
@@ -175,15 +198,7 @@ class LinearSDSA(wiring.Component):
             with m.Else():
                 m.d.sync += [ld_w.eq(ld_w + 1), ld_rowbase.eq(ld_rowbase + d)]
 
-        q_cnt = Signal(range(words + 1))
-        q_full = q_cnt == words
-        m.d.comb += [
-            self.q.ready.eq((phase == Phase.LOAD) & ~q_full),
-            q_wr.addr.eq(q_cnt), q_wr.data.eq(self.q.payload.spikes),
-            q_wr.en.eq(self.q.valid & self.q.ready),
-        ]
-        with m.If(self.q.valid & self.q.ready):
-            m.d.sync += q_cnt.eq(q_cnt + 1)
+        q_cnt, q_full = self._load_q(m, q_wr, phase == Phase.LOAD)
 
         # -- RUN side: Q words read back into a FIFO, then scanned -----------------------------
         q_tag = data.StructLayout({"w": range(W), "rowbase": range(rows), "first": 1, "last": 1})
@@ -233,8 +248,8 @@ class LinearSDSA(wiring.Component):
         busy = Signal()
         j = Signal(range(dw))
         nop = Signal()             # a RUN marker: one operation without a KV read
-        row = Signal(range(rows))  # KV word of the event's row, j = 0
-        vaddr = Signal(range(words))
+        op_addr = Signal(range(rows))  # KV word of the next operation (row c: c * dw + j)
+        v_addr = Signal(range(words))   # V word of the next operation (LOAD)
         ev_w = Signal(range(W))
         ev_lane = Signal(range(max(2, L)))
         ev_end, ev_final, ev_first, ev_last = Signal(), Signal(), Signal(), Signal()
@@ -254,8 +269,6 @@ class LinearSDSA(wiring.Component):
         # in-flight operations: s1 (RAM read), s2 (RAM output registered), s3 (LOAD: sum)
         s_valid = [Signal(name=f"op{k}_valid") for k in range(1, 4)]
         s_addr = [Signal(range(rows), name=f"op{k}_addr") for k in range(1, 4)]
-        op_addr = Signal(range(rows))
-        m.d.comb += op_addr.eq(row + j)
         hazard = Cat(*(v & (a == op_addr) for v, a in zip(s_valid, s_addr, strict=True))).any()
         issue = Signal()
         with m.Switch(phase):
@@ -277,11 +290,13 @@ class LinearSDSA(wiring.Component):
             m.d.sync += j.eq(Mux(op_last, 0, j + 1))
             with m.If(op_last):
                 m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += [op_addr.eq(op_addr + 1), v_addr.eq(v_addr + 1)]
         with m.If(kq.valid & kq.ready):
             m.d.sync += [
                 busy.eq(kev.spike), j.eq(0), nop.eq(0),
-                row.eq(kev.tag.rowbase + mul_const(kev.lane, dw)),
-                vaddr.eq(kev.tag.vhead),
+                op_addr.eq(kev.tag.rowbase + mul_const(kev.lane, dw)),
+                v_addr.eq(kev.tag.vhead),
                 ev_w.eq(kev.tag.w), ev_lane.eq(kev.lane),
                 ev_end.eq(0), ev_final.eq(kev.final),
             ]
@@ -290,7 +305,7 @@ class LinearSDSA(wiring.Component):
         with m.If(qq.valid & qq.ready):
             m.d.sync += [
                 busy.eq(1), j.eq(0), nop.eq(~qev.spike),
-                row.eq(qev.tag.rowbase + mul_const(qev.lane, dw)),
+                op_addr.eq(qev.tag.rowbase + mul_const(qev.lane, dw)),
                 ev_w.eq(qev.tag.w), ev_lane.eq(qev.lane),
                 ev_end.eq(qev.end), ev_final.eq(qev.final),
                 ev_first.eq(qev.tag.first), ev_last.eq(qev.tag.last),
@@ -322,15 +337,21 @@ class LinearSDSA(wiring.Component):
                     ]
 
         # -- operation pipeline --------------------------------------------------------------
-        s1_lane = Signal.like(ev_lane)
+        s1_lane, s1_w = Signal.like(ev_lane), Signal.like(ev_w)
         s1_run, s1_nop, s1_fresh, s1_end = Signal(), Signal(), Signal(), Signal()
-        s1_first, s1_last = Signal(), Signal()
-        m.d.comb += [kv_rd.addr.eq(op_addr), v_rd.addr.eq(vaddr + j), t_rd.addr.eq(ev_w)]
+        s1_first, s1_last, s1_j0 = Signal(), Signal(), Signal()
+        m.d.comb += [kv_rd.addr.eq(op_addr), v_rd.addr.eq(v_addr), t_rd.addr.eq(ev_w)]
         m.d.sync += [
-            s_valid[0].eq(issue), s_addr[0].eq(op_addr), s1_lane.eq(ev_lane),
+            s_valid[0].eq(issue), s_addr[0].eq(op_addr), s1_lane.eq(ev_lane), s1_w.eq(ev_w),
+            s1_j0.eq(j == 0),
             s1_run.eq(phase == Phase.RUN), s1_nop.eq(nop), s1_fresh.eq(fresh),
             s1_end.eq(ev_end & op_last), s1_first.eq(ev_first), s1_last.eq(ev_last),
         ]
+        # a row's touched bit is read with its event's first operation and kept for the rest
+        untouched, ev_untouched = Signal(), Signal()
+        m.d.comb += untouched.eq(Mux(s1_j0, ~t_rd.data.bit_select(s1_lane, 1), ev_untouched))
+        with m.If(s_valid[0]):
+            m.d.sync += ev_untouched.eq(untouched)
         s2_kv, s2_v = Signal(L * kb), Signal(L)
         s2_untouched = Signal()
         s2_run, s2_nop, s2_fresh, s2_end = Signal(), Signal(), Signal(), Signal()
@@ -338,7 +359,7 @@ class LinearSDSA(wiring.Component):
         m.d.sync += [
             s_valid[1].eq(s_valid[0]), s_addr[1].eq(s_addr[0]),
             s2_kv.eq(kv_rd.data), s2_v.eq(v_rd.data),
-            s2_untouched.eq(~t_rd.data.bit_select(s1_lane, 1)),
+            s2_untouched.eq(untouched),
             s2_run.eq(s1_run), s2_nop.eq(s1_nop), s2_fresh.eq(s1_fresh), s2_end.eq(s1_end),
             s2_first.eq(s1_first), s2_last.eq(s1_last),
         ]
@@ -350,13 +371,14 @@ class LinearSDSA(wiring.Component):
             s_valid[2].eq(s_valid[1] & ~s2_run), s_addr[2].eq(s_addr[1]),
             s3_sum.eq(Cat(*((x + s2_v[i])[:kb] for i, x in enumerate(kv_lanes)))),
         ]
-        # touched: cleared while token 0 loads; a row is marked when its event's last update
-        # issues (its own reads have seen the old bit)
+        # touched: cleared while token 0 loads; a row is marked one cycle after its event's
+        # first update issues (that read saw the old bit; the next event of the row reads it
+        # no earlier than 4 cycles after, by the hazard wait)
         with m.If(clearing):
             m.d.comb += [t_wr.addr.eq(clr), t_wr.data.eq(0), t_wr.en.eq((1 << L) - 1)]
-        with m.Elif(issue & (phase == Phase.LOAD) & op_last):
-            m.d.comb += [t_wr.addr.eq(ev_w), t_wr.data.eq((1 << L) - 1),
-                         t_wr.en.eq(Const(1, L) << ev_lane)]
+        with m.Elif(s_valid[0] & ~s1_run & s1_j0):
+            m.d.comb += [t_wr.addr.eq(s1_w), t_wr.data.eq((1 << L) - 1),
+                         t_wr.en.eq(Const(1, L) << s1_lane)]
         m.d.comb += [kv_wr.addr.eq(s_addr[2]), kv_wr.data.eq(s3_sum), kv_wr.en.eq(s_valid[2])]
 
         # RUN: the head's sums rotate through R; a head end moves them to E
@@ -411,7 +433,7 @@ class LinearSDSA(wiring.Component):
         return m
 
 
-class ColumnSDSA(wiring.Component):
+class ColumnSDSA(_SDSABase):
     """SDSA-1/2: `out = Q AND SN(sum over tokens of (K AND V))` (1) or of `V` (2).
 
     Streams as `LinearSDSA` (variant 2 has no `k`). Per timestep:
@@ -429,16 +451,7 @@ class ColumnSDSA(wiring.Component):
     The cycle model is `spec.SDSAConfig.cycles`.
     """
 
-    def __init__(self, config):
-        if not isinstance(config, SDSAConfig) or config.variant > 2:
-            raise TypeError(f"config must be a variant 1 or 2 SDSAConfig, not {config!r}")
-        self._config = config
-        self.neuron = LIFArray(config.neuron_config())
-        super().__init__(_ports(config))
-
-    @property
-    def config(self):
-        return self._config
+    VARIANTS = (1, 2)
 
     def elaborate(self, platform):
         cfg = self._config
@@ -484,15 +497,7 @@ class ColumnSDSA(wiring.Component):
             with m.If(ld_w == W - 1):
                 m.d.sync += ld_t0.eq(0)
 
-        q_cnt = Signal(range(words + 1))
-        q_full = q_cnt == words
-        m.d.comb += [
-            self.q.ready.eq((phase == Phase.LOAD) & ~q_full),
-            q_wr.addr.eq(q_cnt), q_wr.data.eq(self.q.payload.spikes),
-            q_wr.en.eq(self.q.valid & self.q.ready),
-        ]
-        with m.If(self.q.valid & self.q.ready):
-            m.d.sync += q_cnt.eq(q_cnt + 1)
+        q_cnt, q_full = self._load_q(m, q_wr, phase == Phase.LOAD)
 
         # count update: read, register, add, write
         s1_bits, s1_t0 = Signal(L), Signal()
