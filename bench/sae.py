@@ -14,9 +14,11 @@ from pathlib import Path
 from fpga.yosys import multiplier_cells, synth_cells
 from gen.verilog import to_verilog
 from hw.sae import SpikeAccumulator
-from sim.cosim import prepare_sae, read_report, run_cocotb
+from sim.cosim import prepare_sae
 from spec.sae import SAEConfig, SAEParams
 from sw.export import random_spikes
+
+from .common import nostall_run
 
 OUT = Path("out/bench-sae").resolve()
 
@@ -44,23 +46,9 @@ TABLE = {
 
 def cosim(config, densities, label):
     bundles, verilog = prepare_sae(config, OUT / label, densities=densities, frames=1, seed=9)
-    rows = []
-    for density in densities:
-        report = OUT / f"{label}-{density}.json"
-        t0 = time.perf_counter()
-        run_cocotb(verilog, toplevel="sae", module="tb.cocotb_sae",
-                   testcase="test_no_stalls_matches_cycle_model",
-                   test_dir=OUT / f"run-{label}-{density}", build_root=OUT / "verilator",
-                   env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_REPORT": report},
-                   log_file=OUT / f"sim-{label}-{density}.log")
-        r = read_report(report)
-        r["density"] = density
-        r["layer"] = label
-        r["wall_s"] = round(time.perf_counter() - t0, 1)
-        r["ratio"] = round(r["measured_cycles"] / r["ideal_cycles"], 4)
-        r["sim_cycles_per_s"] = round(r["simulated_cycles"] / r["loop_seconds"])
-        rows.append(r)
-    return rows
+    return [{**nostall_run("sae", verilog, bundles[d], OUT / f"run-{label}-{d}",
+                           OUT / "verilator"), "density": d, "layer": label}
+            for d in densities]
 
 
 def main(argv=None):

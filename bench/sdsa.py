@@ -14,9 +14,11 @@ from pathlib import Path
 from fpga.yosys import multiplier_cells, synth_cells
 from gen.verilog import to_verilog
 from hw.sdsa import sdsa_unit
-from sim.cosim import prepare_sdsa, read_report, run_cocotb
+from sim.cosim import prepare_sdsa
 from spec.sdsa import SDSAConfig
 from sw.export import random_qkv
+
+from .common import nostall_run
 
 OUT = Path("out/bench-sdsa").resolve()
 
@@ -32,21 +34,9 @@ TABLE = {
 
 def cosim(config, densities, label):
     bundles, verilog = prepare_sdsa(config, OUT / label, densities=densities, samples=1, seed=9)
-    rows = []
-    for density in densities:
-        report = OUT / f"{label}-{density}.json"
-        t0 = time.perf_counter()
-        run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
-                   testcase="test_no_stalls_matches_cycle_model",
-                   test_dir=OUT / f"run-{label}-{density}", build_root=OUT / "verilator",
-                   env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_REPORT": report},
-                   log_file=OUT / f"sim-{label}-{density}.log")
-        r = read_report(report)
-        r.update(density=density, unit=label, wall_s=round(time.perf_counter() - t0, 1),
-                 ratio=round(r["measured_cycles"] / r["ideal_cycles"], 4),
-                 sim_cycles_per_s=round(r["simulated_cycles"] / r["loop_seconds"]))
-        rows.append(r)
-    return rows
+    return [{**nostall_run("sdsa", verilog, bundles[d], OUT / f"run-{label}-{d}",
+                           OUT / "verilator"), "density": d, "unit": label}
+            for d in densities]
 
 
 def main(argv=None):
