@@ -75,19 +75,27 @@ class _SDSABase(wiring.Component):
         return q_cnt, q_full
 
 
-def _event_fifo(m, name, source):
-    """A `SyncFIFO` of `SDSAConfig.EVENT_FIFO_DEPTH` events after the stream `source`; returns
-    the stream (valid, ready, payload) of its read side."""
+def _event_queue(m, name, source, row_of):
+    """`SDSAConfig.EVENT_FIFO_DEPTH` events in a `SyncFIFO` after the stream `source`, then one
+    pipeline register that also holds the event's first KV word, `row_of(event)`, so that the
+    engine starts from registers. Returns (stream of the register, its KV word)."""
     layout = source.payload.shape()
     q = fifo.SyncFIFO(width=layout.size, depth=SDSAConfig.EVENT_FIFO_DEPTH)
     m.submodules[name] = q
     out = stream.Signature(layout).create(path=(name,))
+    head = Signal(layout)
+    row = Signal(len(row_of(head)), name=f"{name}_row")
+    load = q.r_rdy & (~out.valid | out.ready)
     m.d.comb += [
         q.w_data.eq(source.payload.as_value()), q.w_en.eq(source.valid),
         source.ready.eq(q.w_rdy),
-        out.payload.as_value().eq(q.r_data), out.valid.eq(q.r_rdy), q.r_en.eq(out.ready),
+        head.as_value().eq(q.r_data), q.r_en.eq(load),
     ]
-    return out
+    with m.If(load):
+        m.d.sync += [out.valid.eq(1), out.payload.eq(head), row.eq(row_of(head))]
+    with m.Elif(out.ready):
+        m.d.sync += out.valid.eq(0)
+    return out, row
 
 
 def _split(word, lanes, bits):
@@ -236,9 +244,13 @@ class LinearSDSA(_SDSABase):
             f1_word.tag.first.eq((step == 0) & (qf_cnt < dw)),
             f1_word.tag.last.eq((step == cfg.timesteps - 1) & (qf_cnt == words - 1)),
         ]
+        # the RAM output is registered before it goes anywhere (HARDWARE-NOTES.md)
+        f2_valid, f2_word = Signal(), Signal.like(f1_word)
+        m.d.sync += [f2_valid.eq(f1_valid),
+                     f2_word.eq(Cat(q_rd.data, f1_word.as_value()[L:]))]
         m.d.comb += [
-            qfifo.w_data.eq(Cat(q_rd.data, f1_word.as_value()[L:])),
-            qfifo.w_en.eq(f1_valid),
+            qfifo.w_data.eq(f2_word.as_value()),
+            qfifo.w_en.eq(f2_valid),
             qscan.i.payload.as_value().eq(qfifo.r_data),
             qscan.i.valid.eq(qfifo.r_rdy),
             qfifo.r_en.eq(qscan.i.ready),
@@ -278,7 +290,11 @@ class LinearSDSA(_SDSABase):
                 m.d.comb += issue.eq(busy & (~head_end_op | end_ok))
 
         # each scanner runs up to EVENT_FIFO_DEPTH events ahead of the engine
-        kq, qq = _event_fifo(m, "kev_fifo", kscan.o), _event_fifo(m, "qev_fifo", qscan.o)
+        def row_of(event):
+            return event.tag.rowbase + mul_const(event.lane, dw)
+
+        kq, k_row = _event_queue(m, "kev", kscan.o, row_of)
+        qq, q_row = _event_queue(m, "qev", qscan.o, row_of)
         kev, qev = kq.payload, qq.payload
         free = ~busy | (issue & op_last)
         m.d.comb += [
@@ -295,7 +311,7 @@ class LinearSDSA(_SDSABase):
         with m.If(kq.valid & kq.ready):
             m.d.sync += [
                 busy.eq(kev.spike), j.eq(0), nop.eq(0),
-                op_addr.eq(kev.tag.rowbase + mul_const(kev.lane, dw)),
+                op_addr.eq(k_row),
                 v_addr.eq(kev.tag.vhead),
                 ev_w.eq(kev.tag.w), ev_lane.eq(kev.lane),
                 ev_end.eq(0), ev_final.eq(kev.final),
@@ -305,7 +321,7 @@ class LinearSDSA(_SDSABase):
         with m.If(qq.valid & qq.ready):
             m.d.sync += [
                 busy.eq(1), j.eq(0), nop.eq(~qev.spike),
-                op_addr.eq(qev.tag.rowbase + mul_const(qev.lane, dw)),
+                op_addr.eq(q_row),
                 ev_w.eq(qev.tag.w), ev_lane.eq(qev.lane),
                 ev_end.eq(qev.end), ev_final.eq(qev.final),
                 ev_first.eq(qev.tag.first), ev_last.eq(qev.tag.last),

@@ -454,7 +454,7 @@ class SDSAConfig(UnitConfig):
                 if n >= self.Q_FETCH_DEPTH:
                     cycle = max(cycle, q_accept[n - self.Q_FETCH_DEPTH] + 1)
                 fetch.append(cycle)
-            a = max(free, fetch[i] + 2)
+            a = max(free, fetch[i] + 3)
             q_accept.append(a)
             lanes = list(np.flatnonzero(qbits[i]))
             flagged = i % dw == dw - 1
@@ -478,19 +478,23 @@ class SDSAConfig(UnitConfig):
 
 
 class _EventQueue:
-    """Replay of a `SyncFIFO` of `depth` events between a scanner and an engine: `push(event,
-    when)` returns the cycle the scanner hands the event over (from `when`, once there is room);
-    the engine's `take(event, when)` gives the cycle it takes the event, from the cycle after
-    the push."""
+    """Replay of a `SyncFIFO` of `depth` events and a pipeline register between a scanner and
+    an engine: `push(event, when)` returns the cycle the scanner hands the event over (from
+    `when`, once there is room); the register loads it from the next cycle, once the event
+    before has been taken; the engine's `take(event, when)` gives the cycle it takes it, from
+    the cycle after the load."""
 
     def __init__(self, depth, take):
-        self.depth, self.take, self.taken = depth, take, []
+        self.depth, self.take, self.taken, self.loaded = depth, take, [], []
 
     def push(self, event, when):
         k = len(self.taken)
         if k >= self.depth:
-            when = max(when, self.taken[k - self.depth] + 1)
-        self.taken.append(self.take(event, when + 1))
+            when = max(when, self.loaded[k - self.depth] + 1)
+        # the pipeline register after the FIFO takes the event once the one before has gone
+        loaded = max(when + 1, self.taken[-1] if self.taken else 0)
+        self.loaded.append(loaded)
+        self.taken.append(self.take(event, loaded + 1))
         return when
 
 
