@@ -54,11 +54,17 @@ class _SDSABase(wiring.Component):
             raise TypeError(f"config must be a variant {which} SDSAConfig, not {config!r}")
         self._config = config
         self.neuron = LIFArray(config.neuron_config())
+        self.rw_checks = []   # filled by elaborate(): see `_guard`
         super().__init__(_ports(config))
 
     @property
     def config(self):
         return self._config
+
+    def _guard(self, name, used, read, write):
+        """Record, for tests, a `no_rw_check` memory: `used` is high in the cycles whose read
+        data the unit uses; in those cycles `write` must not hit the address `read` reads."""
+        self.rw_checks.append((name, used, read.addr, write.en, write.addr))
 
     def _load_q(self, m, q_wr, loading):
         """Q beats into the Q buffer, in order, while `loading`; returns (count, full)."""
@@ -140,8 +146,10 @@ class LinearSDSA(_SDSABase):
         m.submodules.neuron = neuron = self.neuron
 
         # -- memories ----------------------------------------------------------------------------
-        qmem = memory.Memory(shape=unsigned(L), depth=words, init=[])
-        vmem = memory.Memory(shape=unsigned(L), depth=words, init=[])
+        # Q and V: a word is read only after its timestep's writes to it (Q: once the buffer is
+        # full; V: once the token is complete), so no read meets a write of the same word
+        qmem = memory.Memory(shape=unsigned(L), depth=words, init=[], attrs={"no_rw_check": 1})
+        vmem = memory.Memory(shape=unsigned(L), depth=words, init=[], attrs={"no_rw_check": 1})
         # KV: word (c * dw + j) holds KV[c, j*lanes .. j*lanes+lanes-1] of c's head. A read
         # never meets a write of the same word: the hazard wait keeps updates 4 cycles apart.
         kvmem = memory.Memory(shape=unsigned(L * kb), depth=rows, init=[],
@@ -357,6 +365,10 @@ class LinearSDSA(_SDSABase):
         s1_run, s1_nop, s1_fresh, s1_end = Signal(), Signal(), Signal(), Signal()
         s1_first, s1_last, s1_j0 = Signal(), Signal(), Signal()
         m.d.comb += [kv_rd.addr.eq(op_addr), v_rd.addr.eq(v_addr), t_rd.addr.eq(ev_w)]
+        self.rw_checks.clear()
+        self._guard("kvmem", issue, kv_rd, kv_wr)
+        self._guard("vmem", issue & (phase == Phase.LOAD), v_rd, v_wr)
+        self._guard("qmem", qf_issue, q_rd, q_wr)
         m.d.sync += [
             s_valid[0].eq(issue), s_addr[0].eq(op_addr), s1_lane.eq(ev_lane), s1_w.eq(ev_w),
             s1_j0.eq(j == 0),
@@ -476,7 +488,8 @@ class ColumnSDSA(_SDSABase):
         m = Module()
         m.submodules.neuron = neuron = self.neuron
 
-        qmem = memory.Memory(shape=unsigned(L), depth=words, init=[])
+        # Q is read only in RUN, written only in LOAD
+        qmem = memory.Memory(shape=unsigned(L), depth=words, init=[], attrs={"no_rw_check": 1})
         # counts: a beat waits while its word is in flight, so no read meets a write
         cmem = memory.Memory(shape=unsigned(L * kb), depth=W, init=[],
                              attrs={"no_rw_check": 1})
@@ -580,6 +593,9 @@ class ColumnSDSA(_SDSABase):
             q_rd.addr.eq(rd_cnt), m_rd.addr.eq(rd_w),
         ]
         m.d.sync += o_out.eq(o_out + run_issue - o_pop)
+        self.rw_checks.clear()
+        self._guard("qmem", run_issue, q_rd, q_wr)
+        self._guard("cmem", take | mk_issue, c_rd, c_wr)
         r1_valid, r1_first, r1_last = Signal(), Signal(), Signal()
         r2_valid, r2_word = Signal(), Signal(L + 2)
         m.d.sync += [

@@ -34,10 +34,11 @@ def run_streams(dut, in_fields, beats, out_fields, *, done, in_stall=0.0, out_st
 
 
 def run_ports(dut, sources, out_fields, *, done, in_stall=0.0, out_stall=0.0, seed=0,
-              max_cycles=200_000, start=0, sink="o"):
+              max_cycles=200_000, start=0, sink="o", on_cycle=None):
     """Feed each input port of `sources` ({port name: (fields, beats)}) and collect `sink`
     until `done(run)` is true. Each input has its own seeded stall pattern; `run.in_cycles`
-    records the handshakes of all inputs."""
+    records the handshakes of all inputs. `on_cycle(ctx)`, if given, runs every cycle once the
+    inputs are driven, before the clock edge (to check internal signals)."""
     ports = [(getattr(dut, name), [pack(fields, b) for b in beats])
              for name, (fields, beats) in sources.items()]
     out = getattr(dut, sink)
@@ -64,6 +65,8 @@ def run_ports(dut, sources, out_fields, *, done, in_stall=0.0, out_stall=0.0, se
                 fires.append(offered[n] and ctx.get(port.ready))
             out_fire = ready and ctx.get(out.valid)
             payload = ctx.get(out.payload.as_value())
+            if on_cycle is not None:
+                on_cycle(ctx)
             await ctx.tick()
             for n, fire in enumerate(fires):
                 if fire:

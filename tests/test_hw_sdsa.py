@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Const, Fragment
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth_streams import run_ports
@@ -393,3 +393,57 @@ def test_ports(variant):
         {name: Out(out_sig) if name == "o" else In(in_sig) for name in names})
     assert len(unit.q.payload.as_value()) == config.lanes + 2
     Fragment.get(unit, None)      # it elaborates
+
+
+# -- the no_rw_check promise ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config, density", [
+    (SDSAConfig(variant=3, heads=2, channels=16, tokens=7, lanes=4, timesteps=2), 0.6),
+    (SDSAConfig(variant=3, heads=4, channels=16, tokens=5, lanes=4), 1.0),   # d/lanes = 1
+    (SDSAConfig(variant=4, heads=1, channels=16, tokens=6, lanes=2, v_th=0.375), 0.5),
+    (SDSAConfig(variant=1, heads=2, channels=8, tokens=6, lanes=4, timesteps=2), 0.7),  # W = 2
+    (SDSAConfig(variant=2, heads=1, channels=4, tokens=5, lanes=4), 0.5),                # W = 1
+], ids=["v3-t2", "v3-dw1", "v4", "v1-w2", "v2-w1"])
+def test_no_read_meets_a_write_of_its_word(config, density):
+    """The memories marked `no_rw_check` (Yosys then drops the read-first bypass) are never
+    read and written at one address in a cycle whose read data the unit uses, under stalls."""
+    checked = watch_memories(sdsa_unit(config), config, density)
+    names = {"kvmem", "vmem", "qmem"} if config.variant >= 3 else {"cmem", "qmem"}
+    assert set(checked) == names and min(checked.values()) > 0
+
+
+def test_the_memory_watch_can_fail():
+    """A guard that reads where it writes must be reported."""
+    class Careless(LinearSDSA):
+        def _guard(self, name, used, read, write):
+            super()._guard(name, Const(1), write, write)
+
+    config = SDSAConfig(variant=3, heads=2, channels=16, tokens=7, lanes=4)
+    with pytest.raises(AssertionError, match=r"^(kv|v|q)mem: read and write of word \d+ in one cycle"):
+        watch_memories(Careless(config), config, 0.6)
+
+
+def watch_memories(dut, config, density):
+    """Run 2 samples under stalls checking `dut.rw_checks` every cycle; returns how many used
+    reads each memory had."""
+    q, k, v = random_qkv(config, 2, density, seed=3)
+    spikes, ni = sdsa_int(config, q, k, v)
+    traces = SDSATraces(q=q, k=k, v=v, spikes=spikes, neuron_input=ni)
+    beats = sdsa_inputs(config, traces)
+    expected = sdsa_expected_beats(config, traces)
+    checked = {}
+
+    def watch(ctx):
+        for name, used, raddr, wen, waddr in dut.rw_checks:
+            if ctx.get(used):
+                checked[name] = checked.get(name, 0) + 1
+                assert not (ctx.get(wen) and ctx.get(raddr) == ctx.get(waddr)), \
+                    f"{name}: read and write of word {ctx.get(raddr)} in one cycle"
+
+    srcs = {name: (config.input_fields(), b) for name, b in beats.items()}
+    run = run_ports(dut, srcs, config.output_fields(),
+                    done=lambda r: len(r.outputs) == len(expected), in_stall=0.3,
+                    out_stall=0.3, seed=5, on_cycle=watch)
+    assert run.outputs == [e.values for e in expected]
+    return checked
