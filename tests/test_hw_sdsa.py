@@ -420,7 +420,8 @@ def test_the_memory_watch_can_fail():
             super()._guard(name, Const(1), write, write)
 
     config = SDSAConfig(variant=3, heads=2, channels=16, tokens=7, lanes=4)
-    with pytest.raises(AssertionError, match=r"^(kv|v|q)mem: read and write of word \d+ in one cycle"):
+    with pytest.raises(AssertionError,
+                       match=r"^(kv|v|q)mem: read and write of word \d+ in one cycle"):
         watch_memories(Careless(config), config, 0.6)
 
 
