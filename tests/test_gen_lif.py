@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CLI, assert_reproducible_text
 
 from gen.cli import run_main
 from gen.lif import PROG, main
@@ -27,17 +28,9 @@ FLAGS = ["--neurons", "12", "--lanes", "4", "--channels", "3", "--v-th", "1,0.5,
 SMALL = ["--neurons", "8", "--lanes", "4"]
 
 
-def run(capsys, *argv):
-    """Run the command line in-process: (exit status, stdout, stderr)."""
-    status = run_main(PROG, main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def generate(capsys, *argv):
-    status, out, err = run(capsys, *argv)
-    assert (status, err) == (0, "")
-    return out
+_CLI = CLI(PROG, main)
+run, generate = _CLI.run, _CLI.generate
+assert_one_line_error = _CLI.assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +70,6 @@ def test_flags_change_the_output(capsys, flags_verilog):
     assert generate(capsys, *FLAGS[:-1], "4") != flags_verilog
 
 
-def assert_reproducible_text(text, *folders):
-    assert "/work" not in text
-    assert "/tmp" not in text
-    home = str(Path.home())
-    if home not in ("", "/"):
-        assert home not in text
-    for folder in folders:
-        assert str(folder) not in text
-    assert not re.search(r"\bsrc\s*=", text), "source-location attribute in the output"
-    assert "(* src" not in text
 
 
 def test_no_machine_paths_or_src_attributes(flags_verilog):
@@ -212,10 +195,6 @@ def bad_case(name, folder):
     return [a.format(d=folder) for a in argv], message.format(d=folder)
 
 
-def assert_one_line_error(status, out, err, message):
-    assert status == 2
-    assert out == ""
-    assert err == f"gen.lif: error: {message}\n"
 
 
 @pytest.mark.parametrize("name", list(BAD))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CLI, assert_reproducible_text
 
 from gen.cli import run_main
 from gen.sae import PROG, main
@@ -35,17 +36,9 @@ ISSUE_FLAGS = ["--mode", "conv", "--in-ch", "64", "--out-ch", "128", "--kernel",
                "--lanes", "16"]
 
 
-def run(capsys, *argv):
-    """Run the command line in-process: (exit status, stdout, stderr)."""
-    status = run_main(PROG, main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def generate(capsys, *argv):
-    status, out, err = run(capsys, *argv)
-    assert (status, err) == (0, "")
-    return out
+_CLI = CLI(PROG, main)
+run, generate = _CLI.run, _CLI.generate
+assert_one_line_error = _CLI.assert_one_line_error
 
 
 def generate_uncaptured(argv):
@@ -130,16 +123,6 @@ def test_name_sets_module_name(capsys):
     assert not re.search(r"^module sae\(", out, re.M)
 
 
-def assert_reproducible_text(text, *folders):
-    assert "/work" not in text
-    assert "/tmp" not in text
-    home = str(Path.home())
-    if home not in ("", "/"):
-        assert home not in text
-    for folder in folders:
-        assert str(folder) not in text
-    assert not re.search(r"\bsrc\s*=", text), "source-location attribute in the output"
-    assert "(* src" not in text
 
 
 def test_no_machine_paths_or_src_attributes(flags_verilog, issue_verilog):
@@ -296,10 +279,6 @@ def bad_case(name, folder):
     return [a.format(d=folder) for a in argv], message.format(d=folder)
 
 
-def assert_one_line_error(status, out, err, message):
-    assert status == 2
-    assert out == ""
-    assert err == f"gen.sae: error: {message}\n"
 
 
 @pytest.mark.parametrize("name", list(BAD))

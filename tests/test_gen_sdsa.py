@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CLI, assert_reproducible_text
 
 from gen.cli import run_main
 from gen.sdsa import PROG, main
@@ -33,17 +34,9 @@ FLAGS = ["--variant", "4", "--heads", "2", "--channels", "32", "--tokens", "8", 
 SMALL = ["--heads", "2", "--channels", "16", "--tokens", "8", "--lanes", "4"]
 
 
-def run(capsys, *argv):
-    """Run the command line in-process: (exit status, stdout, stderr)."""
-    status = run_main(PROG, main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def generate(capsys, *argv):
-    status, out, err = run(capsys, *argv)
-    assert (status, err) == (0, "")
-    return out
+_CLI = CLI(PROG, main)
+run, generate = _CLI.run, _CLI.generate
+assert_one_line_error = _CLI.assert_one_line_error
 
 
 def reference(config, name="sdsa"):
@@ -59,16 +52,6 @@ def header(text):
     return code_lines(text)[0]
 
 
-def assert_reproducible_text(text, *folders):
-    assert "/work" not in text
-    assert "/tmp" not in text
-    home = str(Path.home())
-    if home not in ("", "/"):
-        assert home not in text
-    for folder in folders:
-        assert str(folder) not in text
-    assert not re.search(r"\bsrc\s*=", text), "source-location attribute in the output"
-    assert "(* src" not in text
 
 
 @pytest.fixture(scope="module")
@@ -385,10 +368,6 @@ def tree(folder):
                   for p in folder.rglob("*"))
 
 
-def assert_one_line_error(status, out, err, message):
-    assert status == 2
-    assert out == ""
-    assert err == f"gen.sdsa: error: {message}\n"
 
 
 @pytest.mark.parametrize("name", list(BAD))
