@@ -29,6 +29,7 @@ __all__ = ["DATASETS", "load_dataset", "train", "evaluate", "save_checkpoint",
 
 PROG = "sw.train"
 DATASETS = ("digits",)
+DEFAULT_OUT = "out/digits.pt"
 
 
 def load_dataset(name):
@@ -127,7 +128,8 @@ def main(argv=None):
     p.add_argument("--finetune-t4", type=int, default=0, metavar="EPOCHS",
                    help="then fine-tune at T = 4 for this many epochs (default 0)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/digits.pt", help="checkpoint (default out/digits.pt)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"checkpoint (default {DEFAULT_OUT}; its "
+                   f"folder is made if missing)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
     if args.epochs < 1:
@@ -136,7 +138,11 @@ def main(argv=None):
         fail(f"--timesteps must be between 1 and 16, not {args.timesteps}")
     if args.finetune_t4 < 0:
         fail(f"--finetune-t4 must not be negative, not {args.finetune_t4}")
-    check_output_path(args.out)
+    if args.dataset not in DATASETS:
+        fail(f"unknown dataset {args.dataset!r} (known: {', '.join(DATASETS)})")
+    default_out = args.out == DEFAULT_OUT
+    if not default_out:
+        check_output_path(args.out)
     data = load_dataset(args.dataset)
 
     def log(text):
@@ -161,6 +167,8 @@ def main(argv=None):
                          log=log, label="T=4 ")
         model = tuned
         result.update(accuracy=history4[-1], history_t4=history4)
+    if default_out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, result)
     print(f"{PROG}: test accuracy {result['accuracy']:.2%} (T = {model.config.timesteps}); "
           f"checkpoint {args.out}")

@@ -90,7 +90,9 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path):
     (["--dataset", "digits", "--out", "{d}"], "output '{d}' is a folder, not a file name"),
     (["--dataset", "digits", "--out", "{d}/no/c.pt"], "output folder '{d}/no' does not exist"),
 ])
-def test_bad_input(capsys, tmp_path, argv, message):
+def test_bad_input(capsys, tmp_path, monkeypatch, argv, message):
+    """Checked in a folder without out/ (as in a fresh clone), before anything is made."""
+    monkeypatch.chdir(tmp_path)
     argv = [a.format(d=tmp_path) for a in argv]
     status, out, err = run(capsys, *argv)
     assert (status, out) == (2, "")
