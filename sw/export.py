@@ -1,4 +1,19 @@
-"""Export of golden stimuli and reference traces as bundles (spec/bundle.py)."""
+"""Export of golden stimuli and reference traces as bundles (spec/bundle.py).
+
+    python -m sw.export --checkpoint out/digits.pt --out out/digits-net [--unit NAME]
+                        [--images N] [--list] [quantizer flags of sw.quant]
+
+From a trained checkpoint: quantize (`sw.quant`), run `--images` test images through the integer
+network, and write either the whole network (`unit: network`: every parameter, the pixels and
+every layer's traces), one block (`--unit layers.3`: `unit: block`, its input and output
+streams and traces), or one unit in its own bundle format (`--unit layers.3.attn.sdsa`,
+`layers.3.attn.q_lif`, `layers.3.attn.q_conv`: `unit: sdsa`, `lif`, `sae`), which the
+generators (`gen.* --bundle`) and the testbenches read. `--list` prints the names.
+"""
+
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -8,7 +23,10 @@ from spec.lif import LIFTraces
 from .lif_int import lif_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
-           "export_sae_bundle", "random_qkv", "export_sdsa_bundle"]
+           "export_sae_bundle", "random_qkv", "export_sdsa_bundle", "units_of",
+           "export_unit_bundle"]
+
+PROG = "sw.export"
 
 
 def random_lif_inputs(config, samples, *, seed=0):
@@ -122,3 +140,144 @@ def export_sdsa_bundle(path, config, *, q=None, k=None, v=None, samples=2, densi
                        "density": [float(x) for x in dens]})
     return SDSATraces(q=arrays["q"], k=arrays["k"], v=arrays["v"], spikes=spikes,
                       neuron_input=neuron_input)
+
+
+def units_of(net):
+    """Exportable names of an integer network: {name: (kind, piece)}, in network order. Kinds:
+    "block", "lif", "sae", "sdsa", and "multibit" (a convolution fed by multi-bit integers,
+    which is part of the network and block bundles but has no unit bundle of its own)."""
+    from spec.sdsa import SDSAConfig
+
+    from .int_model import Conv, MultiBitConv, Neuron, Producer
+
+    found = {}
+
+    def visit(obj, layer):
+        if isinstance(obj, SDSAConfig):
+            found[f"{layer.name}.attn.sdsa"] = ("sdsa", obj)
+        elif isinstance(obj, Neuron):
+            found[obj.name] = ("lif", obj)
+        elif isinstance(obj, MultiBitConv):
+            found[obj.name] = ("multibit", obj)
+        elif isinstance(obj, Conv):
+            found[obj.name] = ("sae", obj)
+        elif isinstance(obj, Producer):
+            visit(obj.conv, layer)
+
+    for n, layer in enumerate(net.layers):
+        if n:
+            found[layer.name] = ("block", layer)
+        for value in vars(layer).values():
+            visit(value, layer)
+    for value in vars(net.head).values():
+        visit(value, net.head)
+    return found
+
+
+def export_unit_bundle(path, net, name, pixels):
+    """Write the unit `name` of `net` (see `units_of`) in its own bundle format, with its inputs
+    and expected outputs from running `pixels` through the network. Returns the unit kind."""
+    from .int_model import RunContext
+
+    units = units_of(net)
+    if name not in units:
+        raise ValueError(f"no unit {name!r} (try --list)")
+    kind, piece = units[name]
+    if kind in ("block", "multibit"):
+        what = "block" if kind == "block" else "convolution fed by multi-bit integers"
+        raise ValueError(f"{name!r} is a {what}: it has no unit bundle (export the network or "
+                         f"its block)")
+    ctx = RunContext(net.widths, record="full")
+    net.run(pixels, ctx)
+    trace = ctx.merged_traces()[name]
+    if kind == "lif":
+        config = piece.config(ctx, net.timesteps)
+        x = trace["inputs"]
+        s, t = x.shape[:2]
+        flat = np.ascontiguousarray(np.moveaxis(x, 2, -1)).reshape(s, t, -1)
+        traces = export_lif_bundle(path, config, inputs=flat)
+        want = np.ascontiguousarray(np.moveaxis(trace["spikes"], 2, -1)).reshape(s, t, -1)
+        if not np.array_equal(traces.spikes, want):
+            raise AssertionError(f"{name}: the unit's spikes differ from the network's")
+    elif kind == "sae":
+        config = piece.config(ctx)
+        x = trace["inputs"]
+        frames = x.reshape(-1, *x.shape[2:])
+        _, traces = export_sae_bundle(path, config, params=piece.params(config), inputs=frames)
+        if not np.array_equal(traces.outputs, trace["outputs"].reshape(traces.outputs.shape)):
+            raise AssertionError(f"{name}: the unit's outputs differ from the network's")
+    else:
+        traces = export_sdsa_bundle(path, piece, q=trace["q"], k=trace["k"], v=trace["v"])
+        if not np.array_equal(traces.spikes, trace["spikes"]):
+            raise AssertionError(f"{name}: the unit's spikes differ from the network's")
+    return kind
+
+
+def main(argv=None):
+    from dataclasses import asdict
+
+    from gen.cli import Parser, check_output_path, fail
+
+    from .netbundle import write_network_bundle
+    from .quant import add_quant_flags, options_from, prepare
+
+    p = Parser(prog=PROG, description="Export a quantized network, block or unit as a bundle "
+               "with reference traces.")
+    add_quant_flags(p)
+    p.add_argument("--out", help="bundle to write (a folder, or a .zip file)")
+    p.add_argument("--unit", help="a block or unit name (see --list); default: the network")
+    p.add_argument("--images", type=int, default=8, help="test images to trace (default 8)")
+    p.add_argument("--list", action="store_true", help="print the exportable names and exit")
+    args = p.parse_args(argv)
+    opts = options_from(args)
+    if args.calibration < 0:
+        fail(f"--calibration must not be negative, not {args.calibration}")
+    if not args.list:
+        if not args.out:
+            fail("--out is required (or --list)")
+        if not 1 <= args.images <= 4096:
+            fail(f"--images must be between 1 and 4096, not {args.images}")
+        out = args.out[:-1] if args.out.endswith("/") else args.out
+        if out.endswith(".zip"):
+            check_output_path(out)
+        elif not Path(out).parent.is_dir():
+            fail(f"output folder {str(Path(out).parent)!r} does not exist")
+
+    def log(text):
+        if not args.quiet:
+            print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
+
+    model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log)
+    units = units_of(net)
+    if args.list:
+        for name, (kind, _) in units.items():
+            print(f"{name:32s} {kind}")
+        return 0
+    if args.unit is not None and args.unit not in units:
+        fail(f"no unit {args.unit!r} in this network (units: {', '.join(units)})")
+    pixels = net.to_input(xte[:args.images])
+    labels = yte[:args.images].numpy()
+    t0 = time.perf_counter()
+    try:
+        if args.unit is None:
+            write_network_bundle(out, net, pixels, labels, model_config=asdict(model.config),
+                                 meta={"checkpoint": str(args.checkpoint), "dataset": dataset})
+            kind = "network"
+        elif units[args.unit][0] == "block":
+            write_network_bundle(out, net, pixels, labels, block=args.unit,
+                                 model_config=asdict(model.config),
+                                 meta={"checkpoint": str(args.checkpoint), "dataset": dataset})
+            kind = "block"
+        else:
+            kind = export_unit_bundle(out, net, args.unit, pixels)
+    except ValueError as exc:
+        fail(str(exc))
+    print(f"{PROG}: wrote {kind} bundle {out} ({len(pixels)} images, "
+          f"{time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    from gen.cli import run_main
+
+    sys.exit(run_main(PROG, main))

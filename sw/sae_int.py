@@ -7,12 +7,61 @@ from .lif_int import saturate
 __all__ = ["sae_int"]
 
 
+def _windows(config, padded):
+    """(kh, kw, window) for every kernel position: the input pixels each output pixel sees."""
+    k, st = config.kernel, config.stride
+    ho, wo = config.out_height, config.out_width
+    for kh in range(k):
+        for kw in range(k):
+            yield kh, kw, padded[:, :, kh:kh + st * (ho - 1) + 1:st, kw:kw + st * (wo - 1) + 1:st]
+
+
+def _total(config, w, padded, out_shape):
+    """The exact (unsaturated) sums of `w` over the spikes, in int64.
+
+    The products are taken as floating-point matrix products (BLAS): when every output's
+    absolute weights sum below 2**24 (float32's exact integers), in float32, else in float64
+    (weights of at most 16 bits and a fan-in of at most 2**22 stay far below 2**53). Every
+    partial sum is then an exactly represented integer, whatever the summation order."""
+    if config.mode == "depthwise":
+        acc = np.zeros(out_shape, dtype=np.int64)
+        for kh, kw, window in _windows(config, padded):
+            acc += w[None, :, 0, kh, kw, None, None] * window
+        return acc
+    frames, _, ho, wo = out_shape
+    bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)
+    dtype = np.float32 if bound < (1 << 24) else np.float64
+    padded = padded.astype(dtype, copy=False)
+    wf = w.astype(dtype)
+    acc = np.zeros((config.out_channels, frames * ho * wo), dtype=dtype)
+    for kh, kw, window in _windows(config, padded):
+        cols = np.moveaxis(window, 1, 0).reshape(config.in_channels, -1)
+        acc += wf[:, :, kh, kw] @ cols
+    return np.moveaxis(np.rint(acc).astype(np.int64).reshape(config.out_channels, frames, ho, wo),
+                       0, 1)
+
+
+def _sequential(config, w, padded, out_shape):
+    """The sums in the engine's event order (kh, kw, c_in), saturating after every add."""
+    acc = np.zeros(out_shape, dtype=np.int64)
+    for kh, kw, window in _windows(config, padded):
+        if config.mode == "depthwise":
+            acc = saturate(acc + w[None, :, 0, kh, kw, None, None] * window, config.acc_bits)
+        else:
+            for c in range(config.in_channels):
+                acc = saturate(acc + w[None, :, c, kh, kw, None, None] * window[:, c:c + 1],
+                               config.acc_bits)
+    return acc
+
+
 def sae_int(config, params, spikes):
     """Outputs (frames, C_out, H_out, W_out) for spikes (frames, C_in, H, W) of 0/1.
 
     Each accumulator adds its weights in the engine's event order, (kh, kw, c_in), saturating
-    to `acc_bits` after every add; then `sat(acc + bias)`. When `acc_bits` can never saturate
-    during accumulation the sum is taken in one step (the same result, faster).
+    to `acc_bits` after every add; then `sat(acc + bias)`. Where no running sum can leave the
+    `acc_bits` range (its positive and its negative terms each fit), the sum is taken in one
+    step, which gives the same result faster; only frames that could saturate take the
+    event-by-event path.
     """
     s = np.asarray(spikes)
     want = (config.in_channels, config.height, config.width)
@@ -21,28 +70,25 @@ def sae_int(config, params, spikes):
                          f"not {s.shape}")
     if s.size and (s.min() < 0 or s.max() > 1):
         raise ValueError("spikes must be 0 or 1")
-    k, st, p = config.kernel, config.stride, config.padding
-    ho, wo = config.out_height, config.out_width
+    p = config.padding
     frames = s.shape[0]
     padded = np.zeros((frames, config.in_channels, config.height + 2 * p, config.width + 2 * p),
-                      dtype=np.int64)
+                      dtype=np.int64 if config.mode == "depthwise" else np.float32)
     padded[:, :, p:p + config.height, p:p + config.width] = s
-    w = params.weight
-    acc = np.zeros((frames, config.out_channels, ho, wo), dtype=np.int64)
-    exact = config.acc_bits >= config.lossless_acc_bits
-    for kh in range(k):
-        for kw in range(k):
-            window = padded[:, :, kh:kh + st * (ho - 1) + 1:st, kw:kw + st * (wo - 1) + 1:st]
-            if config.mode == "depthwise":
-                acc = acc + w[None, :, 0, kh, kw, None, None] * window
-                if not exact:
-                    acc = saturate(acc, config.acc_bits)
-            elif exact:
-                acc = acc + np.einsum("oc,fchw->fohw", w[:, :, kh, kw], window)
-            else:
-                for c in range(config.in_channels):
-                    acc = saturate(acc + w[None, :, c, kh, kw, None, None]
-                                   * window[:, c:c + 1], config.acc_bits)
+    w = np.asarray(params.weight, dtype=np.int64)
+    out_shape = (frames, config.out_channels, config.out_height, config.out_width)
+    acc = _total(config, w, padded, out_shape)
+    lo, hi = -(1 << (config.acc_bits - 1)), (1 << (config.acc_bits - 1)) - 1
+    axes = tuple(range(1, w.ndim))
+    if np.maximum(w, 0).sum(axis=axes).max(initial=0) > hi or \
+            np.minimum(w, 0).sum(axis=axes).min(initial=0) < lo:
+        # some sum could saturate: bound every running sum by its positive and negative parts
+        pos = _total(config, np.maximum(w, 0), padded, out_shape)
+        neg = acc - pos
+        risky = ((pos > hi) | (neg < lo)).reshape(frames, -1).any(axis=1)
+        if risky.any():
+            acc[risky] = _sequential(config, w, padded[risky].astype(np.int64), (int(risky.sum()),)
+                                     + out_shape[1:])
     if config.bias:
         acc = acc + params.bias[None, :, None, None]
     return saturate(acc, config.acc_bits)

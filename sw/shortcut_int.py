@@ -1,0 +1,46 @@
+"""Integer reference of the membrane-shortcut datapath: the one place its arithmetic is written.
+
+A branch's last convolution accumulates `acc` in its own per-channel scale, a power-of-two
+multiple `2**shift` of the residual stream's scale. The shortcut brings it into the stream's
+scale with a shift, adds the branch's bias (stream units) and the residual (the block's input),
+saturating to the stream's width after each add, never wrapping::
+
+    branch = sat((acc << shift) + bias)
+    out    = sat(residual + branch)
+
+A downsampling layer starts a stream: the same, with no residual. No multiplier anywhere.
+"""
+
+import numpy as np
+
+from .lif_int import saturate
+
+__all__ = ["shortcut_int"]
+
+
+def shortcut_int(acc, shift, bias, bits, residual=None, *, channel_axis=-3):
+    """`sat(residual + sat((acc << shift) + bias))` per channel, to `bits` bits.
+
+    Parameters
+    ----------
+    acc : int array
+        The branch's accumulations, channels on `channel_axis`.
+    shift, bias : int arrays of one value per channel
+        Non-negative left shifts, and biases in stream units.
+    bits : int
+        The stream's width (signed).
+    residual : int array or None
+        The stream values the branch adds to (same shape as `acc`); None for a downsampling
+        layer, which starts a stream.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if shift.size and shift.min() < 0:
+        raise ValueError("shifts must not be negative")
+    view = [1] * acc.ndim
+    view[channel_axis] = -1
+    branch = saturate((acc << shift.reshape(view)) + np.asarray(bias, np.int64).reshape(view),
+                      bits)
+    if residual is None:
+        return branch
+    return saturate(np.asarray(residual, dtype=np.int64) + branch, bits)
