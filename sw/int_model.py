@@ -17,6 +17,7 @@ quantizer's calibration; a missing key means `WIDE_BITS` (the calibration run).
 """
 
 import functools
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,9 +205,13 @@ class MultiBitConv(Conv):
     source: str = ""
 
     def plane_config(self):
-        """The engine of one bit plane: accumulators that never saturate."""
+        """The engine of one bit plane: accumulators that never saturate, no bias (a bias is
+        added once, to the total)."""
         wide = Conv.config(self, None, acc_bits=self.w_bits + 1)
-        return SAEConfig(**{**wide.to_dict(), "acc_bits": wide.lossless_acc_bits})
+        return SAEConfig(**{**wide.to_dict(), "acc_bits": wide.lossless_acc_bits, "bias": False})
+
+    def params(self, cfg):
+        return SAEParams.checked(cfg, self.weight, None)
 
     def input_bits(self, ctx):
         """Bits per input value: the width of `source` when given, else `value_bits`."""
@@ -230,6 +235,8 @@ class MultiBitConv(Conv):
                 continue
             part = sae_int(cfg, params, plane) << b
             total = total - part if (self.signed and b == bits - 1) else total + part
+        if self.bias is not None:
+            total = total + np.asarray(self.bias, np.int64)[None, :, None, None]
         acc = total.reshape(s, t, *total.shape[1:])
         ctx.trace(self.name, inputs=values, outputs=acc)
         return acc
@@ -357,6 +364,52 @@ class IntHead:
         return scores
 
 
+def _check_piece(obj, ctx, timesteps, where):
+    """Type-check the fields of one piece and build its unit configuration (which validates
+    shapes, ranges and widths); raises ValueError / TypeError / ConfigError naming `where`."""
+    from dataclasses import fields as dc_fields
+
+    if isinstance(obj, SDSAConfig):
+        return
+    for f in dc_fields(obj):
+        value = getattr(obj, f.name)
+        allowed = f.type.__args__ if isinstance(f.type, types.UnionType) else (f.type,)
+        pieces = tuple(a for a in allowed if a in (Neuron, Conv, Producer, SDSAConfig))
+        if pieces and not (isinstance(value, pieces) or (value is None and type(None) in allowed)):
+            raise TypeError(f"{where}.{f.name} must be a {pieces[0].__name__}, not a "
+                            f"{type(value).__name__}")
+        if is_piece(value):
+            _check_piece(value, ctx, timesteps, f"{where}.{f.name}")
+    if isinstance(obj, Neuron):
+        obj.config(ctx, timesteps)
+    elif isinstance(obj, MultiBitConv):
+        obj.params(obj.plane_config())
+    elif isinstance(obj, Conv):
+        obj.params(obj.config(ctx))
+    elif isinstance(obj, Producer):
+        for name in ("shift", "bias"):
+            if np.shape(getattr(obj, name)) != (obj.conv.out_channels,):
+                raise ValueError(f"{where}.{name} must have one value per output channel "
+                                 f"({obj.conv.out_channels}), not shape "
+                                 f"{list(np.shape(getattr(obj, name)))}")
+        if np.min(obj.shift, initial=0) < 0 or np.max(obj.shift, initial=0) > 15:
+            raise ValueError(f"{where}.shift must be within 0 .. 15")
+
+
+def is_piece(value):
+    return isinstance(value, (Neuron, Conv, Producer, SDSAConfig))
+
+
+def check_layers(layers, widths, timesteps):
+    """Validate decoded layers: field types, and every unit configuration they imply."""
+    ctx = RunContext(widths)
+    for n, layer in enumerate(layers):
+        if not isinstance(layer, (IntDownsample, IntConvBlock, IntTransformerBlock)):
+            raise TypeError(f"layer {n} must be a downsampling layer or a block, not a "
+                            f"{type(layer).__name__}")
+        _check_piece(layer, ctx, timesteps, f"layer {n} ({layer.name})")
+
+
 @dataclass
 class IntNetwork:
     """The integer network: layers, widths, and how pixels become integers."""
@@ -388,6 +441,13 @@ class IntNetwork:
                 progress(min(start + batch, len(pixels)), len(pixels))
         return np.concatenate(out) if out else np.zeros((0, self.head.fc.out_channels),
                                                          np.int64)
+
+    def check(self):
+        """Validate every layer and the head (types, unit configurations, array shapes)."""
+        check_layers(self.layers, self.widths, self.timesteps)
+        if not isinstance(self.head, IntHead):
+            raise TypeError(f"the head must be an IntHead, not a {type(self.head).__name__}")
+        _check_piece(self.head, RunContext(self.widths), self.timesteps, "head")
 
     def neurons(self):
         """Every `Neuron`, in network order."""

@@ -29,6 +29,7 @@ from .int_model import (
     Neuron,
     Producer,
     RunContext,
+    check_layers,
 )
 
 __all__ = ["write_network_bundle", "read_network_bundle", "encode", "decode"]
@@ -97,6 +98,8 @@ def decode(desc, arrays, where="layer"):
             else:
                 values[key] = value
         return cls(**values)
+    except BundleError:
+        raise
     except (TypeError, ValueError, ConfigError) as exc:
         raise BundleError(f"{where}: {exc}") from None
 
@@ -164,19 +167,39 @@ def read_network_bundle(path):
     if bundle.unit not in ("network", "block"):
         raise BundleError(f"bundle {bundle.source!r} holds a {bundle.unit!r} unit, not a "
                           f"network or block")
-    cfg = bundle.config
-    for key in ("timesteps", "widths", "layers"):
-        if key not in cfg:
-            raise BundleError(f"bundle {bundle.source!r}: config.yaml has no {key!r}")
+    cfg, src = bundle.config, bundle.source
+    needed = ("timesteps", "widths", "layers") + (
+        ("input_bits", "input_scale", "head") if bundle.unit == "network" else ())
+    for key in needed:
+        if cfg.get(key) is None:
+            raise BundleError(f"bundle {src!r}: config.yaml has no {key!r}")
     if not isinstance(cfg["layers"], list) or not cfg["layers"]:
-        raise BundleError(f"bundle {bundle.source!r}: 'layers' must be a non-empty list")
-    layers = [decode(d, bundle.arrays, f"bundle {bundle.source!r} layer {n}")
+        raise BundleError(f"bundle {src!r}: 'layers' must be a non-empty list")
+    widths = cfg["widths"]
+    if not isinstance(widths, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 48
+            for k, v in widths.items()):
+        raise BundleError(f"bundle {src!r}: 'widths' must map names to widths of 2 to 48 bits")
+    for key, kind in (("timesteps", int), ("input_bits", int), ("input_scale", (int, float))):
+        value = cfg.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+            raise BundleError(f"bundle {src!r}: {key!r} must be a positive number, not "
+                              f"{value!r}")
+    layers = [decode(d, bundle.arrays, f"bundle {src!r} layer {n}")
               for n, d in enumerate(cfg["layers"])]
-    if bundle.unit == "block":
-        return "block", layers, bundle
-    net = IntNetwork(layers=layers, head=decode(cfg.get("head"), bundle.arrays,
-                                                f"bundle {bundle.source!r} head"),
-                     timesteps=int(cfg["timesteps"]), input_bits=int(cfg["input_bits"]),
-                     input_scale=float(cfg["input_scale"]), widths=dict(cfg["widths"]),
-                     info=dict(cfg.get("quantizer", {})))
+    head = decode(cfg["head"], bundle.arrays, f"bundle {src!r} head") \
+        if bundle.unit == "network" else None
+    try:
+        if bundle.unit == "block":
+            check_layers(layers, widths, int(cfg["timesteps"]))
+            return "block", layers, bundle
+        net = IntNetwork(layers=layers, head=head, timesteps=int(cfg["timesteps"]),
+                         input_bits=int(cfg["input_bits"]),
+                         input_scale=float(cfg["input_scale"]), widths=dict(widths),
+                         info=dict(cfg.get("quantizer") or {}))
+        net.check()
+    except (ConfigError, ValueError, TypeError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"bundle {src!r}: {exc}") from None
     return "network", net, bundle
