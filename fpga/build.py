@@ -1,0 +1,254 @@
+"""Build a generated unit with the open FPGA flow and write a machine-readable report.
+
+    python -m fpga.build --design {lif,sae,sdsa} --target {ecp5-25k,ecp5-45k,ecp5-85k,ice40-up5k}
+                         [--speed 6|7|8] [--freq MHZ] [--io ooc|harness] [--bitstream]
+                         [--out DIR] [--seed N] [--quiet] [unit flags | --config FILE | --bundle B]
+
+Unit flags are those of `python -m gen.<design>` (e.g. `--neurons 1024 --lanes 16`). Steps:
+generate the Verilog, synthesize with Yosys (`synth_ecp5` / `synth_ice40`), place and route
+with nextpnr, optionally pack a bitstream, and write `report.json` into `--out` (default
+`build/fpga/<design>-<target>`): resources (LUTs, FFs, block RAM, DSP, carry cells, and every
+cell type Yosys and nextpnr counted), Fmax per clock and whether it met `--freq`, the
+multiplier check, tool versions and run times.
+
+I/O: a unit's stream ports are far wider than any package's pins. `--io ooc` (the default on
+ECP5) places it out of context (`synth_ecp5 -noiopad`, `nextpnr-ecp5 --out-of-context`), which
+measures the unit alone. iCE40's nextpnr has no such mode, so there (and with `--io harness`
+on ECP5, needed for a bitstream) the unit is wrapped in a harness: its inputs come from a shift
+register fed by one pin, its outputs are captured by a loadable shift register read out on one
+pin. The harness's own flip-flops and LUTs are in the report (`harness`).
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gen.cli import Parser, fail, run_main
+from spec.yamlio import atomic_write_text
+
+from .pnr import TARGETS, FitError, PnrError, find_tool, run_nextpnr, run_pack, tool_version
+from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys
+
+__all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", "resources",
+           "build"]
+
+PROG = "fpga.build"
+DESIGNS = ("lif", "sae", "sdsa")
+#: Flags of the generators that fpga.build sets itself.
+_RESERVED = ("-o", "--out", "--name", "--report")
+
+
+def generate(design, unit_argv, name):
+    """(Verilog text, configuration dict) of `design` from its generator's flags."""
+    from gen.verilog import to_verilog
+
+    if design == "lif":
+        from gen.lif import build_parser, config_from_args
+        from hw.lif import LIFArray
+        config = config_from_args(build_parser().parse_args(unit_argv))
+        return to_verilog(LIFArray(config), name), config.to_dict()
+    if design == "sae":
+        from gen.sae import build_parser, config_and_params
+        from hw.sae import SpikeAccumulator
+        config, params = config_and_params(build_parser().parse_args(unit_argv))
+        return to_verilog(SpikeAccumulator(config, params), name), config.to_dict()
+    if design == "sdsa":
+        from gen.sdsa import build_parser, config_from_args
+        from hw.sdsa import sdsa_unit
+        config = config_from_args(build_parser().parse_args(unit_argv))
+        return to_verilog(sdsa_unit(config), name), config.to_dict()
+    fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+
+
+_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+                   r"(?:\[(\d+):(\d+)\]\s*)?([A-Za-z_\\][^\s;]*)\s*;", re.M)
+
+
+def top_ports(verilog, top):
+    """[(direction, name, width)] of module `top` in `verilog`, in declaration order."""
+    start = re.search(rf"^module\s+{re.escape(top)}\s*\(", verilog, re.M)
+    if start is None:
+        raise SynthError(f"no module {top!r} in the Verilog")
+    end = verilog.find("endmodule", start.end())
+    ports = []
+    for m in _PORT.finditer(verilog, start.end(), end):
+        width = abs(int(m.group(2)) - int(m.group(3))) + 1 if m.group(2) else 1
+        ports.append((m.group(1), m.group(4), width))
+    return ports
+
+
+def harness_verilog(verilog, top):
+    """A `harness` module around `top`: clk, rst and two pins in (`sin`, `load`), one pin out
+    (`sout`). Returns (Verilog, {"ff": harness flip-flops, "in_bits", "out_bits"})."""
+    ports = top_ports(verilog, top)
+    names = {name for _, name, _ in ports}
+    if not {"clk", "rst"} <= names:
+        raise SynthError(f"module {top!r} has no clk/rst ports")
+    ins = [(n, w) for d, n, w in ports if d == "input" and n not in ("clk", "rst")]
+    outs = [(n, w) for d, n, w in ports if d == "output"]
+    n_in, n_out = sum(w for _, w in ins), sum(w for _, w in outs)
+    lines = ["module harness(clk, rst, sin, load, sout);", "  input clk, rst, sin, load;",
+             "  output sout;", f"  reg [{max(n_in, 1) - 1}:0] isr;",
+             f"  wire [{max(n_out, 1) - 1}:0] o;", f"  reg [{max(n_out, 1) - 1}:0] osr;",
+             "  always @(posedge clk) isr <= {isr, sin};" if n_in > 1 else
+             "  always @(posedge clk) isr <= sin;",
+             "  always @(posedge clk) osr <= load ? o : (osr >> 1);",
+             "  assign sout = osr[0];", f"  {top} u(", "    .clk(clk), .rst(rst),"]
+    conns, pos = [], 0
+    for n, w in ins:
+        conns.append(f"    .{n}(isr[{pos + w - 1}:{pos}])")
+        pos += w
+    pos = 0
+    for n, w in outs:
+        conns.append(f"    .{n}(o[{pos + w - 1}:{pos}])")
+        pos += w
+    lines += [",\n".join(conns), "  );", "endmodule", ""]
+    return verilog + "\n" + "\n".join(lines), {"ff": n_in + n_out, "in_bits": n_in,
+                                               "out_bits": n_out}
+
+
+def synthesize(workdir, top, family, *, noiopad):
+    """Yosys on `workdir/design.v` -> `workdir/netlist.json`; returns the cell counts."""
+    cmd = f"synth_{family} -top {top}" + (" -noiopad" if noiopad else "")
+    script = (f"read_verilog design.v; {cmd}; write_json netlist.json; "
+              f"tee -q -o stat.json stat -json")
+    proc = subprocess.run(find_yosys() + ["-q", "-l", "yosys.log", "-p", script], cwd=workdir,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise SynthError(f"yosys failed for {top} ({family}): " + " | ".join(tail))
+    stats = json.loads(Path(workdir, "stat.json").read_text())
+    return dict(stats["design"]["num_cells_by_type"])
+
+
+def _sum(cells, prefixes):
+    return sum(n for name, n in cells.items() if name.startswith(prefixes))
+
+
+def resources(family, cells, util):
+    """The headline resources from Yosys's cells and nextpnr's utilisation."""
+    used = {k: u for k, (u, _) in util.items()}
+    if family == "ecp5":
+        return {"lut4": cells.get("LUT4", 0), "logic_cells": used.get("TRELLIS_COMB", 0),
+                "ff": used.get("TRELLIS_FF", 0), "carry": cells.get("CCU2C", 0),
+                "bram": used.get("DP16KD", 0), "lutram": cells.get("TRELLIS_DPR16X4", 0),
+                "dsp": used.get("MULT18X18D", 0) + used.get("ALU54B", 0)}
+    return {"lut4": cells.get("SB_LUT4", 0), "logic_cells": used.get("ICESTORM_LC", 0),
+            "ff": _sum(cells, ("SB_DFF",)), "carry": cells.get("SB_CARRY", 0),
+            "bram": used.get("ICESTORM_RAM", 0), "spram": used.get("ICESTORM_SPRAM", 0),
+            "dsp": used.get("ICESTORM_DSP", 0)}
+
+
+def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None,
+          bitstream=False, seed=1, log=print):
+    """Run the whole flow; returns the report (also written to `out/report.json`)."""
+    target = TARGETS[target_name]
+    io = io or ("ooc" if target.family == "ecp5" else "harness")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    times, t0 = {}, time.perf_counter()
+    verilog, config = generate(design, unit_argv, design)
+    times["generate_s"] = round(time.perf_counter() - t0, 2)
+    harness = None
+    top = design
+    if io == "harness":
+        verilog, harness = harness_verilog(verilog, design)
+        top = "harness"
+    (out / "design.v").write_text(verilog)
+    log(f"synthesizing {design} for {target.name} ({io})")
+    t = time.perf_counter()
+    cells = synthesize(out, top, target.family, noiopad=io == "ooc")
+    times["synth_s"] = round(time.perf_counter() - t, 2)
+    multipliers = {k: n for k, n in cells.items() if k in MULTIPLIER_CELLS and n}
+    log(f"placing and routing ({sum(cells.values())} cells)")
+    t = time.perf_counter()
+    pnr, _ = run_nextpnr(out, target, speed=speed, freq=freq, out_of_context=io == "ooc",
+                         seed=seed)
+    times["pnr_s"] = round(time.perf_counter() - t, 2)
+    report = {
+        "design": design, "config": config, "target": target.name, "family": target.family,
+        "speed_grade": (speed or target.default_speed) if target.speeds else None,
+        "io": io, "requested_mhz": freq,
+        "resources": resources(target.family, cells, pnr["utilization"]),
+        "fmax": pnr["fmax"],
+        "met": all(c["met"] for c in pnr["fmax"].values()) if freq is not None else None,
+        "multiplier_cells": multipliers, "harness": harness,
+        "utilization": {k: {"used": u, "available": a} for k, (u, a) in
+                        sorted(pnr["utilization"].items()) if u},
+        "yosys_cells": dict(sorted(cells.items())),
+        "tools": {"yosys": tool_version(find_yosys()),
+                  "nextpnr": tool_version(find_tool(f"nextpnr-{target.family}"))},
+    }
+    if bitstream:
+        t = time.perf_counter()
+        report["bitstream"] = run_pack(out, target).name
+        times["pack_s"] = round(time.perf_counter() - t, 2)
+    times["total_s"] = round(time.perf_counter() - t0, 2)
+    report["times"] = times
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main(argv=None):
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0],
+               epilog="Other flags go to the generator (python -m gen.<design> --help).")
+    p.add_argument("--design", required=True, help=f"one of {', '.join(DESIGNS)}")
+    p.add_argument("--target", required=True, help=f"one of {', '.join(TARGETS)}")
+    p.add_argument("--speed", type=int, help="ECP5 speed grade 6, 7 or 8 (default 6)")
+    p.add_argument("--freq", type=float, help="requested clock in MHz (report says if met)")
+    p.add_argument("--io", choices=("ooc", "harness"),
+                   help="out of context (ECP5 default) or a pin harness (iCE40 default)")
+    p.add_argument("--bitstream", action="store_true", help="also pack a bitstream (harness)")
+    p.add_argument("--out", help="output folder (default build/fpga/<design>-<target>)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    args, unit_argv = p.parse_known_args(argv)
+    if args.design not in DESIGNS:
+        fail(f"unknown design {args.design!r} (known: {', '.join(DESIGNS)})")
+    if args.target not in TARGETS:
+        fail(f"unknown target {args.target!r} (known: {', '.join(TARGETS)})")
+    target = TARGETS[args.target]
+    if args.speed is not None and args.speed not in target.speeds:
+        fail(f"{args.target} has no speed grade {args.speed}" + (
+            f" (grades: {', '.join(map(str, target.speeds))})" if target.speeds else
+            " (it has no speed grades)"))
+    if args.freq is not None and not 1 <= args.freq <= 1000:
+        fail(f"--freq must be between 1 and 1000 MHz, not {args.freq:g}")
+    if args.io == "ooc" and target.family != "ecp5":
+        fail(f"{args.target} has no out-of-context flow (nextpnr-{target.family}); use "
+             f"--io harness")
+    if args.bitstream and (args.io or ("ooc" if target.family == "ecp5" else "harness")) == "ooc":
+        fail("a bitstream needs pins: add --io harness")
+    for flag in unit_argv:
+        if flag.split("=")[0] in _RESERVED:
+            fail(f"{flag.split('=')[0]} is not a unit flag here (fpga.build names the outputs)")
+    out = Path(args.out or f"build/fpga/{args.design}-{args.target}")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {str(out)!r} exists and is not a folder")
+
+    def log(text):
+        if not args.quiet:
+            print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
+
+    try:
+        report = build(args.design, unit_argv, args.target, out=out, speed=args.speed,
+                       freq=args.freq, io=args.io, bitstream=args.bitstream, seed=args.seed,
+                       log=log)
+    except FitError as exc:
+        fail(str(exc))
+    except (PnrError, SynthError) as exc:
+        fail(str(exc))
+    r = report["resources"]
+    fmax = ", ".join(f"{c} {v['achieved_mhz']:.1f} MHz" for c, v in report["fmax"].items())
+    grade = f" grade {report['speed_grade']}" if report["speed_grade"] else ""
+    print(f"{PROG}: {args.design} on {args.target}{grade} ({report['io']}): "
+          f"{r['logic_cells']} logic cells, {r['lut4']} LUT4, {r['ff']} FF, {r['bram']} BRAM, "
+          f"{r['dsp']} DSP; Fmax {fmax or 'n/a'}; report {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))
