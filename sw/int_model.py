@@ -29,7 +29,7 @@ from spec.sdsa import SDSAConfig
 from .lif_int import lif_int, saturate
 from .sae_int import sae_int
 from .sdsa_int import sdsa_int
-from .shortcut_int import shortcut_int
+from .shortcut_int import MAX_LEFT, MAX_RIGHT, shortcut_int
 
 __all__ = ["WIDE_BITS", "Neuron", "Conv", "MultiBitConv", "Producer", "IntDownsample",
            "IntConvBlock", "IntTransformerBlock", "IntHead", "IntNetwork", "RunContext",
@@ -84,7 +84,7 @@ class RunContext:
         if not self.record:
             return
         keep = arrays if self.record == "full" else {k: v for k, v in arrays.items()
-                                                     if k in ("spikes", "scores")}
+                                                     if k in ("spikes", "mask", "scores")}
         slot = self.traces.setdefault(name, {})
         for key, value in keep.items():
             slot.setdefault(key, []).append(np.asarray(value))
@@ -330,7 +330,11 @@ class IntTransformerBlock:
         q, k, v = (tokens(n.run(conv.run(spikes, ctx), ctx)) for conv, n in (
             (self.q_conv, self.q_lif), (self.k_conv, self.k_lif), (self.v_conv, self.v_lif)))
         y, a = sdsa_int(self.sdsa, q, k, v)
-        ctx.trace(f"{self.name}.attn.sdsa", q=q, k=k, v=v, spikes=y, attention=a)
+        if self.sdsa.variant >= 3:
+            ctx.trace(f"{self.name}.attn.sdsa", q=q, k=k, v=v, spikes=y, attention=a)
+        else:       # the talking-heads neuron's mask over channels, from the same counts
+            mask, _ = lif_int(self.sdsa.neuron_config(), a)
+            ctx.trace(f"{self.name}.attn.sdsa", q=q, k=k, v=v, spikes=y, counts=a, mask=mask)
         y = np.moveaxis(y.reshape(s, t, h, w, c), -1, 2)
         x = self.proj.run(y, ctx, residual=x)
         z = self.mlp_lif2.run(self.fc1.run(self.mlp_lif1.run(x, ctx), ctx), ctx)
@@ -392,8 +396,8 @@ def _check_piece(obj, ctx, timesteps, where):
                 raise ValueError(f"{where}.{name} must have one value per output channel "
                                  f"({obj.conv.out_channels}), not shape "
                                  f"{list(np.shape(getattr(obj, name)))}")
-        if np.min(obj.shift, initial=0) < 0 or np.max(obj.shift, initial=0) > 15:
-            raise ValueError(f"{where}.shift must be within 0 .. 15")
+        if np.min(obj.shift, initial=0) < -MAX_RIGHT or np.max(obj.shift, initial=0) > MAX_LEFT:
+            raise ValueError(f"{where}.shift must be within -{MAX_RIGHT} .. {MAX_LEFT}")
 
 
 def is_piece(value):

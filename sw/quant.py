@@ -31,6 +31,7 @@ and compare. The rules (docs/ARCHITECTURE.md, "Quantizer"):
 
 import json
 import math
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from .int_model import (
 )
 from .lif_float import MultiStepLIF
 from .model import ConvBlock, Downsample, TransformerBlock
+from .shortcut_int import MAX_LEFT, MAX_RIGHT
 
 __all__ = ["QuantOptions", "quantize", "build", "choose_widths", "evaluate_int",
            "spike_agreement", "DATASET_INPUT"]
@@ -86,9 +88,11 @@ class QuantOptions:
         for name, lo, hi in (("w_bits", 2, 16), ("param_frac", 0, 12), ("margin_bits", 0, 8),
                              ("max_extra_shift", 0, 12), ("input_bits", 1, 16)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+                    not lo <= value <= hi:
                 extra = " (2 bits are the fewest that represent a nonzero weight)" \
-                    if name == "w_bits" else ""
+                    if name == "w_bits" and isinstance(value, numbers.Integral) and \
+                    not isinstance(value, bool) and value < lo else ""
                 raise ValueError(f"{name} must be an integer from {lo} to {hi}, not "
                                  f"{value!r}{extra}")
         if not self.input_scale > 0:
@@ -107,10 +111,18 @@ def _rows_max(w):
     return np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
 
 
-def _neuron_weights(w, b, opts):
-    """(W_int, thresholds, biases) for a convolution feeding a LIF of threshold 1.0."""
+def _neuron_weights(w, b, opts, name="a layer"):
+    """(W_int, thresholds, biases) for a convolution feeding a LIF of threshold 1.0.
+
+    ValueError when even the smallest threshold, `2**-param_frac`, would leave a weight beyond
+    `w_bits` (it would have to be clipped, and the layer would no longer compute the same)."""
     unit = 1 << opts.param_frac
     amax = _rows_max(w)
+    if amax.size and amax.max() / unit > opts.qmax + 0.5:
+        raise ValueError(
+            f"w_bits {opts.w_bits} is too small for {name}: its weights reach "
+            f"{amax.max():.4g}, which even the smallest threshold 2**-{opts.param_frac} cannot "
+            f"bring within +-{opts.qmax}; raise --w-bits or --param-frac")
     with np.errstate(divide="ignore"):
         theta = np.where(amax > 0, np.floor(opts.qmax / np.where(amax > 0, amax, 1) * unit),
                          unit) / unit
@@ -126,17 +138,29 @@ def _ideal_scales(w, opts):
     return _rows_max(w) / opts.qmax
 
 
+
+
 def _stream_weights(w, b, e, opts):
-    """(W_int, shift, bias) for a layer writing into a stream of scale 2**-e."""
+    """(W_int, shift, bias, rounding) for a layer writing into a stream of scale 2**-e.
+
+    Each channel's weights get the finest power-of-two scale `2**(shift - e)` that fits
+    `w_bits`. A negative shift means the channel is finer than the stream: its accumulations
+    are shifted right, after adding `rounding` = 2**(-shift - 1) to the accumulator (the
+    convolution's bias), so the shift rounds to nearest. `bias` is in stream units."""
     ideal = _ideal_scales(w, opts)
     with np.errstate(divide="ignore"):
         shift = np.where(ideal > 0, np.ceil(np.log2(np.where(ideal > 0, ideal, 1)) + e), 0)
-    shift = np.clip(shift, 0, 15).astype(np.int64)
+    if shift.size and shift.max() > MAX_LEFT:
+        raise ValueError(f"a layer's weights reach {_rows_max(w).max():.4g}: its accumulations "
+                         f"would need a left shift above {MAX_LEFT} into the stream; the float "
+                         f"model's values are too large to quantize")
+    shift = np.clip(shift, -MAX_RIGHT, MAX_LEFT).astype(np.int64)
     scale = np.exp2(shift.astype(np.float64) - e)
     view = (-1,) + (1,) * (w.ndim - 1)
     w_int = np.clip(np.rint(w / scale.reshape(view)), -opts.qmax, opts.qmax).astype(np.int64)
     bias = np.rint(b * 2.0 ** e).astype(np.int64)
-    return w_int, shift, bias
+    rounding = np.where(shift < 0, np.left_shift(1, np.maximum(-shift - 1, 0)), 0)
+    return w_int, shift, bias, rounding.astype(np.int64)
 
 
 def _stream_exponent(weights, opts):
@@ -147,7 +171,8 @@ def _stream_exponent(weights, opts):
     if not ideal.size:
         return 0
     e = math.ceil(-math.log2(ideal.min()))
-    return min(e, math.ceil(-math.log2(ideal.max())) + opts.max_extra_shift)
+    # never negative: a LIF reading the stream has the integer threshold 2**e
+    return max(0, min(e, math.ceil(-math.log2(ideal.max())) + opts.max_extra_shift))
 
 
 def _out_size(size, kernel, stride, padding):
@@ -198,32 +223,33 @@ def build(model, opts=QuantOptions()):
                       source=f"stage{stage}.stream")
 
     def neuron_after(name, conv, b):
-        w_int, theta, bias = _neuron_weights(conv, b, opts)
+        w_int, theta, bias = _neuron_weights(conv, b, opts, name)
         return w_int, lambda c_name, h, wd: Neuron(
             name=name, channels=w_int.shape[0], height=h, width=wd, v_th=theta, bias=bias,
             param_frac=opts.param_frac, source=f"{c_name}.acc")
 
-    def producer(conv, shift, bias, stage):
+    def producer(name, w, b, stage, h, wd, **conv_args):
+        w_int, shift, bias, rounding = _stream_weights(w, b, stream_e[stage], opts)
+        conv = _conv(name, w_int, h, wd, opts=opts,
+                     bias=rounding if (shift < 0).any() else None, **conv_args)
         return Producer(conv=conv, shift=shift, bias=bias, stream=f"stage{stage}.stream")
 
     for i, layer in enumerate(model.layers):
-        st, e, p = stage_of[i], stream_e[stage_of[i]], f"layers.{i}"
+        st, p = stage_of[i], f"layers.{i}"
         if isinstance(layer, Downsample):
             c = layer.conv
             w, b = (_np(t) for t in fold_conv_bn(c, layer.bn))
             k, s, pad = c.kernel_size[0], c.stride[0], c.padding[0]
             if layer.lif is None:
                 w = w * opts.input_scale
-            w_int, shift, bias = _stream_weights(w, b, e, opts)
             if layer.lif is None:
-                conv = _conv(f"{p}.conv", w_int, h, wd, kernel=k, stride=s, padding=pad,
-                             opts=opts, cls=MultiBitConv, value_bits=opts.input_bits)
+                prod = producer(f"{p}.conv", w, b, st, h, wd, kernel=k, stride=s, padding=pad,
+                                cls=MultiBitConv, value_bits=opts.input_bits)
                 neuron = None
             else:
-                conv = _conv(f"{p}.conv", w_int, h, wd, kernel=k, stride=s, padding=pad,
-                             opts=opts)
+                prod = producer(f"{p}.conv", w, b, st, h, wd, kernel=k, stride=s, padding=pad)
                 neuron = stream_neuron(f"{p}.lif", stage_of[i - 1], c.in_channels, h, wd)
-            layers.append(IntDownsample(p, neuron, producer(conv, shift, bias, st)))
+            layers.append(IntDownsample(p, neuron, prod))
             h, wd = _out_size(h, k, s, pad), _out_size(wd, k, s, pad)
         elif isinstance(layer, ConvBlock):
             dim, sep = layer.conv1.in_channels, layer.sep
@@ -235,28 +261,24 @@ def build(model, opts=QuantOptions()):
             dw_int = np.clip(np.rint(dw / beta[:, None, None, None]), -opts.qmax,
                              opts.qmax).astype(np.int64)
             w2, b2 = (_np(t) for t in fold_conv_bn(sep.pw2, sep.bn2))
-            w2_int, shift2, bias2 = _stream_weights(w2 * beta[None, :, None, None], b2, e, opts)
             kd = sep.dw.kernel_size[0]
             dw_conv = _conv(f"{p}.sep.dw", dw_int, h, wd, kernel=kd, mode="depthwise",
                             opts=opts)
             wc1, bc1 = (_np(t) for t in fold_conv_bn(layer.conv1, layer.bn1))
             wc1_int, mk_lif = neuron_after(f"{p}.lif2", wc1, bc1)
             wc2, bc2 = (_np(t) for t in fold_conv_bn(layer.conv2, layer.bn2))
-            wc2_int, shift_c2, bias_c2 = _stream_weights(wc2, bc2, e, opts)
             layers.append(IntConvBlock(
                 name=p,
                 sep_lif1=stream_neuron(f"{p}.sep.lif1", st, dim, h, wd),
                 sep_pw1=_conv(f"{p}.sep.pw1", w1_int, h, wd, kernel=1, opts=opts),
                 sep_lif2=mk_lif2(f"{p}.sep.pw1", h, wd),
                 sep_dw=dw_conv,
-                sep_pw2=producer(_conv(f"{p}.sep.pw2", w2_int, h, wd, kernel=1, opts=opts,
-                                       cls=MultiBitConv, signed=True, source=dw_conv.key),
-                                 shift2, bias2, st),
+                sep_pw2=producer(f"{p}.sep.pw2", w2 * beta[None, :, None, None], b2, st, h, wd,
+                                 kernel=1, cls=MultiBitConv, signed=True, source=dw_conv.key),
                 lif1=stream_neuron(f"{p}.lif1", st, dim, h, wd),
                 conv1=_conv(f"{p}.conv1", wc1_int, h, wd, kernel=3, opts=opts),
                 lif2=mk_lif(f"{p}.conv1", h, wd),
-                conv2=producer(_conv(f"{p}.conv2", wc2_int, h, wd, kernel=3, opts=opts),
-                               shift_c2, bias_c2, st)))
+                conv2=producer(f"{p}.conv2", wc2, bc2, st, h, wd, kernel=3)))
         else:
             attn, mlp = layer.attn, layer.mlp
             dim = mlp.fc1.in_channels
@@ -268,23 +290,19 @@ def build(model, opts=QuantOptions()):
                 convs[n] = _conv(f"{p}.attn.{n}_conv", w_int, h, wd, kernel=3, opts=opts)
                 neurons[n] = mk(convs[n].name, h, wd)
             wp, bp = (_np(t) for t in fold_repconv(attn.proj[0], attn.proj[1]))
-            wp_int, shift_p, bias_p = _stream_weights(wp, bp, e, opts)
             wf1, bf1 = (_np(t) for t in fold_conv_bn(mlp.fc1, mlp.bn1))
             wf1_int, mk_m = neuron_after(f"{p}.mlp.lif2", wf1, bf1)
             wf2, bf2 = (_np(t) for t in fold_conv_bn(mlp.fc2, mlp.bn2))
-            wf2_int, shift_f, bias_f = _stream_weights(wf2, bf2, e, opts)
             layers.append(IntTransformerBlock(
                 name=p, head_lif=stream_neuron(f"{p}.attn.head_lif", st, dim, h, wd),
                 q_conv=convs["q"], k_conv=convs["k"], v_conv=convs["v"], q_lif=neurons["q"],
                 k_lif=neurons["k"], v_lif=neurons["v"],
                 sdsa=_sdsa_config(attn.sdsa, dim, h * wd, cfg.timesteps),
-                proj=producer(_conv(f"{p}.attn.proj", wp_int, h, wd, kernel=3, opts=opts),
-                              shift_p, bias_p, st),
+                proj=producer(f"{p}.attn.proj", wp, bp, st, h, wd, kernel=3),
                 mlp_lif1=stream_neuron(f"{p}.mlp.lif1", st, dim, h, wd),
                 fc1=_conv(f"{p}.mlp.fc1", wf1_int, h, wd, kernel=1, opts=opts),
                 mlp_lif2=mk_m(f"{p}.mlp.fc1", h, wd),
-                fc2=producer(_conv(f"{p}.mlp.fc2", wf2_int, h, wd, kernel=1, opts=opts),
-                             shift_f, bias_f, st)))
+                fc2=producer(f"{p}.mlp.fc2", wf2, bf2, st, h, wd, kernel=1)))
     last, e = n_stage, stream_e[n_stage]
     dim = model.head.in_features
     wh, bh = _np(model.head.weight), _np(model.head.bias)
@@ -328,10 +346,22 @@ def choose_widths(net, stats, opts=QuantOptions()):
         widths[key] = max(2, int(s["max"]).bit_length() + 1 + opts.margin_bits)
         if key.endswith(".acc"):
             widths[key] = max(widths[key], opts.w_bits + 1)
-    bias = net.head.fc.bias
-    widths[net.head.fc.key] = max(widths[net.head.fc.key],
-                                  int(np.abs(bias).max(initial=0)).bit_length() + 1)
+    for conv in _spike_convs(net):
+        if conv.bias is not None and conv.key in widths:
+            widths[conv.key] = max(widths[conv.key],
+                                   int(np.abs(conv.bias).max(initial=0)).bit_length() + 1)
     return widths
+
+
+def _spike_convs(net):
+    """Every spike-fed `Conv` of the network (not the multi-bit ones), the head's included."""
+    found = []
+    for layer in [*net.layers, net.head]:
+        for value in vars(layer).values():
+            value = value.conv if isinstance(value, Producer) else value
+            if isinstance(value, Conv) and not isinstance(value, MultiBitConv):
+                found.append(value)
+    return found
 
 
 def evaluate_int(net, pixels, labels, *, record=None, progress=None):
@@ -367,9 +397,10 @@ def spike_agreement(model, net, images, int_traces):
     rows = []
     for name, f in fl.items():
         key = name[:-len(".neuron")] if name.endswith(".sdsa.neuron") else name
-        if key not in int_traces or "spikes" not in int_traces[key]:
+        kind = "mask" if "mask" in int_traces.get(key, {}) else "spikes"
+        if key not in int_traces or kind not in int_traces[key]:
             raise KeyError(f"the integer network has no spikes for {name!r}")
-        i = int_traces[key]["spikes"].reshape(f.shape)
+        i = int_traces[key][kind].reshape(f.shape)
         rows.append({"layer": name, "firing_float": float(f.mean()),
                      "firing_int": float(i.mean()), "agreement": float((f == i).mean())})
     return rows
@@ -385,14 +416,16 @@ def quantize(model, calib_images, opts=QuantOptions(), *, progress=None):
     net = build(model, opts)
     pixels = net.to_input(calib_images)
     wide = RunContext({})
-    wide_scores = net.run(pixels, wide, progress=progress)
+    wide_scores = net.run(pixels, wide, progress=progress and (
+        lambda done, total: progress(done, total, "pass 1 of 2, widths 32 bits")))
     for key, s in wide.stats.items():
         if s["max"] >= (1 << (WIDE_BITS - 1)) - 1:
             raise ValueError(f"{key} reached {WIDE_BITS} bits in calibration: the network's "
                              f"values are too large to quantize")
     net.widths = choose_widths(net, wide.stats, opts)
     sized = RunContext(net.widths)
-    scores = net.run(pixels, sized, progress=progress)
+    scores = net.run(pixels, sized, progress=progress and (
+        lambda done, total: progress(done, total, "pass 2 of 2, chosen widths")))
     if not np.array_equal(scores, wide_scores):
         raise AssertionError("the sized network differs from the wide one on the calibration "
                              "images: a width is too small")
@@ -452,8 +485,8 @@ def check_dataset_fit(config, dataset, source):
     have = (config.in_channels, config.image_size, config.num_classes)
     if have != want:
         fail(f"checkpoint {source!r} is for a model of {have[0]} x {have[1]} x {have[1]} inputs "
-             f"and {have[2]} classes, not {dataset}'s {want[0]} x {want[1]} x {want[1]} and "
-             f"{want[2]}")
+             f"and {have[2]} classes, not the {dataset} dataset's {want[0]} x {want[1]} x "
+             f"{want[1]} and {want[2]}")
 
 
 def prepare(checkpoint, opts, calibration, log):
@@ -468,14 +501,17 @@ def prepare(checkpoint, opts, calibration, log):
     log(f"quantizing {checkpoint} (T = {model.config.timesteps}, w_bits {opts.w_bits}): "
         f"calibration on {len(xtr)} training images")
     t0 = time.perf_counter()
-    net = quantize(model, xtr, opts, progress=_progress(log, "calibration"))
+    try:
+        net = quantize(model, xtr, opts, progress=_progress(log, "calibration"))
+    except ValueError as exc:
+        fail(str(exc))
     log(f"widths chosen in {time.perf_counter() - t0:.1f} s")
     return model, net, data, dataset
 
 
 def _progress(log, what):
-    def show(done, total):
-        log(f"{what}: {done}/{total} images")
+    def show(done, total, phase=""):
+        log(f"{what}{f' ({phase})' if phase else ''}: {done}/{total} images")
     return show
 
 

@@ -14,7 +14,7 @@ from sw.model import MetaSpikeFormer, digits_config
 from sw.train import load_dataset
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits():
     return load_dataset("digits")
 

@@ -6,6 +6,7 @@ float64 torch), and every checker has a test that feeds it a corrupted expectati
 fail, so that a checker that cannot fail would be noticed."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -47,12 +48,14 @@ def corrupt(array, index=None):
 
 
 def shortcut_reference(acc, shift, bias, bits, residual=None):
-    """Loops over every value: channel = axis -3."""
+    """Loops over every value: channel = axis -3. A negative shift divides by `2**-shift`
+    rounding down (Python's floor division), as an arithmetic right shift does."""
     acc = np.asarray(acc, np.int64)
     out = np.zeros_like(acc)
     for idx in np.ndindex(acc.shape):
-        c = idx[-3]
-        v = clip(int(acc[idx]) * (1 << int(shift[c])) + int(bias[c]), bits)
+        c, s = idx[-3], int(shift[idx[-3]])
+        moved = int(acc[idx]) * (1 << s) if s >= 0 else int(acc[idx]) // (1 << -s)
+        v = clip(moved + int(bias[c]), bits)
         if residual is not None:
             v = clip(int(residual[idx]) + v, bits)
         out[idx] = v
@@ -103,25 +106,74 @@ def test_shortcut_saturates_at_both_ends(bits):
     assert_shortcut(shortcut_reference(acc, shift, bias, bits, res), want)
 
 
-def test_shortcut_per_channel_on_axis_minus_3():
+@pytest.mark.parametrize("shifts, scale", [([0, 3, 6], 1), ([-2, 3, -6], 64)])
+def test_shortcut_per_channel_on_axis_minus_3(shifts, scale):
     # (samples, timesteps, channels=3, height=2, width=3): width == channels, so a shift
     # broadcast over the wrong axis would not raise but give other numbers
     rng = np.random.default_rng(1)
-    acc = rng.integers(-50, 50, size=(2, 2, 3, 2, 3))
+    acc = rng.integers(-50, 50, size=(2, 2, 3, 2, 3)) * scale
     res = rng.integers(-3000, 3000, size=acc.shape)
-    shift = np.array([0, 3, 6])
+    shift = np.array(shifts)
     bias = np.array([7, -11, 100])
     got = shortcut_int(acc, shift, bias, 13, res)
     assert_shortcut(got, shortcut_reference(acc, shift, bias, 13, res))
     for c in range(3):
-        branch = clip((acc[:, :, c] << shift[c]) + bias[c], 13)
+        moved = acc[:, :, c] * 2 ** shift[c] if shift[c] >= 0 else \
+            np.floor_divide(acc[:, :, c], 2 ** -shift[c])
+        branch = clip(moved + bias[c], 13)
         np.testing.assert_array_equal(got[:, :, c], clip(res[:, :, c] + branch, 13))
     assert (got == 4095).any() and (got == -4096).any()    # both ends reached
 
 
-def test_shortcut_negative_shift_rejected():
-    with pytest.raises(ValueError, match="shifts must not be negative"):
-        shortcut_int(SC_ACC, np.array([1, -1]), SC_BIAS, 8)
+# right shifts (negative shifts) mixed with a left one, per channel: (channels=4, 1, 2); bits 8
+SR_ACC = np.array([[[7, -7]], [[100, -100]], [[200, -1000]], [[3, -4]]])
+SR_SHIFT = np.array([-1, -3, -2, 2])
+SR_BIAS = np.array([0, 2, 100, 5])
+SR_RES = np.array([[[10, -10]], [[120, -120]], [[-100, 100]], [[0, 0]]])
+# branch: ch0 7 >> 1 = 3, -7 >> 1 = -4 (floor, not -3); ch1 100 >> 3 = 12 + 2 = 14,
+# -100 >> 3 = -13 (floor of -12.5) + 2 = -11; ch2 200 >> 2 = 50 + 100 = 150 -> 127,
+# -1000 >> 2 = -250 + 100 = -150 -> -128 (saturated after the shift and the bias);
+# ch3 (left) 3 << 2 = 12 + 5 = 17, -4 << 2 = -16 + 5 = -11
+SR_BRANCH = np.array([[[3, -4]], [[14, -11]], [[127, -128]], [[17, -11]]])
+# out: 13, -14; 120+14 = 134 -> 127, -120-11 = -131 -> -128; -100+127 = 27, 100-128 = -28;
+# 17, -11
+SR_OUT = np.array([[[13, -14]], [[127, -128]], [[27, -28]], [[17, -11]]])
+
+
+def test_shortcut_right_shifts_hand_worked():
+    assert_shortcut(shortcut_int(SR_ACC, SR_SHIFT, SR_BIAS, 8), SR_BRANCH)
+    assert_shortcut(shortcut_int(SR_ACC, SR_SHIFT, SR_BIAS, 8, SR_RES), SR_OUT)
+    assert_shortcut(shortcut_reference(SR_ACC, SR_SHIFT, SR_BIAS, 8), SR_BRANCH)
+    assert_shortcut(shortcut_reference(SR_ACC, SR_SHIFT, SR_BIAS, 8, SR_RES), SR_OUT)
+
+
+def test_shortcut_right_shift_rounds_down():
+    """acc >> k is floor(acc / 2**k) for either sign; with 2**(k-1) added first (the rounding
+    bias a producer's convolution adds) it is acc / 2**k rounded to nearest, halves up."""
+    acc = np.arange(-20, 21).reshape(1, 1, -1)
+    for k in (1, 2, 3):
+        got = shortcut_int(acc, np.array([-k]), np.array([0]), 16)
+        np.testing.assert_array_equal(got.ravel(), [a // 2 ** k for a in range(-20, 21)])
+        rounded = shortcut_int(acc + (1 << (k - 1)), np.array([-k]), np.array([0]), 16)
+        np.testing.assert_array_equal(
+            rounded.ravel(), [math.floor(a / 2 ** k + 0.5) for a in range(-20, 21)])
+
+
+def test_shortcut_shift_range_ends():
+    """-24 and 15 are the ends of the range: both accepted."""
+    acc = np.array([[[1 << 24, (1 << 24) - 1, -1, -(1 << 24) - 1]], [[1, -1, 2, 0]]])
+    got = shortcut_int(acc, np.array([-24, 15]), np.array([0, 0]), 20)
+    # ch0: 1, 0, floor(-2**-24) = -1, floor(-1 - 2**-24) = -2; ch1: +-2**15, 2**16, 0
+    assert_shortcut(got, np.array([[[1, 0, -1, -2]], [[32768, -32768, 65536, 0]]]))
+    assert_shortcut(shortcut_reference(acc, np.array([-24, 15]), np.array([0, 0]), 20), got)
+
+
+@pytest.mark.parametrize("shift", [[1, -25], [16, 0], [-25, 16], [100, 0], [0, -1000]])
+def test_shortcut_shift_out_of_range_rejected(shift):
+    with pytest.raises(ValueError, match=r"^shifts must be within -24 \.\. 15$"):
+        shortcut_int(SC_ACC, np.array(shift), SC_BIAS, 8)
+    with pytest.raises(ValueError, match=r"^shifts must be within -24 \.\. 15$"):
+        shortcut_int(SC_ACC, np.array(shift), SC_BIAS, 8, SC_RES)
 
 
 def test_shortcut_checker_fails_on_corrupted_expectation():
@@ -132,6 +184,18 @@ def test_shortcut_checker_fails_on_corrupted_expectation():
     wrong[1, 0, 1] = 58
     with pytest.raises(AssertionError):
         assert_shortcut(shortcut_int(SC_ACC, SC_SHIFT, SC_BIAS, 8, SC_RES), wrong)
+    # a right shift rounding toward zero (-7 >> 1 = -3, -100 >> 3 = -12) is not accepted
+    toward_zero = SR_BRANCH.copy()
+    toward_zero[0, 0, 1], toward_zero[1, 0, 1] = -3, -12 + 2
+    with pytest.raises(AssertionError):
+        assert_shortcut(shortcut_int(SR_ACC, SR_SHIFT, SR_BIAS, 8), toward_zero)
+    with pytest.raises(AssertionError):
+        assert_shortcut(shortcut_int(SR_ACC, SR_SHIFT, SR_BIAS, 8), corrupt(SR_BRANCH))
+    # nor a branch saturated before its bias is added (ch2: sat(-250) + 100 = -28)
+    early = SR_BRANCH.copy()
+    early[2, 0] = [127, -28]
+    with pytest.raises(AssertionError):
+        assert_shortcut(shortcut_int(SR_ACC, SR_SHIFT, SR_BIAS, 8), early)
 
 
 # -- sae_int: the event-order reference, for batches mixing saturating and quiet frames ----------
