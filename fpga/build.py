@@ -21,7 +21,6 @@ pin. The harness's own flip-flops and LUTs are in the report (`harness`).
 
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from gen.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
 from .pnr import TARGETS, FitError, PnrError, find_tool, run_nextpnr, run_pack, tool_version
-from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys
+from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
 __all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", "resources",
            "build"]
@@ -113,15 +112,7 @@ def harness_verilog(verilog, top):
 def synthesize(workdir, top, family, *, noiopad):
     """Yosys on `workdir/design.v` -> `workdir/netlist.json`; returns the cell counts."""
     cmd = f"synth_{family} -top {top}" + (" -noiopad" if noiopad else "")
-    script = (f"read_verilog design.v; {cmd}; write_json netlist.json; "
-              f"tee -q -o stat.json stat -json")
-    proc = subprocess.run(find_yosys() + ["-q", "-l", "yosys.log", "-p", script], cwd=workdir,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise SynthError(f"yosys failed for {top} ({family}): " + " | ".join(tail))
-    stats = json.loads(Path(workdir, "stat.json").read_text())
-    return dict(stats["design"]["num_cells_by_type"])
+    return run_yosys(workdir, cmd, f"{top} ({family})", netlist=True)
 
 
 def _sum(cells, prefixes):

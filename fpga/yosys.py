@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthError", "find_yosys", "synth_cells", "multiplier_cells", "SYNTH_COMMANDS",
-           "MULTIPLIER_CELLS"]
+__all__ = ["SynthError", "find_yosys", "synth_cells", "run_yosys", "multiplier_cells",
+           "SYNTH_COMMANDS", "MULTIPLIER_CELLS"]
 
 #: Synthesis command per target family; `-noiopad` because units are measured out of context.
 SYNTH_COMMANDS = {
@@ -48,14 +48,20 @@ def synth_cells(verilog_text, top, target="ecp5"):
                          f"(known: {', '.join(SYNTH_COMMANDS)})")
     with tempfile.TemporaryDirectory(prefix="spikegen-yosys-") as tmp:
         Path(tmp, "design.v").write_text(verilog_text)
-        script = (f"read_verilog design.v; {SYNTH_COMMANDS[target].format(top=top)}; "
-                  f"tee -q -o stat.json stat -json")
-        proc = subprocess.run(find_yosys() + ["-q", "-p", script], cwd=tmp,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise SynthError(f"yosys failed for {top} ({target}): " + " | ".join(tail))
-        stats = json.loads(Path(tmp, "stat.json").read_text())
+        return run_yosys(tmp, SYNTH_COMMANDS[target].format(top=top), f"{top} ({target})")
+
+
+def run_yosys(workdir, commands, what, *, netlist=False):
+    """Yosys on `workdir/design.v` with `commands` (then `netlist.json` if asked, and the
+    statistics); returns the cell counts by type. Its log is `workdir/yosys.log`."""
+    script = (f"read_verilog design.v; {commands}; "
+              f"{'write_json netlist.json; ' if netlist else ''}tee -q -o stat.json stat -json")
+    proc = subprocess.run(find_yosys() + ["-q", "-l", "yosys.log", "-p", script], cwd=workdir,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise SynthError(f"yosys failed for {what}: " + " | ".join(tail))
+    stats = json.loads(Path(workdir, "stat.json").read_text())
     return dict(stats["design"]["num_cells_by_type"])
 
 
