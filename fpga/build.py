@@ -63,7 +63,7 @@ def generate(design, unit_argv, name):
 
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
-                   r"(?:\[(\d+):(\d+)\]\s*)?([A-Za-z_\\][^\s;]*)\s*;", re.M)
+                   r"(?:\[(\d+):(\d+)\]\s*)?([^;]+);", re.M)
 
 
 def top_ports(verilog, top):
@@ -71,11 +71,16 @@ def top_ports(verilog, top):
     start = re.search(rf"^module\s+{re.escape(top)}\s*\(", verilog, re.M)
     if start is None:
         raise SynthError(f"no module {top!r} in the Verilog")
+    header_end = verilog.find(";", start.end())
+    if re.search(r"\b(input|output|inout)\b", verilog[start.end():header_end]):
+        raise SynthError(f"module {top!r} declares its ports in the header (ANSI style); "
+                         f"the harness reads port declarations in the body")
     end = verilog.find("endmodule", start.end())
     ports = []
     for m in _PORT.finditer(verilog, start.end(), end):
         width = abs(int(m.group(2)) - int(m.group(3))) + 1 if m.group(2) else 1
-        ports.append((m.group(1), m.group(4), width))
+        for name in m.group(4).split(","):
+            ports.append((m.group(1), name.strip(), width))
     return ports
 
 
@@ -139,10 +144,10 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
     target = TARGETS[target_name]
     io = io or ("ooc" if target.family == "ecp5" else "harness")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     times, t0 = {}, time.perf_counter()
-    verilog, config = generate(design, unit_argv, design)
+    verilog, config = generate(design, unit_argv, design)      # bad unit flags fail here
     times["generate_s"] = round(time.perf_counter() - t0, 2)
+    out.mkdir(parents=True, exist_ok=True)
     harness = None
     top = design
     if io == "harness":
@@ -165,7 +170,8 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
         "io": io, "requested_mhz": freq,
         "resources": resources(target.family, cells, pnr["utilization"]),
         "fmax": pnr["fmax"],
-        "met": all(c["met"] for c in pnr["fmax"].values()) if freq is not None else None,
+        "met": (bool(pnr["fmax"]) and all(c["met"] for c in pnr["fmax"].values()))
+        if freq is not None else None,
         "multiplier_cells": multipliers, "harness": harness,
         "utilization": {k: {"used": u, "available": a} for k, (u, a) in
                         sorted(pnr["utilization"].items()) if u},

@@ -157,6 +157,8 @@ def parse_report(text):
         except (KeyError, TypeError, ValueError):
             raise PnrError(f"nextpnr's report: bad utilization entry for {cell!r}") from None
     fmax = {}
+    if not isinstance(data.get("fmax") or {}, dict):
+        raise PnrError("nextpnr's report: 'fmax' must map clocks to figures")
     for clock, v in (data.get("fmax") or {}).items():
         try:
             achieved, constraint = float(v["achieved"]), float(v["constraint"])
