@@ -28,7 +28,7 @@ from pathlib import Path
 from gen.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
-from .pnr import TARGETS, FitError, PnrError, find_tool, run_nextpnr, run_pack, tool_version
+from .pnr import TARGETS, PnrError, find_tool, run_nextpnr, run_pack, tool_version
 from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
 __all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", "resources",
@@ -234,9 +234,7 @@ def main(argv=None):
         report = build(args.design, unit_argv, args.target, out=out, speed=args.speed,
                        freq=args.freq, io=args.io, bitstream=args.bitstream, seed=args.seed,
                        log=log)
-    except FitError as exc:
-        fail(str(exc))
-    except (PnrError, SynthError) as exc:
+    except (PnrError, SynthError) as exc:      # FitError included: one line either way
         fail(str(exc))
     r = report["resources"]
     fmax = ", ".join(f"{c} {v['achieved_mhz']:.1f} MHz" for c, v in report["fmax"].items())

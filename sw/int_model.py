@@ -18,7 +18,7 @@ quantizer's calibration; a missing key means `WIDE_BITS` (the calibration run).
 
 import functools
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -371,11 +371,9 @@ class IntHead:
 def _check_piece(obj, ctx, timesteps, where):
     """Type-check the fields of one piece and build its unit configuration (which validates
     shapes, ranges and widths); raises ValueError / TypeError / ConfigError naming `where`."""
-    from dataclasses import fields as dc_fields
-
     if isinstance(obj, SDSAConfig):
         return
-    for f in dc_fields(obj):
+    for f in fields(obj):
         value = getattr(obj, f.name)
         allowed = f.type.__args__ if isinstance(f.type, types.UnionType) else (f.type,)
         pieces = tuple(a for a in allowed if a in (Neuron, Conv, Producer, SDSAConfig))

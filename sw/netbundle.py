@@ -198,8 +198,8 @@ def read_network_bundle(path):
                          input_scale=float(cfg["input_scale"]), widths=dict(widths),
                          info=dict(cfg.get("quantizer") or {}))
         net.check()
+    except BundleError:
+        raise
     except (ConfigError, ValueError, TypeError) as exc:
-        if isinstance(exc, BundleError):
-            raise
         raise BundleError(f"bundle {src!r}: {exc}") from None
     return "network", net, bundle

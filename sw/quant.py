@@ -187,35 +187,52 @@ def _conv(name, w, h, wd, *, kernel, stride=1, padding=None, mode="conv", opts, 
                height=h, width=wd, weight=w, w_bits=opts.w_bits, **extra)
 
 
+def _depthwise(dw, opts):
+    """(per-channel scales beta, integer weights) of a depthwise convolution's weights."""
+    beta = _ideal_scales(dw, opts)
+    beta = np.where(beta > 0, beta, 1.0)
+    dw_int = np.clip(np.rint(dw / beta[:, None, None, None]), -opts.qmax, opts.qmax)
+    return beta, dw_int.astype(np.int64)
+
+
+def _producer_weights(layer, opts):
+    """The folded float (weight, bias) of every layer of `layer` that writes into the residual
+    stream, by name suffix (the SepConv's second 1x1 with the depthwise scales folded in)."""
+    if isinstance(layer, Downsample):
+        w, b = (_np(t) for t in fold_conv_bn(layer.conv, layer.bn))
+        return {"conv": (w * opts.input_scale if layer.lif is None else w, b)}
+    if isinstance(layer, ConvBlock):
+        beta, _ = _depthwise(_np(layer.sep.dw.weight), opts)
+        w2, b2 = (_np(t) for t in fold_conv_bn(layer.sep.pw2, layer.sep.bn2))
+        return {"sep.pw2": (w2 * beta[None, :, None, None], b2),
+                "conv2": tuple(_np(t) for t in fold_conv_bn(layer.conv2, layer.bn2))}
+    if isinstance(layer, TransformerBlock):
+        return {"attn.proj": tuple(_np(t) for t in fold_repconv(layer.attn.proj[0],
+                                                                 layer.attn.proj[1])),
+                "mlp.fc2": tuple(_np(t) for t in fold_conv_bn(layer.mlp.fc2, layer.mlp.bn2))}
+    raise TypeError(f"cannot quantize a {type(layer).__name__}")
+
+
 def build(model, opts=QuantOptions()):
     """The integer network for `model` (eval mode), widths not yet calibrated."""
     model.eval()
     cfg = model.config
     layers, h, wd = [], cfg.image_size, cfg.image_size
     stage_of, stream_e, n_stage = {}, {}, -1
-    # pass 1: which stage each layer belongs to, and each stream's exponent
-    producers = {}
+    # pass 1: each layer's stage and its stream-writing weights (folded once), then each
+    # stream's exponent from all the weights that write into it
+    folded, writers = {}, {}
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Downsample):
             n_stage += 1
-            w, _ = fold_conv_bn(layer.conv, layer.bn)
-            if layer.lif is None:
-                w = w * opts.input_scale
-            producers.setdefault(n_stage, []).append(_np(w))
-        elif isinstance(layer, ConvBlock):
-            beta = _ideal_scales(_np(layer.sep.dw.weight), opts)
-            beta = np.where(beta > 0, beta, 1.0)
-            w2, _ = fold_conv_bn(layer.sep.pw2, layer.sep.bn2)
-            producers[n_stage] += [_np(w2) * beta[None, :, None, None],
-                                   _np(fold_conv_bn(layer.conv2, layer.bn2)[0])]
-        elif isinstance(layer, TransformerBlock):
-            producers[n_stage] += [_np(fold_repconv(layer.attn.proj[0], layer.attn.proj[1])[0]),
-                                   _np(fold_conv_bn(layer.mlp.fc2, layer.mlp.bn2)[0])]
-        else:
-            raise TypeError(f"layer {i}: cannot quantize a {type(layer).__name__}")
+        try:
+            folded[i] = _producer_weights(layer, opts)
+        except TypeError as exc:
+            raise TypeError(f"layer {i}: {exc}") from None
         stage_of[i] = n_stage
-    for s, ws in producers.items():
-        stream_e[s] = _stream_exponent(ws, opts)
+        writers.setdefault(n_stage, []).extend(w for w, _ in folded[i].values())
+    for st, ws in writers.items():
+        stream_e[st] = _stream_exponent(ws, opts)
 
     def stream_neuron(name, stage, c, h, wd):
         return Neuron(name=name, channels=c, height=h, width=wd,
@@ -228,9 +245,11 @@ def build(model, opts=QuantOptions()):
             name=name, channels=w_int.shape[0], height=h, width=wd, v_th=theta, bias=bias,
             param_frac=opts.param_frac, source=f"{c_name}.acc")
 
-    def producer(name, w, b, stage, h, wd, **conv_args):
+    def producer(i, suffix, h, wd, **conv_args):
+        """Layer `suffix` of model layer `i`, writing into its stage's stream."""
+        stage, (w, b) = stage_of[i], folded[i][suffix]
         w_int, shift, bias, rounding = _stream_weights(w, b, stream_e[stage], opts)
-        conv = _conv(name, w_int, h, wd, opts=opts,
+        conv = _conv(f"layers.{i}.{suffix}", w_int, h, wd, opts=opts,
                      bias=rounding if (shift < 0).any() else None, **conv_args)
         return Producer(conv=conv, shift=shift, bias=bias, stream=f"stage{stage}.stream")
 
@@ -238,16 +257,13 @@ def build(model, opts=QuantOptions()):
         st, p = stage_of[i], f"layers.{i}"
         if isinstance(layer, Downsample):
             c = layer.conv
-            w, b = (_np(t) for t in fold_conv_bn(c, layer.bn))
             k, s, pad = c.kernel_size[0], c.stride[0], c.padding[0]
             if layer.lif is None:
-                w = w * opts.input_scale
-            if layer.lif is None:
-                prod = producer(f"{p}.conv", w, b, st, h, wd, kernel=k, stride=s, padding=pad,
+                prod = producer(i, "conv", h, wd, kernel=k, stride=s, padding=pad,
                                 cls=MultiBitConv, value_bits=opts.input_bits)
                 neuron = None
             else:
-                prod = producer(f"{p}.conv", w, b, st, h, wd, kernel=k, stride=s, padding=pad)
+                prod = producer(i, "conv", h, wd, kernel=k, stride=s, padding=pad)
                 neuron = stream_neuron(f"{p}.lif", stage_of[i - 1], c.in_channels, h, wd)
             layers.append(IntDownsample(p, neuron, prod))
             h, wd = _out_size(h, k, s, pad), _out_size(wd, k, s, pad)
@@ -255,30 +271,24 @@ def build(model, opts=QuantOptions()):
             dim, sep = layer.conv1.in_channels, layer.sep
             w1, b1 = (_np(t) for t in fold_conv_bn(sep.pw1, sep.bn1))
             w1_int, mk_lif2 = neuron_after(f"{p}.sep.lif2", w1, b1)
-            dw = _np(sep.dw.weight)
-            beta = _ideal_scales(dw, opts)
-            beta = np.where(beta > 0, beta, 1.0)
-            dw_int = np.clip(np.rint(dw / beta[:, None, None, None]), -opts.qmax,
-                             opts.qmax).astype(np.int64)
-            w2, b2 = (_np(t) for t in fold_conv_bn(sep.pw2, sep.bn2))
+            _, dw_int = _depthwise(_np(sep.dw.weight), opts)
             kd = sep.dw.kernel_size[0]
             dw_conv = _conv(f"{p}.sep.dw", dw_int, h, wd, kernel=kd, mode="depthwise",
                             opts=opts)
             wc1, bc1 = (_np(t) for t in fold_conv_bn(layer.conv1, layer.bn1))
             wc1_int, mk_lif = neuron_after(f"{p}.lif2", wc1, bc1)
-            wc2, bc2 = (_np(t) for t in fold_conv_bn(layer.conv2, layer.bn2))
             layers.append(IntConvBlock(
                 name=p,
                 sep_lif1=stream_neuron(f"{p}.sep.lif1", st, dim, h, wd),
                 sep_pw1=_conv(f"{p}.sep.pw1", w1_int, h, wd, kernel=1, opts=opts),
                 sep_lif2=mk_lif2(f"{p}.sep.pw1", h, wd),
                 sep_dw=dw_conv,
-                sep_pw2=producer(f"{p}.sep.pw2", w2 * beta[None, :, None, None], b2, st, h, wd,
-                                 kernel=1, cls=MultiBitConv, signed=True, source=dw_conv.key),
+                sep_pw2=producer(i, "sep.pw2", h, wd, kernel=1, cls=MultiBitConv,
+                                 signed=True, source=dw_conv.key),
                 lif1=stream_neuron(f"{p}.lif1", st, dim, h, wd),
                 conv1=_conv(f"{p}.conv1", wc1_int, h, wd, kernel=3, opts=opts),
                 lif2=mk_lif(f"{p}.conv1", h, wd),
-                conv2=producer(f"{p}.conv2", wc2, bc2, st, h, wd, kernel=3)))
+                conv2=producer(i, "conv2", h, wd, kernel=3)))
         else:
             attn, mlp = layer.attn, layer.mlp
             dim = mlp.fc1.in_channels
@@ -289,20 +299,18 @@ def build(model, opts=QuantOptions()):
                 w_int, mk = neuron_after(f"{p}.attn.{n}_lif", w, b)
                 convs[n] = _conv(f"{p}.attn.{n}_conv", w_int, h, wd, kernel=3, opts=opts)
                 neurons[n] = mk(convs[n].name, h, wd)
-            wp, bp = (_np(t) for t in fold_repconv(attn.proj[0], attn.proj[1]))
             wf1, bf1 = (_np(t) for t in fold_conv_bn(mlp.fc1, mlp.bn1))
             wf1_int, mk_m = neuron_after(f"{p}.mlp.lif2", wf1, bf1)
-            wf2, bf2 = (_np(t) for t in fold_conv_bn(mlp.fc2, mlp.bn2))
             layers.append(IntTransformerBlock(
                 name=p, head_lif=stream_neuron(f"{p}.attn.head_lif", st, dim, h, wd),
                 q_conv=convs["q"], k_conv=convs["k"], v_conv=convs["v"], q_lif=neurons["q"],
                 k_lif=neurons["k"], v_lif=neurons["v"],
                 sdsa=_sdsa_config(attn.sdsa, dim, h * wd, cfg.timesteps),
-                proj=producer(f"{p}.attn.proj", wp, bp, st, h, wd, kernel=3),
+                proj=producer(i, "attn.proj", h, wd, kernel=3),
                 mlp_lif1=stream_neuron(f"{p}.mlp.lif1", st, dim, h, wd),
                 fc1=_conv(f"{p}.mlp.fc1", wf1_int, h, wd, kernel=1, opts=opts),
                 mlp_lif2=mk_m(f"{p}.mlp.fc1", h, wd),
-                fc2=producer(f"{p}.mlp.fc2", wf2, bf2, st, h, wd, kernel=1)))
+                fc2=producer(i, "mlp.fc2", h, wd, kernel=1)))
     last, e = n_stage, stream_e[n_stage]
     dim = model.head.in_features
     wh, bh = _np(model.head.weight), _np(model.head.bias)
@@ -373,7 +381,8 @@ def evaluate_int(net, pixels, labels, *, record=None, progress=None):
 
 
 def float_spikes(model, images, batch=128):
-    """Every `MultiStepLIF`'s spikes, by module name, as (samples, timesteps, ...) arrays."""
+    """(every `MultiStepLIF`'s spikes by module name as (samples, timesteps, ...) arrays, the
+    model's class scores) for `images`, in one run."""
     found, hooks = {}, []
     for name, m in model.named_modules():
         if isinstance(m, MultiStepLIF):
@@ -381,19 +390,21 @@ def float_spikes(model, images, batch=128):
                 lambda mod, args, out, name=name: found.setdefault(name, []).append(
                     out.detach().transpose(0, 1).to(torch.uint8).numpy())))
     model.eval()
+    scores = []
     try:
         with torch.no_grad():
             for i in range(0, len(images), batch):
-                model(images[i:i + batch])
+                scores.append(model(images[i:i + batch]))
     finally:
         for h in hooks:
             h.remove()
-    return {k: np.concatenate(v) for k, v in found.items()}
+    return {k: np.concatenate(v) for k, v in found.items()}, torch.cat(scores)
 
 
-def spike_agreement(model, net, images, int_traces):
-    """Per LIF layer: (name, firing float, firing int, fraction of equal spikes)."""
-    fl = float_spikes(model, images)
+def spike_agreement(model, net, images, int_traces, *, float_run=None):
+    """Per LIF layer: (name, firing float, firing int, fraction of equal spikes). `float_run`
+    is `float_spikes(model, images)` when already taken."""
+    fl, _ = float_run if float_run is not None else float_spikes(model, images)
     rows = []
     for name, f in fl.items():
         key = name[:-len(".neuron")] if name.endswith(".sdsa.neuron") else name
@@ -453,14 +464,12 @@ def format_report(rep):
 
 def report(model, net, xte, yte, *, progress=None):
     """Accuracy float vs integer, per-layer spike agreement, widths with saturation counts."""
-    from .train import evaluate
-
-    float_acc = evaluate(model, xte, yte)
+    float_run = float_spikes(model, xte)
+    fpred = float_run[1].argmax(1)
+    float_acc = float((fpred == yte).float().mean())
     pixels = net.to_input(xte)
     int_acc, scores, ctx = evaluate_int(net, pixels, yte.numpy(), record="spikes",
                                         progress=progress)
-    with torch.no_grad():
-        fpred = torch.cat([model(xte[i:i + 128]) for i in range(0, len(xte), 128)]).argmax(1)
     widths = {}
     for key in sorted(net.widths):
         c, t = net.info["calibration"].get(key, {}), ctx.stats.get(key, {})
@@ -470,7 +479,8 @@ def report(model, net, xte, yte, *, progress=None):
     return {"float_accuracy": float_acc, "int_accuracy": int_acc, "test_images": len(xte),
             "timesteps": net.timesteps, "w_bits": net.info["w_bits"],
             "prediction_agreement": float((fpred.numpy() == scores.argmax(1)).mean()),
-            "layers": spike_agreement(model, net, xte, ctx.merged_traces()),
+            "layers": spike_agreement(model, net, xte, ctx.merged_traces(),
+                                      float_run=float_run),
             "widths": widths, "stream_exponents": net.info["stream_exponents"]}
 
 
