@@ -23,7 +23,7 @@ class SpikeEncoder(wiring.Component):
 
     The unit counts pixels and beats itself; an input beat with `first` set restarts the count.
     Throughput: one event per cycle; a beat costs max(1, its spikes) cycles
-    (`SAEConfig.encoder_cycles`). Latency: one cycle.
+    (`SAEConfig.encoder_cycles`). Latency: one cycle; every output field is a register.
 
     Parameters
     ----------
@@ -66,49 +66,48 @@ class SpikeEncoder(wiring.Component):
         frame_end = (eff_row == cfg.height - 1) & (eff_col == cfg.width - 1) & \
             (eff_group == beats_pp - 1)
 
-        # the beat being emitted
+        # the event being emitted comes straight from registers: each handshake loads the next
+        # spike of the beat (or the next beat), so no priority encoder sits on the output
         have = Signal()
-        mask = Signal(lanes)
-        token = Signal()  # an empty frame-final beat: emit one event with spike = 0
-        cur_last = Signal()
-        cur_row = Signal.like(row)
-        cur_col = Signal.like(col)
+        rest = Signal(lanes)       # spikes of the beat after the current one
         cur_base = Signal.like(base)
-        cur_group = Signal.like(group)
+        cur_frame_end = Signal()
+        out = self.o.payload
+        final = Signal()           # the current event is its beat's last
+        m.d.comb += self.o.valid.eq(have)
 
-        lowest, index = lowest_set(m, mask, lanes)
-        remaining = Signal(lanes)
-        m.d.comb += remaining.eq(mask & ~lowest)
-        final = token | (remaining == 0)
+        def load(mask, base_value, frame_end_value):
+            """Registers of the lowest spike of `mask`; the rest stays for the next events."""
+            lowest, index = lowest_set(m, mask, lanes)
+            beat_done = (mask & ~lowest) == 0
+            return [
+                rest.eq(mask & ~lowest),
+                final.eq(beat_done),
+                out.last.eq(frame_end_value & beat_done),
+                out.lane.eq(index),
+                out.channel.eq(base_value + index),
+            ]
 
-        m.d.comb += [
-            self.o.valid.eq(have),
-            self.o.payload.row.eq(cur_row),
-            self.o.payload.col.eq(cur_col),
-            self.o.payload.channel.eq(Mux(token, 0, cur_base + index)),
-            self.o.payload.group.eq(Mux(token, 0, cur_group)),
-            self.o.payload.lane.eq(Mux(token, 0, index)),
-            self.o.payload.spike.eq(~token),
-            self.o.payload.last.eq(cur_last & final),
-        ]
         done = self.o.valid & self.o.ready & final
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += mask.eq(remaining)
+            m.d.sync += load(rest, cur_base, cur_frame_end)
             with m.If(final):
                 m.d.sync += have.eq(0)
 
         m.d.comb += self.i.ready.eq(~have | done)
         with m.If(self.i.valid & self.i.ready):
+            spiking = incoming != 0
             m.d.sync += [
-                have.eq((incoming != 0) | frame_end),
-                mask.eq(incoming),
-                token.eq(incoming == 0),
-                cur_last.eq(frame_end),
-                cur_row.eq(eff_row),
-                cur_col.eq(eff_col),
+                have.eq(spiking | frame_end),
+                out.spike.eq(spiking),
+                cur_frame_end.eq(frame_end),
+                out.row.eq(eff_row),
+                out.col.eq(eff_col),
+                out.group.eq(Mux(spiking, eff_group, 0)),
                 cur_base.eq(eff_base),
-                cur_group.eq(eff_group),
             ]
+            # a frame-final beat without spikes is one token: lane and channel 0, spike 0
+            m.d.sync += load(incoming, Mux(spiking, eff_base, 0), frame_end)
             last_group = eff_group == beats_pp - 1
             m.d.sync += [
                 group.eq(Mux(last_group, 0, eff_group + 1)),

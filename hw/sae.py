@@ -93,36 +93,32 @@ class SAEEngine(wiring.Component):
         w_base_in = mul_const(ev.channel, cfg.kernel * cfg.kernel * groups)
 
         # -- the update generator ---------------------------------------------------------------
+        # The current update's addresses are registers (`op_acc`, `op_w`), stepped on each issue
+        # by constants. Whether the current update must wait (`hazard`: its accumulator word is
+        # still in the update pipeline) is a register too, computed a cycle ahead for whichever
+        # update comes next, so `issue` and the event handshake follow from registers in one
+        # or two LUT levels.
         busy = Signal()
         frame_end = Signal()       # the frame's last event has been taken
         rows_left = Signal(range(cfg.kernel + 1))
         cols_left = Signal(range(cfg.kernel + 1))
         n_cols = Signal(range(cfg.kernel + 1))
         g = Signal(range(max(2, ops_pp)))
-        acc_row = Signal(acc_addr_bits)
-        acc_col = Signal(acc_addr_bits)
-        acc_col0 = Signal(acc_addr_bits)
-        w_base = Signal(range(cfg.weight_words + 1))
-        w_row = Signal(range(cfg.weight_words + 1))
-        w_col = Signal(range(cfg.weight_words + 1))
-        w_col0 = Signal(range(cfg.weight_words + 1))
+        last_g = Signal()          # g == ops_pp - 1
+        last_col = Signal()        # cols_left == 1
+        last_row = Signal()        # rows_left == 1
+        op_acc = Signal(acc_addr_bits)              # accumulator word of the current update
+        op_w = Signal(range(cfg.weight_words + 1))  # its weight word
+        row_acc = Signal(acc_addr_bits)             # first update of the current output row
+        row_w = Signal(range(cfg.weight_words + 1))
 
-        op_acc = Signal(acc_addr_bits)
-        op_w = Signal(range(cfg.weight_words))
-        m.d.comb += [
-            op_acc.eq(acc_row + acc_col + g),
-            op_w.eq(w_base + w_row + w_col + g),
-        ]
-
-        # in-flight updates: s1 (RAM read), s2 (RAM output registered), s3 (sum, being written);
-        # the drain's clear write is in flight too
+        # in-flight updates: s1 (RAM read), s2 (RAM output registered), s3 (sum, being written)
         s_valid = [Signal(name=f"u{k}_valid") for k in range(1, 4)]
         s_addr = [Signal(acc_addr_bits, name=f"u{k}_addr") for k in range(1, 4)]
-        hazard = Cat(drain.d1_valid & (drain.clear_addr == op_acc),
-                     *(v & (a == op_acc) for v, a in zip(s_valid, s_addr, strict=True))).any()
+        hazard = Signal()
         issue = Signal()
         m.d.comb += issue.eq((mode == Mode.ACC) & busy & ~hazard)
-        final_op = (g == ops_pp - 1) & (cols_left == 1) & (rows_left == 1)
+        final_op = last_g & last_col & last_row
 
         take = Signal()
         m.d.comb += [
@@ -130,36 +126,69 @@ class SAEEngine(wiring.Component):
             take.eq(self.i.valid & self.i.ready),
         ]
 
+        # address steps: next group of the pixel; next (left) output pixel of the row, its
+        # first group; first pixel of the next (upper) output row
+        col_acc_step = 2 * groups - 1
+        col_w_step = cfg.stride * cfg.w_kw_step - (groups - 1)
+        row_acc_step = cfg.out_width * groups
+        row_w_step = cfg.stride * cfg.w_kh_step
+        next_acc = Signal(acc_addr_bits)     # the update after this one (while busy)
+        with m.If(~last_g):
+            m.d.comb += next_acc.eq(op_acc + 1)
+        with m.Elif(~last_col):
+            m.d.comb += next_acc.eq(op_acc - col_acc_step)
+        with m.Else():
+            m.d.comb += next_acc.eq(row_acc - row_acc_step)
+        first_acc = Signal(acc_addr_bits)    # the first update of the event being offered
+        m.d.comb += first_acc.eq(acc_row_in + acc_col_in)
         with m.If(issue):
-            with m.If(g != ops_pp - 1):
-                m.d.sync += g.eq(g + 1)
+            with m.If(~last_g):
+                m.d.sync += [g.eq(g + 1), last_g.eq(g == max(ops_pp - 2, 0)),
+                             op_acc.eq(next_acc), op_w.eq(op_w + 1)]
             with m.Else():
-                m.d.sync += g.eq(0)
-                with m.If(cols_left != 1):
+                m.d.sync += [g.eq(0), last_g.eq(ops_pp == 1)]
+                with m.If(~last_col):
                     m.d.sync += [
-                        cols_left.eq(cols_left - 1),
-                        acc_col.eq(acc_col - groups),
-                        w_col.eq(w_col + cfg.stride * cfg.w_kw_step),
+                        cols_left.eq(cols_left - 1), last_col.eq(cols_left == 2),
+                        op_acc.eq(next_acc), op_w.eq(op_w + col_w_step),
                     ]
                 with m.Else():
-                    m.d.sync += [cols_left.eq(n_cols), acc_col.eq(acc_col0), w_col.eq(w_col0)]
-                    with m.If(rows_left != 1):
+                    m.d.sync += [cols_left.eq(n_cols), last_col.eq(n_cols == 1)]
+                    with m.If(~last_row):
                         m.d.sync += [
-                            rows_left.eq(rows_left - 1),
-                            acc_row.eq(acc_row - cfg.out_width * groups),
-                            w_row.eq(w_row + cfg.stride * cfg.w_kh_step),
+                            rows_left.eq(rows_left - 1), last_row.eq(rows_left == 2),
+                            row_acc.eq(next_acc), op_acc.eq(next_acc),
+                            row_w.eq(row_w + row_w_step), op_w.eq(row_w + row_w_step),
                         ]
                     with m.Else():
                         m.d.sync += busy.eq(0)
+        # the hazard of the next cycle's update, against the updates then in flight (s1 = this
+        # cycle's issue, s2 and s3 = what is now s1 and s2). The update after an issue is a new
+        # word of the same event, never the one just issued. The drain's clear writes need no
+        # check: the drain ends with the engine idle, so no update issues in the cycle after it.
+        def in_flight(addr, include_issue):
+            terms = [v & (a == addr) for v, a in zip(s_valid[:2], s_addr[:2], strict=True)]
+            if include_issue:
+                terms.append(issue & (op_acc == addr))
+            return Cat(*terms).any()
+
         with m.If(take):
+            m.d.sync += hazard.eq(in_flight(first_acc, True))
+        with m.Elif(issue):
+            m.d.sync += hazard.eq(in_flight(next_acc, False))
+        with m.Else():
+            m.d.sync += hazard.eq(in_flight(op_acc, False))
+
+        with m.If(take):
+            first_w = w_base_in + (w_row_in + w_col_in)   # the two table reads add in parallel
             m.d.sync += [
                 busy.eq(ev.spike & (n_rows_in != 0) & (n_cols_in != 0)),
                 frame_end.eq(ev.last),
                 rows_left.eq(n_rows_in), cols_left.eq(n_cols_in), n_cols.eq(n_cols_in),
-                g.eq(0),
-                acc_row.eq(acc_row_in), acc_col.eq(acc_col_in), acc_col0.eq(acc_col_in),
-                w_base.eq(w_base_in), w_row.eq(w_row_in), w_col.eq(w_col_in),
-                w_col0.eq(w_col_in),
+                last_row.eq(n_rows_in == 1), last_col.eq(n_cols_in == 1),
+                g.eq(0), last_g.eq(ops_pp == 1),
+                op_acc.eq(first_acc), row_acc.eq(first_acc),
+                op_w.eq(first_w), row_w.eq(first_w),
             ]
         with m.If(frame_end & ~busy & (mode == Mode.ACC)):
             m.d.comb += drain.start.eq(1)
