@@ -10,8 +10,8 @@ from sw.export import export_lif_bundle
 
 from .verilator import build
 
-__all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "run_cocotb", "read_report",
-           "CosimFailure", "REPO_ROOT"]
+__all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "prepare_shortcut", "run_cocotb",
+           "read_report", "CosimFailure", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,4 +109,24 @@ def prepare_sdsa(config, workdir, *, densities, samples=2, seed=0, name="sdsa"):
                            seed=seed + 10 * n)
     verilog = workdir / f"{name}.v"
     verilog.write_text(to_verilog(sdsa_unit(config), name))
+    return bundles, verilog
+
+
+def prepare_shortcut(config, workdir, *, spreads, frames=2, seed=0, name="shortcut"):
+    """Export one shortcut bundle per value spread (same shifts and biases) and the Verilog into
+    `workdir`. Returns ({spread: bundle path}, verilog path)."""
+    from hw.shortcut import Shortcut
+    from spec.shortcut import ShortcutParams
+    from sw.export import export_shortcut_bundle
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = ShortcutParams.seeded(config, seed)
+    bundles = {}
+    for n, spread in enumerate(spreads):
+        bundles[spread] = workdir / f"bundle-s{spread}"
+        export_shortcut_bundle(bundles[spread], config, params=params, frames=frames,
+                               spread=spread, seed=seed + 1 + n)
+    verilog = workdir / f"{name}.v"
+    verilog.write_text(to_verilog(Shortcut(config, params), name))
     return bundles, verilog

@@ -23,8 +23,8 @@ from spec.lif import LIFTraces
 from .lif_int import lif_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
-           "export_sae_bundle", "random_qkv", "export_sdsa_bundle", "units_of",
-           "export_unit_bundle"]
+           "export_sae_bundle", "export_shortcut_bundle", "random_qkv", "export_sdsa_bundle",
+           "units_of", "export_unit_bundle"]
 
 PROG = "sw.export"
 
@@ -103,6 +103,43 @@ def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, densi
     write_bundle(path, unit="sae", config=config.to_dict(), arrays=arrays,
                  meta={"generator": "sw.export", "seed": int(seed), "density": float(density)})
     return params, SAETraces(inputs=arrays["inputs"], outputs=outputs)
+
+
+def export_shortcut_bundle(path, config, *, params=None, acc=None, residual=None, frames=2,
+                           spread=1.0, seed=0):
+    """Write a shortcut bundle: configuration, shifts, biases, branch accumulations, residuals
+    and the expected outputs (`sw.shortcut_int`).
+
+    Without `params`, seeded ones (`spec.shortcut.ShortcutParams.seeded`); without `acc` /
+    `residual`, `frames` frames of seeded integers over `spread` times each full range (a spread
+    above 1 is clipped to the range, so the saturating adds are exercised). Returns (params,
+    traces).
+    """
+    from spec.shortcut import ShortcutParams, ShortcutTraces
+
+    from .shortcut_int import shortcut_int
+
+    if params is None:
+        params = ShortcutParams.seeded(config, seed)
+    rng = np.random.default_rng(seed)
+    shape = (frames, config.channels, config.height, config.width)
+
+    def draw(bits):
+        half = 1 << (bits - 1)
+        values = np.round(rng.uniform(-spread, spread, size=shape) * half).astype(np.int64)
+        return np.clip(values, -half, half - 1)
+
+    acc = draw(config.acc_bits) if acc is None else np.asarray(acc, np.int64)
+    if config.residual and residual is None:
+        residual = draw(config.bits)
+    residual = np.asarray(residual, np.int64) if config.residual else None
+    outputs = shortcut_int(acc, params.shift, params.bias, config.bits, residual)
+    arrays = {"shift": params.shift, "bias": params.bias, "acc": acc, "outputs": outputs}
+    if residual is not None:
+        arrays["residual"] = residual
+    write_bundle(path, unit="shortcut", config=config.to_dict(), arrays=arrays,
+                 meta={"generator": "sw.export", "seed": int(seed), "spread": float(spread)})
+    return params, ShortcutTraces(acc=acc, residual=residual, outputs=outputs)
 
 
 def random_qkv(config, samples, density, *, seed=0):
