@@ -8,8 +8,9 @@ Unit flags are those of `python -m gen.<design>` (e.g. `--neurons 1024 --lanes 1
 generate the Verilog, synthesize with Yosys (`synth_ecp5` / `synth_ice40`), place and route
 with nextpnr, optionally pack a bitstream, and write `report.json` into `--out` (default
 `build/fpga/<design>-<target>`): resources (LUTs, FFs, block RAM, DSP, carry cells, and every
-cell type Yosys and nextpnr counted), Fmax per clock and whether it met `--freq`, the
-multiplier check, tool versions and run times.
+cell type Yosys and nextpnr counted), the analytic estimate of LUT4s, FFs and block RAMs from
+the configuration (`fpga.estimate`) with its relative error against those resources, Fmax per
+clock and whether it met `--freq`, the multiplier check, tool versions and run times.
 
 I/O: a unit's stream ports are far wider than any package's pins. `--io ooc` (the default on
 ECP5) places it out of context (`synth_ecp5 -noiopad`, `nextpnr-ecp5 --out-of-context`), which
@@ -28,6 +29,7 @@ from pathlib import Path
 from gen.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
+from .estimate import estimate, relative_errors
 from .pnr import TARGETS, PnrError, find_tool, run_nextpnr, run_pack, tool_version
 from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
@@ -164,11 +166,15 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
     pnr, _ = run_nextpnr(out, target, speed=speed, freq=freq, out_of_context=io == "ooc",
                          seed=seed)
     times["pnr_s"] = round(time.perf_counter() - t, 2)
+    used = resources(target.family, cells, pnr["utilization"])
+    guess = estimate(design, config, target.family, io=io)
     report = {
         "design": design, "config": config, "target": target.name, "family": target.family,
         "speed_grade": (speed or target.default_speed) if target.speeds else None,
         "io": io, "requested_mhz": freq,
-        "resources": resources(target.family, cells, pnr["utilization"]),
+        "resources": used,
+        "estimate": {**guess, "error": {k: None if e is None else round(e, 4)
+                                        for k, e in relative_errors(guess, used).items()}},
         "fmax": pnr["fmax"],
         "met": (bool(pnr["fmax"]) and all(c["met"] for c in pnr["fmax"].values()))
         if freq is not None else None,

@@ -4,7 +4,8 @@
 
 Each row is one `fpga.build` run (out of context on ECP5, pin harness on iCE40). `small` is a
 quick grid (one configuration per unit, iCE40 UP5K and ECP5 grade 6); `default` adds the
-larger configurations and speed grade 8. Writes `sweep.json` and `sweep.md` into `--out`.
+larger configurations and speed grade 8. Writes `sweep.json` and `sweep.md` into `--out`; the
+last three columns are the analytic estimate (`fpga.estimate`) and its relative error.
 """
 
 import json
@@ -64,7 +65,8 @@ def sweep(grid, out, *, freq=150.0, log=print):
                         freq=freq if target.startswith("ecp5") else 50.0, log=lambda s: None)
             row.update(resources=rep["resources"], fmax_mhz=max(
                 (v["achieved_mhz"] for v in rep["fmax"].values()), default=None),
-                io=rep["io"], multiplier_cells=rep["multiplier_cells"], harness=rep["harness"])
+                io=rep["io"], multiplier_cells=rep["multiplier_cells"], harness=rep["harness"],
+                estimate=rep["estimate"])
         except (FitError, PnrError, SynthError) as exc:
             row["error"] = str(exc)
         row["seconds"] = round(time.perf_counter() - t, 1)
@@ -72,19 +74,29 @@ def sweep(grid, out, *, freq=150.0, log=print):
     return rows
 
 
+def _estimated(estimate, resource):
+    """An estimate with its relative error, e.g. `1147 (+1.0 %)`."""
+    error = estimate["error"][resource]
+    return f"{estimate[resource]} ({'n/a' if error is None else f'{100 * error:+.1f} %'})"
+
+
 def markdown(rows):
     head = ("| unit | target | io | LUT4 | logic cells | FF | carry | BRAM | DSP | Fmax MHz | "
-            "build s |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            "build s | est. LUT4 | est. FF | est. BRAM |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         target = r["target"] + (f" grade {r['speed_grade']}" if r["speed_grade"] else "")
         if "error" in r:
-            lines.append(f"| {r['label']} | {target} | - | {r['error']} ||||||| {r['seconds']} |")
+            lines.append(f"| {r['label']} | {target} | - | {r['error']} ||||||| {r['seconds']} "
+                         f"||||")
             continue
         x = r["resources"]
         lines.append(f"| {r['label']} | {target} | {r['io']} | {x['lut4']} | {x['logic_cells']} "
                      f"| {x['ff']} | {x['carry']} | {x['bram']} | {x['dsp']} | "
-                     f"{r['fmax_mhz']:.1f} | {r['seconds']} |")
+                     f"{r['fmax_mhz']:.1f} | {r['seconds']} | "
+                     + " | ".join(_estimated(r["estimate"], k) for k in ("lut4", "ff", "bram"))
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     verilog_name(args.name)
     check_output_path(args.out)
+    if args.seed < 0:
+        fail(f"--seed must be at least 0, not {args.seed}")
     config, params = config_and_params(args)
     emit(to_verilog(Shortcut(config, params), args.name), args.out)
     if not args.quiet:

@@ -149,8 +149,8 @@ class ShortcutParams:
             if values.dtype.kind not in "iu" or values.shape != (config.channels,):
                 raise ConfigError(f"{name} must be integers of shape [{config.channels}], not "
                                   f"{values.dtype} {list(values.shape)}")
-            out.append(values.astype(np.int64))
-        shift, bias = out
+            out.append(values)
+        shift, bias = out           # ranges checked before the int64 conversion (no wrap)
         if shift.size and (int(shift.min()) < -SHORTCUT_MAX_RIGHT
                            or int(shift.max()) > SHORTCUT_MAX_LEFT):
             raise ConfigError(f"shifts {int(shift.min())} .. {int(shift.max())} are outside "
@@ -158,7 +158,7 @@ class ShortcutParams:
         if not _fits(bias, config.bits):
             raise ConfigError(f"bias range {int(bias.min())} .. {int(bias.max())} does not fit "
                               f"bits={config.bits}")
-        return cls(shift=shift, bias=bias)
+        return cls(shift=shift.astype(np.int64), bias=bias.astype(np.int64))
 
     @classmethod
     def seeded(cls, config, seed=0):
