@@ -12,8 +12,8 @@ import numpy as np
 
 from hw.block import block_units
 from sim.bench import StreamBench, env_seed, write_report
-from sim.shortcut import shortcut_beats
 from sim.scoreboard import Expected
+from sim.shortcut import shortcut_beats
 from sim.streams import random_stalls
 from sw.netbundle import read_network_bundle
 
