@@ -1,6 +1,6 @@
 """Stream glue for composing units: an eager fork, and a connection that re-marks beats."""
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +40,7 @@ class Fork(wiring.Component):
             m.d.comb += [o.valid.eq(self.i.valid & ~taken[n]), o.payload.eq(self.i.payload)]
             done.append(taken[n] | o.ready)
         all_done = Signal()
-        m.d.comb += [all_done.eq(_all(done)), self.i.ready.eq(all_done)]
+        m.d.comb += [all_done.eq(Cat(*done).all()), self.i.ready.eq(all_done)]
         with m.If(self.i.valid & all_done):
             m.d.sync += taken.eq(0)
         with m.Elif(self.i.valid):
@@ -48,13 +48,6 @@ class Fork(wiring.Component):
                 with m.If(o.ready):
                     m.d.sync += taken[n].eq(1)
         return m
-
-
-def _all(values):
-    out = values[0]
-    for v in values[1:]:
-        out = out & v
-    return out
 
 
 def connect_payload(m, src, dst, *, clear_first=False):
