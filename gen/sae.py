@@ -3,6 +3,8 @@
     python -m gen.sae --mode conv --in-ch 64 --out-ch 128 --kernel 3 --stride 2 --padding 1 \\
         --height 14 --width 14 --lanes 16 [--bundle DIR] > sae.v
     python -m gen.sae --config sae.yaml [--seed N] > sae.v
+    python -m gen.sae --mode conv --in-ch 1 --out-ch 16 --height 8 --width 8 --in-lanes 1 \
+        --in-bits 5 --acc-bits 17 > first_layer.v       # 5-bit unsigned pixels, bit planes
 
 Weights come from the bundle; without one, from a seeded default (`--seed`), so the design is
 complete. The configuration comes from flags, a YAML file, or a bundle; not from more than one.
@@ -31,6 +33,8 @@ _FLAGS = {
     "--in-lanes": ("in_lanes", int, "spikes per input beat"),
     "--w-bits": ("w_bits", int, "signed weight width"),
     "--acc-bits": ("acc_bits", int, "signed accumulator width"),
+    "--in-bits": ("in_bits", int, "bits per input value (1: spikes; more: one event per set "
+                  "magnitude bit, linear and conv only)"),
 }
 
 
@@ -40,6 +44,8 @@ def build_parser():
         p.add_argument(flag, dest=dest, type=kind, default=None, help=text)
     p.add_argument("--no-bias", dest="bias", action="store_false", default=None,
                    help="no per-channel bias")
+    p.add_argument("--in-signed", dest="in_signed", action="store_true", default=None,
+                   help="multi-bit inputs are two's complement (needs --in-bits >= 2)")
     p.add_argument("--config", help="SAE configuration YAML file")
     p.add_argument("--bundle", help="bundle folder or .zip with configuration and weights")
     p.add_argument("--seed", type=int, default=0,
@@ -50,7 +56,8 @@ def build_parser():
 
 
 def config_and_params(args):
-    given = {dest: getattr(args, dest) for dest in [d for d, _, _ in _FLAGS.values()] + ["bias"]
+    given = {dest: getattr(args, dest)
+             for dest in [d for d, _, _ in _FLAGS.values()] + ["bias", "in_signed"]
              if getattr(args, dest) is not None}
     if args.config is not None and args.bundle is not None:
         fail("give --config or --bundle, not both")

@@ -1,6 +1,7 @@
-"""Whole SNN blocks assembled from the units: the Transformer-based block (so far).
+"""Whole SNN layers assembled from the units: the downsampling layer, the Conv-based and the
+Transformer-based block, and the classification head.
 
-A block is built from the integer network's description of it (`sw.int_model`, as
+A layer is built from the integer network's description of it (`sw.int_model`, as
 `sw.netbundle.read_network_bundle` rebuilds it from a bundle) and the network's widths, so the
 hardware and the integer golden model are configured from the same numbers.
 
@@ -17,60 +18,269 @@ from amaranth.lib.wiring import In, Out
 from spec.lif import LIFConfig
 from spec.sae import SAEConfig
 from spec.shortcut import ShortcutConfig, ShortcutParams
+from spec.tokensum import TokenSumConfig
 
 from .common import struct_layout
 from .fork import Fork, connect_payload
 from .lif import LIFArray
+from .regroup import Narrow, Widen
 from .sae import SpikeAccumulator
 from .sdsa import sdsa_unit
 from .shortcut import Shortcut
+from .tokensum import TokenSum
 
-__all__ = ["TransformerBlock", "block_units"]
+__all__ = ["DownsampleLayer", "ConvBlock", "TransformerBlock", "Head", "layer_component",
+           "block_units", "conv_block_units", "downsample_units", "head_units"]
 
 
-def _producer_units(producer, ctx, height, width):
+def _config_of(unit):
+    return unit[0] if isinstance(unit, tuple) else unit
+
+
+def _in_fields(unit):
+    cfg = _config_of(unit)
+    if isinstance(cfg, ShortcutConfig):
+        return cfg.branch_fields()
+    return cfg.input_fields()
+
+
+def _out_fields(unit):
+    cfg = _config_of(unit)
+    if isinstance(cfg, ShortcutConfig):
+        return cfg.stream_fields()
+    return cfg.output_fields()
+
+
+def _width(fields):
+    return sum(f.width for f in fields)
+
+
+def _check_links(units, links):
+    """Each (source, destination) link must carry payloads of one width: the same lanes per
+    beat and the same value width. Raises ValueError naming the first link that does not."""
+    for src, dst in links:
+        out_f, in_f = _out_fields(units[src]), _in_fields(units[dst])
+        if _width(out_f) != _width(in_f):
+            def show(fields):
+                f = fields[0]
+                return f"{f.count or 1} x {f.bits} bits"
+            raise ValueError(f"{src} -> {dst}: {src} emits beats of {show(out_f)}, {dst} takes "
+                             f"{show(in_f)}")
+
+
+def _producer_units(producer, ctx, height, width, residual):
     """(SAE config, params, shortcut config, params) of a layer that writes a residual stream."""
     cfg = producer.conv.config(ctx)
-    sc = ShortcutConfig(channels=producer.conv.out_channels, height=height, width=width,
-                        lanes=cfg.lanes, acc_bits=cfg.acc_bits,
-                        bits=ctx.width(producer.stream), residual=True)
+    sc = ShortcutConfig(channels=producer.conv.out_channels, height=cfg.out_height,
+                        width=cfg.out_width, lanes=cfg.lanes, acc_bits=cfg.acc_bits,
+                        bits=ctx.width(producer.stream), residual=residual)
     return (cfg, producer.conv.params(cfg), sc,
             ShortcutParams.checked(sc, producer.shift, producer.bias))
+
+
+def _conv_unit(conv, ctx):
+    cfg = conv.config(ctx)
+    return (cfg, conv.params(cfg))
+
+
+def _context(widths):
+    from sw.int_model import RunContext
+
+    return RunContext(widths)
+
+
+def downsample_units(layer, widths, timesteps):
+    """The units of an `IntDownsample`: an optional LIF (it reads a stream; the network's first
+    layer reads pixels and has none), the convolution's engine and a shortcut that starts the
+    new stream."""
+    ctx = _context(widths)
+    units = {}
+    if layer.neuron is not None:
+        units["lif"] = layer.neuron.config(ctx, timesteps)
+    cfg, params, sc, sc_params = _producer_units(layer.producer, ctx, None, None, False)
+    units["sae"] = (cfg, params)
+    units["shortcut"] = (sc, sc_params)
+    links = ([("lif", "sae")] if layer.neuron is not None else []) + [("sae", "shortcut")]
+    _check_links(units, links)
+    return units
+
+
+def conv_block_units(block, widths, timesteps):
+    """The units of an `IntConvBlock`: {name: config or (config, params)}."""
+    ctx = _context(widths)
+    units = {"sep_lif1": block.sep_lif1.config(ctx, timesteps),
+             "sep_pw1_sae": _conv_unit(block.sep_pw1, ctx),
+             "sep_lif2": block.sep_lif2.config(ctx, timesteps),
+             "sep_dw_sae": _conv_unit(block.sep_dw, ctx)}
+    cfg, params, sc, sc_params = _producer_units(block.sep_pw2, ctx, None, None, True)
+    units["sep_pw2_sae"], units["sep_shortcut"] = (cfg, params), (sc, sc_params)
+    units["lif1"] = block.lif1.config(ctx, timesteps)
+    units["conv1_sae"] = _conv_unit(block.conv1, ctx)
+    units["lif2"] = block.lif2.config(ctx, timesteps)
+    cfg, params, sc, sc_params = _producer_units(block.conv2, ctx, None, None, True)
+    units["conv2_sae"], units["conv2_shortcut"] = (cfg, params), (sc, sc_params)
+    _check_links(units, [
+        ("sep_lif1", "sep_pw1_sae"), ("sep_pw1_sae", "sep_lif2"), ("sep_lif2", "sep_dw_sae"),
+        ("sep_dw_sae", "sep_pw2_sae"), ("sep_pw2_sae", "sep_shortcut"),
+        ("sep_shortcut", "lif1"), ("lif1", "conv1_sae"), ("conv1_sae", "lif2"),
+        ("lif2", "conv2_sae"), ("conv2_sae", "conv2_shortcut")])
+    return units
 
 
 def block_units(block, widths, timesteps):
     """The unit configurations of an `IntTransformerBlock`: {name: config or (config, params)}.
     Raises ValueError when their stream layouts do not line up."""
-    from sw.int_model import RunContext
-
-    ctx = RunContext(widths)
-    h, w = block.head_lif.height, block.head_lif.width
+    ctx = _context(widths)
     units = {"head_lif": block.head_lif.config(ctx, timesteps)}
     for name in ("q", "k", "v"):
-        conv = getattr(block, f"{name}_conv")
-        cfg = conv.config(ctx)
-        units[f"{name}_sae"] = (cfg, conv.params(cfg))
+        units[f"{name}_sae"] = _conv_unit(getattr(block, f"{name}_conv"), ctx)
         units[f"{name}_lif"] = getattr(block, f"{name}_lif").config(ctx, timesteps)
     units["sdsa"] = block.sdsa
     for name, producer in (("proj", block.proj), ("fc2", block.fc2)):
-        cfg, params, sc, sc_params = _producer_units(producer, ctx, h, w)
+        cfg, params, sc, sc_params = _producer_units(producer, ctx, None, None, True)
         units[f"{name}_sae"] = (cfg, params)
         units[f"{name}_shortcut"] = (sc, sc_params)
     units["mlp_lif1"] = block.mlp_lif1.config(ctx, timesteps)
-    cfg = block.fc1.config(ctx)
-    units["fc1_sae"] = (cfg, block.fc1.params(cfg))
+    units["fc1_sae"] = _conv_unit(block.fc1, ctx)
     units["mlp_lif2"] = block.mlp_lif2.config(ctx, timesteps)
-    lanes = {n: (u[0] if isinstance(u, tuple) else u).lanes for n, u in units.items()}
+    lanes = {n: _config_of(u).lanes for n, u in units.items() if n != "sdsa"}
     lanes.update({f"{n}.in": u[0].in_lanes for n, u in units.items() if n.endswith("_sae")})
     if len(set(lanes.values())) != 1:
         raise ValueError("the block's units disagree on lanes per beat: "
                          + ", ".join(f"{n} {v}" for n, v in lanes.items()))
+    block_lanes = units["head_lif"].lanes
+    if block_lanes % block.sdsa.lanes:
+        raise ValueError(f"the SDSA's lanes ({block.sdsa.lanes}) must divide the block's "
+                         f"({block_lanes})")
     if block.sdsa.timesteps != timesteps:
         raise ValueError(f"the SDSA has {block.sdsa.timesteps} timesteps, the block {timesteps}")
+    _check_links(units, [("proj_sae", "proj_shortcut"), ("proj_shortcut", "mlp_lif1"),
+                         ("fc2_sae", "fc2_shortcut")])
     return units
 
 
-class TransformerBlock(wiring.Component):
+def head_units(head, widths, timesteps, tokens):
+    """The units of an `IntHead` over `tokens` tokens: the token sum, its LIF and the linear
+    layer (one output frame of class accumulations per timestep)."""
+    ctx = _context(widths)
+    lif = head.neuron.config(ctx, timesteps)
+    units = {"tokensum": TokenSumConfig(channels=head.neuron.channels, tokens=tokens,
+                                        lanes=lif.lanes, in_bits=ctx.width(head.source),
+                                        bits=ctx.width(head.key)),
+             "lif": lif, "fc_sae": _conv_unit(head.fc, ctx)}
+    _check_links(units, [("tokensum", "lif"), ("lif", "fc_sae")])
+    return units
+
+
+def _make(unit):
+    config = _config_of(unit)
+    if isinstance(config, LIFConfig):
+        return LIFArray(config)
+    if isinstance(config, SAEConfig):
+        return SpikeAccumulator(*unit)
+    if isinstance(config, ShortcutConfig):
+        return Shortcut(*unit)
+    if isinstance(config, TokenSumConfig):
+        return TokenSum(config)
+    return sdsa_unit(config)
+
+
+class _Layer(wiring.Component):
+    """A layer of units between an input stream `i` and an output stream `o`."""
+
+    def __init__(self, units, in_fields, out_fields):
+        self.units = units
+        super().__init__({"i": In(stream.Signature(struct_layout(in_fields))),
+                          "o": Out(stream.Signature(struct_layout(out_fields)))})
+
+    def _parts(self, m):
+        parts = {name: _make(unit) for name, unit in self.units.items()}
+        for name, part in parts.items():
+            m.submodules[name] = part
+        return parts
+
+
+class DownsampleLayer(_Layer):
+    """The downsampling layer: [LIF ->] k x k convolution -> shortcut starting a new stream.
+
+    Without a LIF (the network's first layer) the input is the engine's own: multi-bit pixels
+    (`SAEConfig.in_bits`), one event per set bit. Ports: `i` (the previous stream, or pixels)
+    and `o` (the new stream).
+
+    Parameters
+    ----------
+    layer : sw.int_model.IntDownsample
+    widths : dict
+    timesteps : int
+    """
+
+    def __init__(self, layer, widths, timesteps):
+        units = downsample_units(layer, widths, timesteps)
+        first = units["lif"] if "lif" in units else units["sae"]
+        super().__init__(units, _in_fields(first), units["shortcut"][0].stream_fields())
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._parts(m)
+        if "lif" in p:
+            connect_payload(m, wiring.flipped(self.i), p["lif"].i, clear_first=True)
+            connect_payload(m, p["lif"].o, p["sae"].i)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), p["sae"].i)
+        connect_payload(m, p["sae"].o, p["shortcut"].branch)
+        connect_payload(m, p["shortcut"].o, wiring.flipped(self.o))
+        return m
+
+
+class ConvBlock(_Layer):
+    """The Conv-based SNN block::
+
+        x  -> LIF -> 1x1 -> LIF -> depthwise k x k -> 1x1 (multi-bit input) -> (+ x)   = x1
+        x1 -> LIF -> 3x3 -> LIF -> 3x3 -> (+ x1)                                       = out
+
+    The SepConv's second 1x1 convolution reads the depthwise accumulations themselves: its
+    engine takes them as signed multi-bit values, one event per set magnitude bit. Ports: `i`
+    and `o`, residual-stream beats.
+
+    Parameters
+    ----------
+    block : sw.int_model.IntConvBlock
+    widths : dict
+    timesteps : int
+    """
+
+    def __init__(self, block, widths, timesteps):
+        units = conv_block_units(block, widths, timesteps)
+        stream_fields = units["sep_shortcut"][0].stream_fields()
+        super().__init__(units, stream_fields, stream_fields)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._parts(m)
+        layout = struct_layout(_out_fields(self.units["sep_shortcut"]))
+        m.submodules.fork_x = fork_x = Fork(layout, 2)
+        m.submodules.fork_x1 = fork_x1 = Fork(layout, 2)
+        wiring.connect(m, wiring.flipped(self.i), fork_x.i)
+        connect_payload(m, fork_x.o0, p["sep_lif1"].i, clear_first=True)
+        connect_payload(m, fork_x.o1, p["sep_shortcut"].residual)
+        connect_payload(m, p["sep_lif1"].o, p["sep_pw1_sae"].i)
+        connect_payload(m, p["sep_pw1_sae"].o, p["sep_lif2"].i, clear_first=True)
+        connect_payload(m, p["sep_lif2"].o, p["sep_dw_sae"].i)
+        connect_payload(m, p["sep_dw_sae"].o, p["sep_pw2_sae"].i)
+        connect_payload(m, p["sep_pw2_sae"].o, p["sep_shortcut"].branch)
+
+        connect_payload(m, p["sep_shortcut"].o, fork_x1.i)
+        connect_payload(m, fork_x1.o0, p["lif1"].i, clear_first=True)
+        connect_payload(m, fork_x1.o1, p["conv2_shortcut"].residual)
+        connect_payload(m, p["lif1"].o, p["conv1_sae"].i)
+        connect_payload(m, p["conv1_sae"].o, p["lif2"].i, clear_first=True)
+        connect_payload(m, p["lif2"].o, p["conv2_sae"].i)
+        connect_payload(m, p["conv2_sae"].o, p["conv2_shortcut"].branch)
+        connect_payload(m, p["conv2_shortcut"].o, wiring.flipped(self.o))
+        return m
+
+
+class TransformerBlock(_Layer):
     """The Transformer-based SNN block::
 
         x -> LIF -> q/k/v (3x3 accumulate engines) -> LIFs -> SDSA -> proj -> (+ x)    = x1
@@ -88,29 +298,15 @@ class TransformerBlock(wiring.Component):
     """
 
     def __init__(self, block, widths, timesteps):
-        self.units = block_units(block, widths, timesteps)
-        self._timesteps = timesteps
-        self.stream_config = self.units["proj_shortcut"][0]
-        layout = struct_layout(self.stream_config.stream_fields())
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+        units = block_units(block, widths, timesteps)
+        self.stream_config = units["proj_shortcut"][0]
+        fields = self.stream_config.stream_fields()
+        super().__init__(units, fields, fields)
 
     def elaborate(self, platform):
         u = self.units
         m = Module()
-        parts = {}
-        for name, unit in u.items():
-            config = unit[0] if isinstance(unit, tuple) else unit
-            if isinstance(config, LIFConfig):
-                parts[name] = LIFArray(config)
-            elif isinstance(config, SAEConfig):
-                parts[name] = SpikeAccumulator(*unit)
-            elif isinstance(config, ShortcutConfig):
-                parts[name] = Shortcut(*unit)
-            else:
-                parts[name] = sdsa_unit(config)
-        for name, part in parts.items():
-            m.submodules[name] = part
-        p = parts
+        p = self._parts(m)
         stream_layout = struct_layout(self.stream_config.stream_fields())
         m.submodules.fork_x = fork_x = Fork(stream_layout, 2)
         m.submodules.fork_x1 = fork_x1 = Fork(stream_layout, 2)
@@ -123,14 +319,24 @@ class TransformerBlock(wiring.Component):
         connect_payload(m, fork_x.o1, p["proj_shortcut"].residual)
         connect_payload(m, p["head_lif"].o, fork_s.i)
         sdsa = p["sdsa"]
+        wide, narrow = u["head_lif"].lanes, u["sdsa"].lanes
         for n, name in enumerate("qkv"):
             connect_payload(m, getattr(fork_s, f"o{n}"), p[f"{name}_sae"].i)
             connect_payload(m, p[f"{name}_sae"].o, p[f"{name}_lif"].i, clear_first=True)
-            if hasattr(sdsa, name):
-                connect_payload(m, p[f"{name}_lif"].o, getattr(sdsa, name))
-            else:               # SDSA-2 reads no K: its spikes are taken and dropped
+            if not hasattr(sdsa, name):     # SDSA-2 reads no K: its spikes are dropped
                 m.d.comb += p[f"{name}_lif"].o.ready.eq(1)
-        connect_payload(m, sdsa.o, p["proj_sae"].i)
+            elif wide == narrow:
+                connect_payload(m, p[f"{name}_lif"].o, getattr(sdsa, name))
+            else:       # the SDSA takes at most a head's channels per beat
+                split = m.submodules[f"{name}_narrow"] = Narrow("spikes", 1, wide, narrow)
+                connect_payload(m, p[f"{name}_lif"].o, split.i)
+                wiring.connect(m, split.o, getattr(sdsa, name))
+        if wide == narrow:
+            connect_payload(m, sdsa.o, p["proj_sae"].i)
+        else:
+            m.submodules.o_widen = join = Widen("spikes", 1, wide, narrow)
+            wiring.connect(m, sdsa.o, join.i)
+            connect_payload(m, join.o, p["proj_sae"].i)
         connect_payload(m, p["proj_sae"].o, p["proj_shortcut"].branch)
 
         # MLP half: x1 -> LIF -> fc1 -> LIF -> fc2 -> + x1
@@ -143,3 +349,46 @@ class TransformerBlock(wiring.Component):
         connect_payload(m, p["fc2_sae"].o, p["fc2_shortcut"].branch)
         connect_payload(m, p["fc2_shortcut"].o, wiring.flipped(self.o))
         return m
+
+
+class Head(_Layer):
+    """The classification head: token sum -> LIF -> linear layer with bias.
+
+    Input: the last stage's stream; output: per timestep, one frame of class accumulations
+    (`out_groups` beats of the linear engine). The class scores are their sum over the
+    sample's timesteps; the sum and the argmax are the host's (see docs/ARCHITECTURE.md).
+
+    Parameters
+    ----------
+    head : sw.int_model.IntHead
+    widths : dict
+    timesteps : int
+    tokens : int
+        Tokens of the last stage's map.
+    """
+
+    def __init__(self, head, widths, timesteps, tokens):
+        units = head_units(head, widths, timesteps, tokens)
+        super().__init__(units, units["tokensum"].input_fields(),
+                         units["fc_sae"][0].output_fields())
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._parts(m)
+        wiring.connect(m, wiring.flipped(self.i), p["tokensum"].i)
+        connect_payload(m, p["tokensum"].o, p["lif"].i, clear_first=True)
+        connect_payload(m, p["lif"].o, p["fc_sae"].i)
+        wiring.connect(m, p["fc_sae"].o, wiring.flipped(self.o))
+        return m
+
+
+def layer_component(layer, widths, timesteps):
+    """The hardware of one integer-network layer (downsampling layer or block)."""
+    from sw.int_model import IntConvBlock, IntDownsample, IntTransformerBlock
+
+    kinds = {IntDownsample: DownsampleLayer, IntConvBlock: ConvBlock,
+             IntTransformerBlock: TransformerBlock}
+    for kind, component in kinds.items():
+        if isinstance(layer, kind):
+            return component(layer, widths, timesteps)
+    raise TypeError(f"no hardware for a {type(layer).__name__}")

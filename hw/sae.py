@@ -1,6 +1,6 @@
 """Spike-sparse accumulate engine: work in proportion to input spikes, additions only."""
 
-from amaranth import Array, Cat, Const, Module, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,7 +11,18 @@ from .depthwise import DepthwiseEngine
 from .encoder import SpikeEncoder
 from .sae_drain import Drain, Mode, pack_words
 
-__all__ = ["SAEEngine", "SpikeAccumulator", "weight_words"]
+__all__ = ["SAEEngine", "SpikeAccumulator", "weight_words", "shift_left"]
+
+
+def shift_left(value, amount, most):
+    """`value << amount` for `amount` in 0 .. `most`: one level of multiplexers per bit of
+    `amount` (each a constant shift, i.e. wiring), `len(value) + most` bits wide, signed if
+    `value` is."""
+    result = value
+    for b in range(len(amount)):
+        result = Mux(amount[b], result.shift_left(1 << b), result)
+    result = result[:len(value) + most]
+    return result.as_signed() if value.shape().signed else result
 
 
 def weight_words(config, params):
@@ -39,6 +50,12 @@ class SAEEngine(wiring.Component):
     The update pipeline (read, RAM output register, add, write) is 4 cycles deep; an update
     whose accumulator word is still in flight waits (`spec.sae` models the cost). After a reset
     the engine first zeroes all `acc_words` accumulators.
+
+    With `in_bits > 1` an event is one set bit of an input's magnitude: its `plane` b (and, for
+    signed inputs, `neg`) travel with its updates, and the add stage adds `w << b` (subtracts
+    it when `neg`: the inverted term plus a carry-in), the shift a multiplexer tree over b,
+    with saturation to `acc_bits` (which the configuration makes wide enough never to
+    saturate).
 
     Parameters
     ----------
@@ -111,10 +128,20 @@ class SAEEngine(wiring.Component):
         op_w = Signal(range(cfg.weight_words + 1))  # its weight word
         row_acc = Signal(acc_addr_bits)             # first update of the current output row
         row_w = Signal(range(cfg.weight_words + 1))
+        multi, signed_in = cfg.in_bits > 1, cfg.in_signed
+        if multi:
+            op_plane = Signal(range(cfg.in_bits))   # the event's bit plane, for all its updates
+        if signed_in:
+            op_neg = Signal()                       # the event's sign
 
         # in-flight updates: s1 (RAM read), s2 (RAM output registered), s3 (sum, being written)
         s_valid = [Signal(name=f"u{k}_valid") for k in range(1, 4)]
         s_addr = [Signal(acc_addr_bits, name=f"u{k}_addr") for k in range(1, 4)]
+        if multi:
+            # plane and sign beside the address, down to the add stage (s2)
+            s_plane = [Signal(range(cfg.in_bits), name=f"u{k}_plane") for k in range(1, 3)]
+        if signed_in:
+            s_neg = [Signal(name=f"u{k}_neg") for k in range(1, 3)]
         hazard = Signal()
         issue = Signal()
         m.d.comb += issue.eq((mode == Mode.ACC) & busy & ~hazard)
@@ -190,6 +217,10 @@ class SAEEngine(wiring.Component):
                 op_acc.eq(first_acc), row_acc.eq(first_acc),
                 op_w.eq(first_w), row_w.eq(first_w),
             ]
+            if multi:
+                m.d.sync += op_plane.eq(ev.plane)
+                if signed_in:
+                    m.d.sync += op_neg.eq(ev.neg)
         with m.If(frame_end & ~busy & (mode == Mode.ACC)):
             m.d.comb += drain.start.eq(1)
             m.d.sync += frame_end.eq(0)
@@ -203,10 +234,25 @@ class SAEEngine(wiring.Component):
             s2_acc.eq(a_rd.data), s2_w.eq(w_rd.data),
             s_valid[2].eq(s_valid[1]), s_addr[2].eq(s_addr[1]),
         ]
+        if multi:
+            m.d.sync += [s_plane[0].eq(op_plane), s_plane[1].eq(s_plane[0])]
+            if signed_in:
+                m.d.sync += [s_neg[0].eq(op_neg), s_neg[1].eq(s_neg[0])]
         for j in range(lanes):
             acc_j = s2_acc[j * ab:(j + 1) * ab].as_signed()
             w_j = s2_w[j * wb:(j + 1) * wb].as_signed()
-            m.d.sync += s3_sum[j * ab:(j + 1) * ab].eq(saturate(acc_j + w_j, ab))
+            if not multi:
+                m.d.sync += s3_sum[j * ab:(j + 1) * ab].eq(saturate(acc_j + w_j, ab))
+                continue
+            term = shift_left(w_j, s_plane[1], cfg.in_bits - 1)
+            if signed_in:
+                # acc - term = acc + ~term + 1: one adder whose carry-in is the sign (a mux
+                # between a sum and a difference took a third more LUTs)
+                flip = s_neg[1].replicate(len(term))
+                total = acc_j + (term.as_unsigned() ^ flip).as_signed() + s_neg[1]
+            else:
+                total = acc_j + term
+            m.d.sync += s3_sum[j * ab:(j + 1) * ab].eq(saturate(total, ab))
         m.d.comb += w_rd.addr.eq(op_w)
 
         # -- the accumulator RAM's ports, shared with the drain ---------------------------------

@@ -49,6 +49,7 @@ class StreamBench:
         self.source = self.sources["i"] if self.single else _Sources(self.sources)
         self.sink = StreamSink(dut, "o", out_fields, on_beat=self._on_beat)
         self.scoreboard = None
+        self.monitors = []          # further parts clocked with the streams (e.g. tap checkers)
         self.cycle = 0
         self.first_out_cycles = []  # cycle of every output beat marked `first`
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
@@ -92,10 +93,12 @@ class StreamBench:
             pattern = in_stalls.get(name) if isinstance(in_stalls, dict) else in_stalls
             source.stalls = pattern or never()
         self.sink.stalls = out_stalls or never()
+        self.sink.always_ready = out_stalls is None
         if until is None:
             def until():
                 return self.scoreboard.pending == 0
-        self.cycle = await run_cycles(self.dut, [*self.sources.values(), self.sink],
+        self.cycle = await run_cycles(self.dut, [*self.sources.values(), self.sink,
+                                                 *self.monitors],
                                       until=until, max_cycles=self.budget, start=self.cycle)
 
     async def stream_all(self, beats, expected, *, in_stalls=None, out_stalls=None):

@@ -1,14 +1,32 @@
-"""SAE traces to stream beats: input spike beats and the address events they encode to."""
+"""SAE traces to stream beats: input spike (or multi-bit value) beats and the address events they
+encode to."""
 
 import numpy as np
 
-__all__ = ["sae_input_beats", "sae_expected_events", "sae_output_arrays", "sae_expected_beats"]
+__all__ = ["sae_input_beats", "sae_expected_events", "sae_output_arrays", "sae_expected_beats",
+           "random_sae_inputs"]
+
+
+def random_sae_inputs(config, shape, density, *, seed=0):
+    """Seeded inputs of `shape` for `config`: Bernoulli spikes of `density` (uint8) when
+    `in_bits == 1`; else int64 values, a fraction `density` of them nonzero, the nonzero ones
+    uniform over the nonzero values of `config.input_range`."""
+    rng = np.random.default_rng(seed)
+    if config.in_bits == 1:
+        return (rng.random(shape) < density).astype(np.uint8)
+    lo, hi = config.input_range
+    nonzero = rng.random(shape) < density
+    # uniform over lo .. hi without 0: draw from lo .. hi - 1 and move 0 .. hi - 1 up by one
+    drawn = rng.integers(lo, hi, size=shape, endpoint=False)
+    drawn = np.where(drawn >= 0, drawn + 1, drawn)
+    return np.where(nonzero, drawn, 0).astype(np.int64)
 
 
 def _beats_of_frame(config, frame):
-    """(row, col, group, spikes of the beat) in stream order for one frame (C_in, H, W)."""
+    """(row, col, group, values of the beat) in stream order for one frame (C_in, H, W)."""
     lanes, groups = config.in_lanes, config.in_beats_per_pixel
-    padded = np.zeros((groups * lanes, config.height, config.width), dtype=np.uint8)
+    dtype = np.uint8 if config.in_bits == 1 else np.int64
+    padded = np.zeros((groups * lanes, config.height, config.width), dtype=dtype)
     padded[: config.in_channels] = frame
     for r in range(config.height):
         for c in range(config.width):
@@ -17,12 +35,14 @@ def _beats_of_frame(config, frame):
 
 
 def sae_input_beats(config, spikes):
-    """Input beats (field dicts) for spikes of shape (frames, C_in, H, W)."""
+    """Input beats (field dicts) for spikes (with `in_bits > 1`: integer values) of shape
+    (frames, C_in, H, W)."""
     out = []
+    name = config.input_fields()[0].name
     last_beat = config.height * config.width * config.in_beats_per_pixel - 1
     for frame in np.asarray(spikes):
-        for n, (_, _, _, bits) in enumerate(_beats_of_frame(config, frame)):
-            out.append({"spikes": bits.tolist(), "first": int(n == 0),
+        for n, (_, _, _, values) in enumerate(_beats_of_frame(config, frame)):
+            out.append({name: [int(v) for v in values], "first": int(n == 0),
                         "last": int(n == last_beat)})
     return out
 
@@ -30,20 +50,38 @@ def sae_input_beats(config, spikes):
 def sae_expected_events(config, spikes):
     """The address events of `SpikeEncoder` for spikes (frames, C_in, H, W): one per spike in
     stream order, the frame's last marked `last`; a frame whose last beat has no spike ends with
-    a token (spike 0, channel 0) at its last pixel."""
+    a token (spike 0, channel 0) at its last pixel.
+
+    With `in_bits > 1`: one event per set bit of each value's magnitude, a beat's events in the
+    encoder's scan order, bit index `plane * in_lanes + lane` ascending (plane 0 lanes
+    ascending, then plane 1, ...), each with its `plane` and (signed inputs) `neg`."""
+    lanes, multi = config.in_lanes, config.in_bits > 1
     out = []
     for frame in np.asarray(spikes):
         events = []
-        for r, c, g, bits in _beats_of_frame(config, frame):
-            for j in np.flatnonzero(bits):
-                events.append({"row": r, "col": c, "channel": g * config.in_lanes + int(j),
-                               "group": g, "lane": int(j), "spike": 1, "last": 0})
-        last_bits = list(_beats_of_frame(config, frame))[-1][3]
-        if last_bits.any():
+        beats = list(_beats_of_frame(config, frame))
+        for r, c, g, values in beats:
+            magnitude = np.abs(values.astype(np.int64))
+            bits = (magnitude[None, :] >> np.arange(config.in_bits)[:, None]) & 1
+            for index in np.flatnonzero(bits):
+                plane, lane = divmod(int(index), lanes)
+                event = {"row": r, "col": c, "channel": g * lanes + lane, "group": g,
+                         "lane": lane}
+                if multi:
+                    event["plane"] = plane
+                    if config.in_signed:
+                        event["neg"] = int(values[lane] < 0)
+                events.append({**event, "spike": 1, "last": 0})
+        if beats[-1][3].any():
             events[-1]["last"] = 1
         else:
-            events.append({"row": config.height - 1, "col": config.width - 1, "channel": 0,
-                           "group": 0, "lane": 0, "spike": 0, "last": 1})
+            token = {"row": config.height - 1, "col": config.width - 1, "channel": 0,
+                     "group": 0, "lane": 0}
+            if multi:
+                token["plane"] = 0
+                if config.in_signed:
+                    token["neg"] = 0
+            events.append({**token, "spike": 0, "last": 1})
         out.extend(events)
     return out
 

@@ -9,7 +9,8 @@ both high at that point. One coroutine clocks all parts, which keeps Python over
 import random
 from collections import deque
 
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from spec.ports import pack, unpack
 
@@ -75,6 +76,13 @@ class StreamSource:
             self.payload.value = self.current
         self.valid.value = int(self.current is not None)
 
+    def wait_signals(self):
+        """Signals whose rise is the next event for this source, or None when it must be
+        clocked cycle by cycle: idle, nothing to wait for; a beat on offer, its `ready`."""
+        if self.current is None:    # idle once `valid` is low on the wire too
+            return [] if not self.queue and not int(self.valid.value) else None
+        return [self.ready] if int(self.valid.value) else None
+
     def sample(self, cycle):
         if self.current is not None and self.ready.value:
             self.current = None
@@ -95,6 +103,7 @@ class StreamSink:
         self.fields = fields
         self.stalls = stalls if stalls is not None else never()
         self.on_beat = on_beat
+        self.always_ready = False   # set when `stalls` never stalls: idle cycles may be skipped
         self.received = 0
         self.last_cycle = None
         self._ready = 0
@@ -103,6 +112,10 @@ class StreamSink:
     def drive(self):
         self._ready = int(not next(self.stalls))
         self.ready.value = self._ready
+
+    def wait_signals(self):
+        """Always ready: the next event is a rise of `valid`; else clock cycle by cycle."""
+        return [self.valid] if self.always_ready and self._ready else None
 
     def hold(self):
         self._ready = 0
@@ -116,8 +129,14 @@ class StreamSink:
             self.on_beat(beat, cycle)
 
 
-async def run_cycles(dut, parts, *, until, max_cycles, start=0):
+async def run_cycles(dut, parts, *, until, max_cycles, start=0, period_ns=10):
     """Clock `parts` until `until()` is true; returns the next cycle number.
+
+    Cycles in which no part can act are skipped in one wait: when every part has
+    `wait_signals()` (not None) and all those signals are low, the simulator runs on until one
+    of them rises, and the skipped cycles are counted from the simulation time. Between such
+    events the design runs at the simulator's own speed, without Python each cycle. A part
+    without `wait_signals` is clocked every cycle.
 
     Raises `TimeoutError` after `max_cycles` cycles (a hung design must not hang the test).
     """
@@ -125,6 +144,14 @@ async def run_cycles(dut, parts, *, until, max_cycles, start=0):
     while not until():
         if cycle - start >= max_cycles:
             raise TimeoutError(f"no completion after {max_cycles} cycles")
+        signals = _wait_signals(parts)
+        if signals is not None and signals and not any(int(x.value) for x in signals):
+            # in the read-only phase after a falling edge: the next falling edge is `cycle`
+            began = get_sim_time("ns")
+            budget = (max_cycles - (cycle - start)) * period_ns
+            await First(*(RisingEdge(x) for x in signals), Timer(budget, "ns"))
+            cycle += int((get_sim_time("ns") - began) // period_ns)
+            continue
         await FallingEdge(dut.clk)
         for part in parts:
             part.drive()
@@ -133,3 +160,14 @@ async def run_cycles(dut, parts, *, until, max_cycles, start=0):
             part.sample(cycle)
         cycle += 1
     return cycle
+
+
+def _wait_signals(parts):
+    found = []
+    for part in parts:
+        wait = getattr(part, "wait_signals", None)
+        signals = wait() if wait is not None else None
+        if signals is None:
+            return None
+        found.extend(signals)
+    return found

@@ -9,6 +9,12 @@ Numeric contract (what the integer reference `sw.sae_int` and the hardware both 
 accumulator starts at 0 and adds one weight per input spike with saturation to `acc_bits`, in
 the order the engine sees events: input pixels in raster order, channels ascending within a
 pixel. For one accumulator that is the order (kh, kw, c_in). The output is `sat(acc + bias)`.
+
+Multi-bit inputs (`in_bits > 1`, linear and conv): each input is an `in_bits`-bit integer
+(two's complement when `in_signed`), and the engine makes one event per set bit b of its
+magnitude |x|, adding `w << b` (or subtracting it when x < 0). The accumulator is then at least
+`lossless_acc_bits` wide, so no add saturates and the result is the exact sum
+`sat(sum(w * x) + bias)`, whatever the event order.
 """
 
 import math
@@ -58,6 +64,11 @@ class SAEConfig(UnitConfig):
         Signed accumulator and output width; every add saturates to it.
     bias : bool
         Whether a per-output-channel bias (signed, `acc_bits` wide) is added when draining.
+    in_bits : int
+        Bits per input value: 1 for spikes; more for multi-bit integer inputs (linear and conv
+        only), fed to the engine one event per set magnitude bit ("bit planes").
+    in_signed : bool
+        Whether multi-bit inputs are two's complement (`in_bits >= 2`).
     """
 
     UNIT = "sae"
@@ -76,6 +87,8 @@ class SAEConfig(UnitConfig):
     w_bits: int = 8
     acc_bits: int = 16
     bias: bool = True
+    in_bits: int = 1
+    in_signed: bool = False
 
     def __post_init__(self):
         if self.mode not in SAE_MODES:
@@ -93,6 +106,9 @@ class SAEConfig(UnitConfig):
         _check_int("acc_bits", self.acc_bits, minimum=2, maximum=48)
         if not isinstance(self.bias, bool):
             raise ConfigError(f"bias must be true or false, not {self.bias!r}")
+        _check_int("in_bits", self.in_bits, minimum=1, maximum=24)
+        if not isinstance(self.in_signed, bool):
+            raise ConfigError(f"in_signed must be true or false, not {self.in_signed!r}")
         if self.mode == "linear" and (self.kernel, self.stride, self.padding) != (1, 1, 0):
             raise ConfigError(
                 f"linear mode needs kernel 1, stride 1, padding 0, not kernel {self.kernel}, "
@@ -128,6 +144,26 @@ class SAEConfig(UnitConfig):
                 f"acc_bits ({self.acc_bits}) is too small: weights of w_bits={self.w_bits} need "
                 f"at least {self.w_bits + 1}"
             )
+        if self.in_signed and self.in_bits < 2:
+            raise ConfigError(
+                f"in_signed needs in_bits >= 2 (a sign and a magnitude bit), not {self.in_bits}"
+            )
+        if self.in_bits > 1:
+            if self.mode == "depthwise":
+                raise ConfigError(
+                    f"in_bits > 1 (multi-bit inputs) needs mode linear or conv, not "
+                    f"{self.mode}"
+                )
+            if self.in_lanes & (self.in_lanes - 1):
+                raise ConfigError(
+                    f"in_bits > 1 needs in_lanes to be a power of two (an event index splits "
+                    f"into plane and lane by bit slicing), not {self.in_lanes}"
+                )
+            if self.acc_bits < self.lossless_acc_bits:
+                raise ConfigError(
+                    f"in_bits > 1 needs acc_bits >= lossless_acc_bits = "
+                    f"{self.lossless_acc_bits} (so that no add saturates), not {self.acc_bits}"
+                )
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -182,20 +218,35 @@ class SAEConfig(UnitConfig):
 
     def input_fields(self):
         """Input beat: `in_lanes` spikes of one pixel (pixels in raster order, each in
-        `in_beats_per_pixel` beats, lanes past `in_channels` ignored), `first`/`last` of a frame."""
-        return (Field("spikes", 1, count=self.in_lanes), Field("first", 1), Field("last", 1))
+        `in_beats_per_pixel` beats, lanes past `in_channels` ignored), `first`/`last` of a frame.
+        With `in_bits > 1` the beat carries `in_lanes` integer `values` instead of `spikes`."""
+        if self.in_bits > 1:
+            value = Field("values", self.in_bits, signed=self.in_signed, count=self.in_lanes)
+        else:
+            value = Field("spikes", 1, count=self.in_lanes)
+        return (value, Field("first", 1), Field("last", 1))
 
     def event_fields(self):
         """Address event: the spike's pixel (`row`, `col`), `channel`, and the input beat
         (`group`) and `lane` it came from (`channel = group * in_lanes + lane`). `spike` is 0
         only for the token that ends a frame whose last beat had no spike (all other fields 0
-        but the pixel); `last` ends the frame."""
+        but the pixel); `last` ends the frame.
+
+        With `in_bits > 1` an event is one set bit of an input's magnitude: `plane` is the bit's
+        index b (the engine adds `w << b`) and, for signed inputs, `neg` is the input's sign
+        (the engine subtracts)."""
+        multi = ()
+        if self.in_bits > 1:
+            multi = (Field("plane", _bits(self.in_bits)),)
+            if self.in_signed:
+                multi += (Field("neg", 1),)
         return (
             Field("row", _bits(self.height)),
             Field("col", _bits(self.width)),
             Field("channel", _bits(self.in_channels)),
             Field("group", _bits(self.in_beats_per_pixel)),
             Field("lane", _bits(self.in_lanes)),
+            *multi,
             Field("spike", 1),
             Field("last", 1),
         )
@@ -205,14 +256,68 @@ class SAEConfig(UnitConfig):
         return (Field("acc", self.acc_bits, signed=True, count=self.lanes),
                 Field("first", 1), Field("last", 1))
 
+    # -- inputs ------------------------------------------------------------------------------
+
+    @property
+    def input_range(self):
+        """(lowest, highest) input value: (0, 1) for spikes."""
+        if self.in_signed:
+            return -(1 << (self.in_bits - 1)), (1 << (self.in_bits - 1)) - 1
+        return 0, (1 << self.in_bits) - 1
+
+    @property
+    def input_magnitude(self):
+        """The largest input magnitude M: 1 for spikes, 2**(in_bits-1) signed, 2**in_bits - 1
+        unsigned."""
+        lo, hi = self.input_range
+        return max(-lo, hi)
+
+    @property
+    def input_latency(self):
+        """Cycles the multi-bit input stage adds before the encoder (0 for spikes)."""
+        return 1 if self.in_bits > 1 else 0
+
+    def check_inputs(self, values):
+        """`values` (..., C_in, H, W) as int64, or `ValueError` naming what is wrong with them:
+        not integers, wrong shape, or outside `input_range`."""
+        v = np.asarray(values)
+        want = (self.in_channels, self.height, self.width)
+        if v.dtype.kind not in "biu":
+            raise ValueError(f"inputs must be integers, not {v.dtype}")
+        if v.ndim < 3 or v.shape[-3:] != want:
+            raise ValueError(f"inputs must have shape (..., {', '.join(map(str, want))}), not "
+                             f"{v.shape}")
+        v = v.astype(np.int64)
+        lo, hi = self.input_range
+        if v.size and (int(v.min()) < lo or int(v.max()) > hi):
+            kind = "spikes" if self.in_bits == 1 else \
+                f"in_bits={self.in_bits}, {'signed' if self.in_signed else 'unsigned'}"
+            raise ValueError(f"inputs must be integers in {lo} .. {hi} ({kind}), not "
+                             f"{int(v.min())} .. {int(v.max())}")
+        return v
+
+    def magnitude_planes(self, values):
+        """The events of `values` (..., C_in, H, W) as bits: a uint8 array (frames, in_bits,
+        C_in, H, W) whose [f, b] is bit b of |x| (for spikes, the spikes themselves). One event
+        per set bit; leading dimensions are frames (none: one frame)."""
+        v = self.check_inputs(values).reshape(-1, self.in_channels, self.height, self.width)
+        planes = np.arange(self.in_bits).reshape(1, -1, 1, 1, 1)
+        return ((np.abs(v)[:, None] >> planes) & 1).astype(np.uint8)
+
+    def _beat_planes(self, values):
+        """(frames, in_bits, in_beats_per_pixel * in_lanes, H, W): `magnitude_planes` with the
+        padding lanes of each pixel's last beat zero."""
+        planes = self.magnitude_planes(values)
+        pad = self.in_beats_per_pixel * self.in_lanes - self.in_channels
+        return np.pad(planes, ((0, 0), (0, 0), (0, pad), (0, 0), (0, 0)))
+
     def encoder_cycles(self, spikes):
         """Cycles the spike encoder needs for `spikes` (..., C_in, H, W) with no stalls: one per
-        event, and one per input beat without any."""
-        s = np.asarray(spikes).reshape(-1, self.in_channels, self.height, self.width)
-        pad = self.in_beats_per_pixel * self.in_lanes - self.in_channels
-        s = np.pad(s, ((0, 0), (0, pad), (0, 0), (0, 0)))
-        per_beat = s.reshape(s.shape[0], self.in_beats_per_pixel, self.in_lanes,
-                             self.height, self.width).sum(axis=2)
+        event (one per set magnitude bit when `in_bits > 1`), and one per input beat without
+        any (not counting the `input_latency` of a multi-bit input stage)."""
+        p = self._beat_planes(spikes)
+        per_beat = p.reshape(p.shape[0], self.in_bits, self.in_beats_per_pixel, self.in_lanes,
+                             self.height, self.width).sum(axis=(1, 3))
         return int(np.maximum(per_beat, 1).sum())
 
     # -- addressing: shared by the engines and the cycle model ------------------------------
@@ -311,9 +416,14 @@ class SAEConfig(UnitConfig):
     @property
     def lossless_acc_bits(self):
         """Accumulator width that never saturates while accumulating, whatever the weights and
-        spikes (the final bias add can still saturate)."""
-        most_negative = (1 << (self.w_bits - 1)) * self.fan_in
-        most_positive = ((1 << (self.w_bits - 1)) - 1) * self.fan_in
+        inputs (the final bias add can still saturate): `fan_in` times the extreme products of
+        a weight and an input (largest input magnitude M = `input_magnitude`, 1 for spikes).
+        Every partial sum of a multi-bit input's planes is itself such a sum of products."""
+        w_lo, w_hi = -(1 << (self.w_bits - 1)), (1 << (self.w_bits - 1)) - 1
+        x_lo, x_hi = self.input_range
+        products = [a * b for a in (w_lo, w_hi) for b in (x_lo, x_hi)]
+        most_negative = -min(products) * self.fan_in
+        most_positive = max(products) * self.fan_in
         return max((most_negative - 1).bit_length(), most_positive.bit_length()) + 1
 
     @property
@@ -334,16 +444,18 @@ class SAEConfig(UnitConfig):
 
     def ideal_cycles(self, spikes):
         """The ideal event-driven cost of one or more frames of `spikes` (..., C_in, H, W):
-        the sum over input spikes of ceil(outputs touched / lanes), plus the drain of each frame.
+        the sum over input spikes (with `in_bits > 1`: over set magnitude bits) of
+        ceil(outputs touched / lanes), plus the drain of each frame.
         """
-        s = np.asarray(spikes)
-        frames = int(np.prod(s.shape[:-3], dtype=np.int64))
+        planes = self.magnitude_planes(spikes)
+        return self._ideal(planes.sum(axis=(0, 1, 2), dtype=np.int64), planes.shape[0])
+
+    def _ideal(self, events_per_pixel, frames):
         per_pixel = self.touched_pixels()
         if self.mode != "depthwise":
             per_pixel = per_pixel * self.out_channels
         cost = -(-per_pixel // self.lanes)
-        counts = s.reshape(-1, self.in_channels, self.height, self.width).sum(axis=(0, 1))
-        return int((counts * cost).sum()) + frames * self.drain_cycles()
+        return int((events_per_pixel * cost).sum()) + frames * self.drain_cycles()
 
     def _depthwise_windows(self):
         """(height, width) array: R x C windows (update cycles) of an event at each pixel."""
@@ -373,12 +485,17 @@ class SAEConfig(UnitConfig):
         accumulator word was updated fewer than `UPDATE_DISTANCE` cycles earlier; after a
         frame's last event it waits for the pipeline, drains `acc_words` words at one per cycle,
         and takes events again.
+
+        With `in_bits > 1` the events of a beat are its set magnitude bits in the encoder's
+        order (bit index `plane * in_lanes + lane` ascending), and the input stage delays the
+        encoder's first beat by `input_latency` cycles (it then passes one beat per cycle, so
+        nothing else moves). An event's updates depend on its pixel and channel, not its plane.
         """
-        s = np.asarray(spikes)
         lanes, groups_in = self.in_lanes, self.in_beats_per_pixel
-        padded = np.zeros((s.shape[0], groups_in * lanes, self.height, self.width), np.uint8)
-        padded[:, : self.in_channels] = s
-        encoder_free, engine_free, last_out = 0, 0, None
+        padded = self._beat_planes(spikes)
+        # a multi-bit input stage delays the encoder's first beat by its latency; after that it
+        # hands the encoder one beat per cycle, so nothing else changes
+        encoder_free, engine_free, last_out = self.input_latency, 0, None
         if self.mode == "depthwise":
             windows = self._depthwise_windows()
         for frame in padded:
@@ -387,13 +504,15 @@ class SAEConfig(UnitConfig):
                      for g in range(groups_in)]
             for n, (r, c, g) in enumerate(beats):
                 accept = encoder_free
-                lanes_set = np.flatnonzero(frame[g * lanes:(g + 1) * lanes, r, c])
+                # the encoder's scan order: bit index plane * in_lanes + lane, lowest first
+                bits_set = np.flatnonzero(frame[:, g * lanes:(g + 1) * lanes, r, c])
                 frame_last = n == len(beats) - 1
-                if len(lanes_set) == 0 and not frame_last:
+                if len(bits_set) == 0 and not frame_last:
                     encoder_free = accept + 1
                     continue
                 ready = accept + 1
-                events = [(g * lanes + int(j), g) for j in lanes_set] or [None]
+                # the engine's updates depend on the event's channel, not on its plane
+                events = [(g * lanes + int(j) % lanes, g) for j in bits_set] or [None]
                 for event in events:
                     take = max(ready, engine_free)
                     t = take
@@ -421,9 +540,10 @@ class SAEConfig(UnitConfig):
         return last_out + 1
 
     def dense_cycles(self, frames=1):
-        """The same cost if every input position were a spike (a dense engine's work)."""
-        ones = np.ones((frames, self.in_channels, self.height, self.width), dtype=np.uint8)
-        return self.ideal_cycles(ones)
+        """The same cost if every input position were a spike (with `in_bits > 1`: every bit of
+        every input set), a dense engine's work."""
+        events = np.full((self.height, self.width), self.in_channels * self.in_bits, np.int64)
+        return self._ideal(frames * events, frames)
 
 
 
@@ -490,7 +610,8 @@ class SAEParams:
 
 @dataclass(frozen=True)
 class SAETraces:
-    """Input spikes (frames, C_in, H, W) and expected outputs (frames, C_out, H_out, W_out)."""
+    """Input spikes (frames, C_in, H, W) (with `in_bits > 1`: integer values) and expected
+    outputs (frames, C_out, H_out, W_out)."""
 
     inputs: np.ndarray
     outputs: np.ndarray
@@ -526,12 +647,19 @@ def load_sae_bundle(path):
             )
     if inputs.shape[0] != outputs.shape[0]:
         raise BundleError(f"bundle {bundle.source!r}: inputs and outputs disagree on frames")
-    if inputs.size and (int(inputs.min()) < 0 or int(inputs.max()) > 1):
-        raise BundleError(f"bundle {bundle.source!r}: inputs must be spikes (0 or 1)")
+    if config.in_bits == 1:
+        if inputs.size and (int(inputs.min()) < 0 or int(inputs.max()) > 1):
+            raise BundleError(f"bundle {bundle.source!r}: inputs must be spikes (0 or 1)")
+    else:
+        try:
+            config.check_inputs(inputs)
+        except ValueError as exc:
+            raise BundleError(f"bundle {bundle.source!r}: {exc}") from None
     lo, hi = -(1 << (config.acc_bits - 1)), (1 << (config.acc_bits - 1)) - 1
     if outputs.size and (int(outputs.min()) < lo or int(outputs.max()) > hi):
         raise BundleError(
             f"bundle {bundle.source!r}: outputs do not fit acc_bits={config.acc_bits}"
         )
-    traces = SAETraces(inputs=inputs.astype(np.uint8), outputs=outputs.astype(np.int64))
+    inputs = inputs.astype(np.uint8 if config.in_bits == 1 else np.int64)
+    traces = SAETraces(inputs=inputs, outputs=outputs.astype(np.int64))
     return config, params, traces

@@ -121,7 +121,7 @@ class Neuron:
         v_bits = max(in_bits + frac + 2, _bits_signed(int(largest * (1 << frac))) + 1)
         uniform = len(set(self.v_th)) == 1 and len(set(self.bias)) == 1
         return LIFConfig(
-            neurons=self.channels * self.height * self.width, lanes=16,
+            neurons=self.channels * self.height * self.width, lanes=lanes_for(self.channels),
             channels=1 if uniform else self.channels, v_bits=v_bits, in_bits=in_bits,
             frac_bits=frac, tau=2, decay_input=True, reset="hard", v_reset=0.0,
             v_th=self.v_th[0] if uniform else tuple(self.v_th),
@@ -211,7 +211,24 @@ class MultiBitConv(Conv):
         return SAEConfig(**{**wide.to_dict(), "acc_bits": wide.lossless_acc_bits, "bias": False})
 
     def params(self, cfg):
-        return SAEParams.checked(cfg, self.weight, None)
+        return SAEParams.checked(cfg, self.weight, self.bias if cfg.bias else None)
+
+    def config(self, ctx, *, acc_bits=None):
+        """The hardware engine: inputs of `input_bits(ctx)` bits (at least 2 when signed), one
+        event per set bit of each input's magnitude, accumulators wide enough for the exact
+        total plus the bias (`acc_bits` is ignored), so the engine never saturates and equals
+        `run`."""
+        bits = self.input_bits(ctx)
+        bits = max(bits, 2) if self.signed else bits
+        base = Conv.config(self, ctx, acc_bits=self.w_bits + 1).to_dict()
+        base.update(in_bits=bits, in_signed=self.signed, bias=self.bias is not None)
+        # the largest |total|: every weight at its extreme times the largest input magnitude
+        probe = SAEConfig(**{**base, "acc_bits": 48})
+        bound = (1 << (self.w_bits - 1)) * probe.fan_in * probe.input_magnitude
+        if self.bias is not None:
+            bound += int(np.abs(np.asarray(self.bias, np.int64)).max(initial=0))
+        return SAEConfig(**{**base, "acc_bits": max(bound.bit_length() + 1,
+                                                    probe.lossless_acc_bits)})
 
     def input_bits(self, ctx):
         """Bits per input value: the width of `source` when given, else `value_bits`."""
@@ -386,6 +403,8 @@ def _check_piece(obj, ctx, timesteps, where):
         obj.config(ctx, timesteps)
     elif isinstance(obj, MultiBitConv):
         obj.params(obj.plane_config())
+        if obj.source in ctx.widths or not obj.source:
+            obj.params(obj.config(ctx))
     elif isinstance(obj, Conv):
         obj.params(obj.config(ctx))
     elif isinstance(obj, Producer):

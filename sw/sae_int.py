@@ -16,20 +16,22 @@ def _windows(config, padded):
             yield kh, kw, padded[:, :, kh:kh + st * (ho - 1) + 1:st, kw:kw + st * (wo - 1) + 1:st]
 
 
-def _total(config, w, padded, out_shape):
-    """The exact (unsaturated) sums of `w` over the spikes, in int64.
+def _total(config, w, padded, out_shape, magnitude=1):
+    """The exact (unsaturated) sums of `w` over the inputs, in int64.
 
     The products are taken as floating-point matrix products (BLAS): when every output's
-    absolute weights sum below 2**24 (float32's exact integers), in float32, else in float64
-    (weights of at most 16 bits and a fan-in of at most 2**22 stay far below 2**53). Every
-    partial sum is then an exactly represented integer, whatever the summation order."""
+    absolute weights times the largest input `magnitude` sum below 2**24 (float32's exact
+    integers), in float32, else in float64. Float64 is exact below 2**53: spikes (weights of at
+    most 16 bits, a fan-in of at most 2**22) stay far below it, and multi-bit inputs have
+    `acc_bits` (at most 48) >= `lossless_acc_bits`, which bounds that sum. Every partial sum is
+    then an exactly represented integer, whatever the summation order."""
     if config.mode == "depthwise":
         acc = np.zeros(out_shape, dtype=np.int64)
         for kh, kw, window in _windows(config, padded):
             acc += w[None, :, 0, kh, kw, None, None] * window
         return acc
     frames, _, ho, wo = out_shape
-    bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)
+    bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * magnitude
     dtype = np.float32 if bound < (1 << 24) else np.float64
     padded = padded.astype(dtype, copy=False)
     wf = w.astype(dtype)
@@ -62,7 +64,13 @@ def sae_int(config, params, spikes):
     `acc_bits` range (its positive and its negative terms each fit), the sum is taken in one
     step, which gives the same result faster; only frames that could saturate take the
     event-by-event path.
+
+    With `config.in_bits > 1`, `spikes` are integers in `config.input_range` and the result is
+    `sat(sum(w * x) + bias)`: the engine adds +-(w << b) per set magnitude bit b, and its
+    accumulator (`acc_bits >= lossless_acc_bits`) never saturates, so the sum is exact.
     """
+    if config.in_bits > 1:
+        return _multi_bit(config, params, spikes)
     s = np.asarray(spikes)
     want = (config.in_channels, config.height, config.width)
     if s.ndim != 4 or s.shape[1:] != want:
@@ -89,6 +97,28 @@ def sae_int(config, params, spikes):
         if risky.any():
             acc[risky] = _sequential(config, w, padded[risky].astype(np.int64), (int(risky.sum()),)
                                      + out_shape[1:])
+    if config.bias:
+        acc = acc + params.bias[None, :, None, None]
+    return saturate(acc, config.acc_bits)
+
+
+def _multi_bit(config, params, values):
+    """`sae_int` for multi-bit inputs: the exact convolution, then `sat(acc + bias)`."""
+    v = np.asarray(values)
+    want = (config.in_channels, config.height, config.width)
+    if v.ndim != 4 or v.shape[1:] != want:
+        raise ValueError(f"inputs must have shape (frames, {', '.join(map(str, want))}), "
+                         f"not {v.shape}")
+    v = config.check_inputs(v)
+    p = config.padding
+    frames = v.shape[0]
+    # in_bits <= 24: float32 holds every input exactly (`_total` widens to float64 if needed)
+    padded = np.zeros((frames, config.in_channels, config.height + 2 * p, config.width + 2 * p),
+                      dtype=np.float32)
+    padded[:, :, p:p + config.height, p:p + config.width] = v
+    w = np.asarray(params.weight, dtype=np.int64)
+    out_shape = (frames, config.out_channels, config.out_height, config.out_width)
+    acc = _total(config, w, padded, out_shape, config.input_magnitude)
     if config.bias:
         acc = acc + params.bias[None, :, None, None]
     return saturate(acc, config.acc_bits)

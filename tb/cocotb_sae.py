@@ -1,6 +1,7 @@
 """cocotb tests of a generated spike-sparse accumulate engine, run by tb/test_sae.py.
 
 Environment: SPIKEGEN_BUNDLE (the SAE bundle the Verilog was generated from), SPIKEGEN_SEED.
+The bundle's inputs are spikes, or multi-bit values when its configuration has `in_bits > 1`.
 """
 
 import os
@@ -44,7 +45,10 @@ async def test_no_stalls_matches_cycle_model(dut):
     measured, model, ideal = tb.measured_cycles(), cfg.cycles(spikes), cfg.ideal_cycles(spikes)
     dut._log.info("cycles: measured %d, model %d, ideal %d (ratio %.3f)", measured, model, ideal,
                   measured / ideal)
-    write_report({"frames": tb.traces.frames, "spikes": int(spikes.sum()),
+    # events: spikes, or set magnitude bits of multi-bit inputs
+    events = int(cfg.magnitude_planes(spikes).sum())
+    write_report({"frames": tb.traces.frames, "spikes": events, "events": events,
+                  "in_bits": cfg.in_bits,
                   "measured_cycles": measured, "model_cycles": model, "ideal_cycles": ideal,
                   "dense_cycles": cfg.dense_cycles(tb.traces.frames),
                   "loop_seconds": seconds, "simulated_cycles": tb.cycle})
@@ -53,7 +57,7 @@ async def test_no_stalls_matches_cycle_model(dut):
 
 @cocotb.test()
 async def test_random_stalls_both_sides(dut):
-    """Seeded random stalls on the spike input and the accumulator output."""
+    """Seeded random stalls on the spike (or value) input and the accumulator output."""
     seed = env_seed()
     await _stream_all(dut, random_stalls(0.3, seed), random_stalls(0.4, seed + 1))
 

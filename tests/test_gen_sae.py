@@ -117,6 +117,35 @@ def test_no_bias_flag(capsys):
     assert out == reference(config, SAEParams.seeded(config, 0))
 
 
+MULTI_BIT = SAEConfig(mode="linear", in_channels=4, out_channels=4, kernel=1, padding=0,
+                      height=2, width=2, lanes=4, in_lanes=4, w_bits=6, acc_bits=17,
+                      in_bits=8, in_signed=True)
+MULTI_BIT_FLAGS = ["--mode", "linear", "--in-ch", "4", "--out-ch", "4", "--kernel", "1",
+                   "--padding", "0", "--height", "2", "--width", "2", "--lanes", "4",
+                   "--in-lanes", "4", "--w-bits", "6", "--acc-bits", "17", "--in-bits", "8",
+                   "--in-signed"]
+
+
+def test_multi_bit_flags(capsys, tmp_path):
+    out = generate(capsys, *MULTI_BIT_FLAGS)
+    assert out == reference(MULTI_BIT, SAEParams.seeded(MULTI_BIT, 0))
+    assert "i__payload" in code_lines(out)[0] and out.rstrip().endswith("endmodule")
+    # without --in-signed: unsigned 8-bit inputs, another design
+    unsigned = generate(capsys, *MULTI_BIT_FLAGS[:-1])
+    config = MULTI_BIT.replace(in_signed=False)
+    assert unsigned == reference(config, SAEParams.seeded(config, 0))
+    assert unsigned != out
+    # the same configuration from YAML
+    path = tmp_path / "sae.yaml"
+    MULTI_BIT.save(path)
+    assert generate(capsys, "--config", path) == out
+    assert_reproducible_text(out, tmp_path)
+
+
+def test_in_bits_1_is_the_spike_design(capsys, flags_verilog):
+    assert generate(capsys, *FLAGS, "--in-bits", "1") == flags_verilog
+
+
 def test_name_sets_module_name(capsys):
     out = generate(capsys, *FLAGS, "--name", "sae_core_0")
     assert re.search(r"^module sae_core_0\(", out, re.M)
@@ -271,6 +300,26 @@ BAD = {
                        "configuration file '{d}/missing.yaml' does not exist"),
     "lanes-not-int": (["--lanes", "four"], "argument --lanes: invalid int value: 'four'"),
     "name-with-dash": (["--name", "my-sae"], "--name must be a Verilog identifier, not 'my-sae'"),
+    "in-bits-zero": (["--in-bits", "0"], "in_bits must be at least 1, not 0"),
+    "in-bits-too-many": (["--in-bits", "25", "--acc-bits", "48"],
+                         "in_bits must be at most 24, not 25"),
+    "in-bits-not-int": (["--in-bits", "5.0"], "argument --in-bits: invalid int value: '5.0'"),
+    "in-signed-without-in-bits": (["--in-signed"],
+                                  "in_signed needs in_bits >= 2 (a sign and a magnitude bit), "
+                                  "not 1"),
+    "in-bits-acc-bits-too-small": (["--in-bits", "5"],
+                                   "in_bits > 1 needs acc_bits >= lossless_acc_bits = 23 (so "
+                                   "that no add saturates), not 16"),
+    "in-bits-depthwise": (["--mode", "depthwise", "--in-ch", "8", "--out-ch", "8", "--in-bits",
+                           "4", "--acc-bits", "30"],
+                          "in_bits > 1 (multi-bit inputs) needs mode linear or conv, not "
+                          "depthwise"),
+    "in-bits-in-lanes-not-pow2": (["--in-lanes", "6", "--in-bits", "4", "--acc-bits", "30"],
+                                  "in_bits > 1 needs in_lanes to be a power of two (an event "
+                                  "index splits into plane and lane by bit slicing), not 6"),
+    "in-signed-with-config": (["--config", "{d}/sae.yaml", "--in-signed"],
+                              "unit flags cannot be combined with --config"),
+    "in-signed-takes-no-value": (["--in-signed", "yes"], "unrecognized arguments: yes"),
 }
 
 

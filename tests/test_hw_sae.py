@@ -21,7 +21,7 @@ from amaranth_streams import run_streams
 from hw.common import mul_const
 from hw.depthwise import DepthwiseEngine
 from hw.sae import SAEEngine, SpikeAccumulator
-from sim.sae import sae_expected_beats, sae_input_beats, sae_output_arrays
+from sim.sae import random_sae_inputs, sae_expected_beats, sae_input_beats, sae_output_arrays
 from spec.errors import ConfigError
 from spec.sae import SAE_OUT_FIFO_DEPTH, SAEConfig, SAEParams, SAETraces
 from sw.export import random_spikes
@@ -350,3 +350,160 @@ def test_multiplier_check_can_fail():
 def test_mul_const_rejects_negative_constant():
     with pytest.raises(ValueError, match=exact("constant must be non-negative, not -3")):
         mul_const(_Scaled(1).x, -3)
+
+
+# -- multi-bit inputs: one event per set magnitude bit, +-(w << plane) ------------------------
+
+
+def multi_bit(**kw):
+    """A multi-bit configuration with acc_bits = lossless_acc_bits."""
+    c = SAEConfig(**kw, acc_bits=48)
+    return c.replace(acc_bits=c.lossless_acc_bits)
+
+
+MULTI_BIT_CASES = {
+    # a first layer: 5-bit unsigned pixels, one channel, 3 x 3, padding 1
+    "mb-u5-conv-k3-p1": multi_bit(mode="conv", in_channels=1, out_channels=6, kernel=3,
+                                  padding=1, height=4, width=4, lanes=4, in_lanes=1, in_bits=5),
+    # a SepConv's second 1x1 on signed accumulations; 2 output words per token, so the planes
+    # of one token's events wait for each other's writes (the hazard)
+    "mb-s12-linear-16-8": multi_bit(mode="linear", kernel=1, padding=0, in_channels=16,
+                                    out_channels=8, height=2, width=2, lanes=4, in_lanes=16,
+                                    in_bits=12, in_signed=True),
+    # signed conv, stride 2, 3 channels over 2 input lanes (a padding lane), no bias
+    "mb-s6-conv-k3-s2": multi_bit(mode="conv", in_channels=3, out_channels=5, kernel=3,
+                                  stride=2, padding=1, height=5, width=5, lanes=4, in_lanes=2,
+                                  in_bits=6, in_signed=True, w_bits=5, bias=False),
+}
+
+
+def values_for(config, density, frames=FRAMES, seed=1):
+    return random_sae_inputs(config, (frames, config.in_channels, config.height, config.width),
+                             density, seed=seed)
+
+
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("name", list(MULTI_BIT_CASES))
+def test_multi_bit_matches_integer_model_without_stalls(name, density):
+    config = MULTI_BIT_CASES[name]
+    params = params_for(config)
+    values = values_for(config, density)
+    run = simulate(config, params, values, **NO_STALLS)
+    check_outputs(config, params, values, run.outputs)
+    assert run.cycles == config.cycles(values)
+    assert run.cycles >= config.ideal_cycles(values)
+    if density == 0.0:
+        assert run.cycles == config.cycles(np.zeros_like(values))
+
+
+@pytest.mark.parametrize("name", list(MULTI_BIT_CASES))
+def test_multi_bit_with_random_stalls(name):
+    config = MULTI_BIT_CASES[name]
+    params = params_for(config)
+    values = values_for(config, 0.5, seed=2)
+    run = simulate(config, params, values, seed=7, **RANDOM_STALLS)
+    check_outputs(config, params, values, run.outputs)
+    assert run.cycles >= config.cycles(values)
+
+
+@pytest.mark.parametrize("name", list(MULTI_BIT_CASES))
+def test_multi_bit_extremes(name):
+    # frame 0: every input the most negative value (signed: one event at the top plane, neg);
+    # frame 1: every input the largest; frame 2: both mixed with zeros. Weights at their
+    # extremes too, so the shifted terms and the sums reach their widest.
+    config = MULTI_BIT_CASES[name]
+    lo, hi = config.input_range
+    shape = (1, config.in_channels, config.height, config.width)
+    rng = np.random.default_rng(9)
+    mixed = rng.choice([lo, hi, 0], size=shape)
+    values = np.concatenate([np.full(shape, lo), np.full(shape, hi), mixed])
+    w_lo = -(1 << (config.w_bits - 1))
+    weight = np.where(rng.random(config.weight_shape) < 0.5, w_lo, -w_lo - 1)
+    bias = params_for(config).bias
+    params = SAEParams.checked(config, weight, bias)
+    run = simulate(config, params, values, **NO_STALLS)
+    got = check_outputs(config, params, values, run.outputs)
+    assert run.cycles == config.cycles(values)
+    if config.in_signed:
+        # the most negative input flips the sign of the sum of its weights
+        assert (got[0] != got[1]).any()
+
+
+def test_multi_bit_case_reaches_the_accumulator_limits():
+    # with all weights at the most negative value and all inputs at the extreme, an output
+    # that sees the whole fan-in needs every bit of lossless_acc_bits: the datapath carries it
+    config = MULTI_BIT_CASES["mb-s12-linear-16-8"].replace(bias=False)
+    w_lo = -(1 << (config.w_bits - 1))
+    params = SAEParams.checked(config, np.full(config.weight_shape, w_lo), None)
+    lo = config.input_range[0]
+    values = np.full((1, config.in_channels, config.height, config.width), lo)
+    run = simulate(config, params, values, **NO_STALLS)
+    got = check_outputs(config, params, values, run.outputs)
+    assert int(got.max()) == w_lo * lo * config.fan_in
+    assert int(got.max()).bit_length() == config.acc_bits - 1
+
+
+def test_multi_bit_cases_cover_the_requested_geometries():
+    configs = list(MULTI_BIT_CASES.values())
+    assert {c.mode for c in configs} == {"linear", "conv"}
+    assert {c.in_signed for c in configs} == {True, False}
+    assert any(c.stride == 2 for c in configs)
+    assert any(c.in_channels == 1 and c.kernel == 3 and c.padding == 1 and c.in_bits == 5
+               and not c.in_signed for c in configs)
+    assert any(c.in_bits == 12 and c.in_signed and c.in_lanes == 16 and c.mode == "linear"
+               for c in configs)
+    assert any(c.in_channels % c.in_lanes for c in configs)
+
+
+def test_random_sae_inputs():
+    config = MULTI_BIT_CASES["mb-s12-linear-16-8"]
+    values = random_sae_inputs(config, (40, 16, 2, 2), 0.25, seed=3)
+    assert values.dtype == np.int64
+    assert values.min() >= -2048 and values.max() <= 2047
+    assert 0.2 < (values != 0).mean() < 0.3
+    assert (values < 0).any() and (values > 0).any()
+    dense = random_sae_inputs(config, (40, 16, 2, 2), 1.0, seed=3)
+    assert (dense != 0).all()
+    np.testing.assert_array_equal(random_sae_inputs(config, (2, 16, 2, 2), 0.25, seed=3),
+                                  random_sae_inputs(config, (2, 16, 2, 2), 0.25, seed=3))
+    # spikes: the same Bernoulli stream as sw.export.random_spikes
+    spikes_config = CASES["conv-one-word"]
+    np.testing.assert_array_equal(random_sae_inputs(spikes_config, (2, 2, 3, 3), 0.3, seed=4),
+                                  random_spikes((2, 2, 3, 3), 0.3, seed=4))
+
+
+@pytest.mark.parametrize("name", list(MULTI_BIT_CASES))
+def test_multi_bit_rtlil_has_no_multiplier(name):
+    config = MULTI_BIT_CASES[name]
+    text = rtlil.convert(SpikeAccumulator(config, params_for(config)), name="sae",
+                         emit_src=False)
+    assert "cell $add" in text
+    assert "cell $mul" not in text
+    # the engine's plane shift is multiplexers: no shift cell by a variable amount (shifts by a
+    # constant, wiring, appear in the spike engine too; the encoder's pick of the lane's sign
+    # bit is a bit select, a $shiftx)
+    engine = rtlil.convert(SAEEngine(config, params_for(config)), name="engine",
+                           emit_src=False)
+    assert variable_shifts(engine) == []
+
+
+def variable_shifts(text):
+    """Shift amounts of the RTLIL shift cells whose amount is not a constant."""
+    amounts = re.findall(r"cell \$(?:shl|sshl|shr|sshr|shift|shiftx) .*?connect \\B (\S+)",
+                         text, re.S)
+    return [a for a in amounts if not re.fullmatch(r"\d+'[01]+", a)]
+
+
+class _VariableShift(wiring.Component):
+    def __init__(self):
+        super().__init__({"x": In(8), "amount": In(3), "y": Out(15)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(self.x << self.amount)
+        return m
+
+
+def test_variable_shift_check_can_fail():
+    text = rtlil.convert(_VariableShift(), name="t", emit_src=False)
+    assert variable_shifts(text) == ["\\amount"]

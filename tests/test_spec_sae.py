@@ -12,15 +12,16 @@ import yaml
 
 from spec.errors import ConfigError
 from spec.lif import LIFConfig
+from spec.ports import Field
 from spec.sae import SAE_MODES, SAEConfig, SAEParams
 from sw.sae_int import sae_int
 
 KNOWN_KEYS = (
-    "acc_bits, bias, height, in_channels, in_lanes, kernel, lanes, mode, out_channels, padding, "
-    "stride, w_bits, width"
+    "acc_bits, bias, height, in_bits, in_channels, in_lanes, in_signed, kernel, lanes, mode, "
+    "out_channels, padding, stride, w_bits, width"
 )
 INT_FIELDS = ("in_channels", "out_channels", "kernel", "stride", "height", "width", "lanes",
-              "in_lanes", "w_bits", "acc_bits")
+              "in_lanes", "w_bits", "acc_bits", "in_bits")
 
 
 def exact(message):
@@ -37,6 +38,7 @@ def test_defaults_construct():
     assert (c.in_channels, c.out_channels, c.kernel, c.stride, c.padding) == (64, 128, 3, 1, 1)
     assert (c.height, c.width, c.lanes, c.in_lanes) == (14, 14, 16, 16)
     assert (c.w_bits, c.acc_bits, c.bias) == (8, 16, True)
+    assert (c.in_bits, c.in_signed) == (1, False)
     assert (c.out_height, c.out_width) == (14, 14)
     assert c.weight_shape == (128, 64, 3, 3)
     assert c.fan_in == 64 * 9
@@ -84,6 +86,30 @@ INVALID = [
      "acc_bits (8) is too small: weights of w_bits=8 need at least 9"),
     ({"w_bits": 16, "acc_bits": 2},
      "acc_bits (2) is too small: weights of w_bits=16 need at least 17"),
+    # multi-bit inputs
+    ({"in_bits": 25, "acc_bits": 48}, "in_bits must be at most 24, not 25"),
+    ({"in_bits": 4.0}, "in_bits must be an integer, not 4.0"),
+    ({"in_signed": 1}, "in_signed must be true or false, not 1"),
+    ({"in_signed": "yes"}, "in_signed must be true or false, not 'yes'"),
+    ({"in_signed": True}, "in_signed needs in_bits >= 2 (a sign and a magnitude bit), not 1"),
+    ({"in_signed": True, "in_bits": 1, "acc_bits": 40},
+     "in_signed needs in_bits >= 2 (a sign and a magnitude bit), not 1"),
+    ({"mode": "depthwise", "in_channels": 8, "out_channels": 8, "in_bits": 4, "acc_bits": 40},
+     "in_bits > 1 (multi-bit inputs) needs mode linear or conv, not depthwise"),
+    ({"in_bits": 4, "in_lanes": 12, "acc_bits": 40},
+     "in_bits > 1 needs in_lanes to be a power of two (an event index splits into plane and "
+     "lane by bit slicing), not 12"),
+    ({"in_bits": 2, "in_lanes": 3, "acc_bits": 40},
+     "in_bits > 1 needs in_lanes to be a power of two (an event index splits into plane and "
+     "lane by bit slicing), not 3"),
+    # 64 x 3 x 3 inputs of 5 bits (0 .. 31) times 8-bit weights: -128 x 31 x 576 needs 23 bits
+    ({"in_bits": 5}, "in_bits > 1 needs acc_bits >= lossless_acc_bits = 23 (so that no add "
+                     "saturates), not 16"),
+    ({"in_bits": 5, "acc_bits": 22}, "in_bits > 1 needs acc_bits >= lossless_acc_bits = 23 "
+                                     "(so that no add saturates), not 22"),
+    ({"mode": "linear", "kernel": 1, "padding": 0, "in_channels": 3, "w_bits": 4, "in_bits": 5,
+      "in_signed": True, "acc_bits": 9},
+     "in_bits > 1 needs acc_bits >= lossless_acc_bits = 10 (so that no add saturates), not 9"),
 ]
 for _name in INT_FIELDS:
     _minimum = 2 if _name in ("w_bits", "acc_bits") else 1
@@ -112,6 +138,12 @@ def test_invalid_configuration(changes, message):
         {"w_bits": 8, "acc_bits": 9},
         {"w_bits": 2, "acc_bits": 3, "bias": False},
         {"stride": 15, "kernel": 15, "padding": 14, "height": 1, "width": 1},
+        {"in_bits": 5, "acc_bits": 23},
+        {"in_bits": 2, "in_signed": True, "in_lanes": 1, "acc_bits": 40},
+        {"mode": "linear", "kernel": 1, "padding": 0, "in_channels": 1, "w_bits": 2,
+         "in_bits": 24, "acc_bits": 26},
+        {"mode": "linear", "kernel": 1, "padding": 0, "in_channels": 3, "w_bits": 4,
+         "in_bits": 5, "in_signed": True, "acc_bits": 10},
     ],
 )
 def test_valid_edge_configurations(changes):
@@ -165,8 +197,10 @@ def test_from_dict_validates_and_replace():
                   height=7, width=9, lanes=32, in_lanes=8, w_bits=6, acc_bits=20, bias=False),
         SAEConfig(mode="depthwise", in_channels=96, out_channels=96, kernel=7, stride=2,
                   padding=3, height=28, width=20, lanes=4, in_lanes=4, w_bits=4, acc_bits=12),
+        SAEConfig(mode="linear", in_channels=16, out_channels=8, kernel=1, padding=0, height=2,
+                  width=3, lanes=8, in_lanes=16, acc_bits=24, in_bits=12, in_signed=True),
     ],
-    ids=["defaults", "linear", "depthwise"],
+    ids=["defaults", "linear", "depthwise", "multi-bit"],
 )
 def test_yaml_round_trip(tmp_path, config):
     path = tmp_path / "sae.yaml"
@@ -176,6 +210,29 @@ def test_yaml_round_trip(tmp_path, config):
     assert loaded.to_dict() == config.to_dict()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sae.yaml"]
     assert yaml.safe_load(path.read_text()) == {"unit": "sae", "config": config.to_dict()}
+
+
+def test_multi_bit_fields_round_trip():
+    c = SAEConfig(in_channels=1, out_channels=8, height=6, width=6, in_lanes=1, in_bits=5,
+                  acc_bits=17)
+    d = c.to_dict()
+    assert (d["in_bits"], d["in_signed"]) == (5, False)
+    assert SAEConfig.from_dict(d) == c
+    assert c.replace(in_signed=True).in_signed is True
+    assert SAEConfig.from_dict(d) != c.replace(in_signed=True)  # the comparison can fail
+
+
+def test_old_dict_without_the_new_keys_loads_with_defaults(tmp_path):
+    # what a bundle or YAML file written before multi-bit inputs holds
+    old = {"mode": "conv", "in_channels": 3, "out_channels": 6, "kernel": 3, "stride": 2,
+           "padding": 1, "height": 5, "width": 4, "lanes": 4, "in_lanes": 2, "w_bits": 6,
+           "acc_bits": 12, "bias": True}
+    c = SAEConfig.from_dict(old)
+    assert (c.in_bits, c.in_signed) == (1, False)
+    assert c.to_dict() == {**old, "in_bits": 1, "in_signed": False}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"unit": "sae", "config": old}))
+    assert SAEConfig.load(path) == c
 
 
 def test_load_of_a_lif_file(tmp_path):
@@ -518,3 +575,182 @@ def test_params_seeded_bias_within_narrow_acc_bits():
         p = SAEParams.seeded(c, seed)
         assert -255 <= int(p.bias.min()) and int(p.bias.max()) <= 255
         assert -128 <= int(p.weight.min()) and int(p.weight.max()) <= 127
+
+
+# -- multi-bit inputs: stream layouts, magnitude planes, lossless width, cost --------------------
+
+
+def multi_bit(**kw):
+    """A multi-bit configuration with acc_bits = lossless_acc_bits."""
+    kw.setdefault("acc_bits", 48)
+    c = SAEConfig(**kw)
+    return c.replace(acc_bits=c.lossless_acc_bits)
+
+
+def test_multi_bit_stream_layouts():
+    spikes = SAEConfig(in_channels=4, out_channels=4, height=3, width=3, in_lanes=4)
+    assert [(f.name, f.bits, f.signed, f.count) for f in spikes.input_fields()] == [
+        ("spikes", 1, False, 4), ("first", 1, False, None), ("last", 1, False, None)]
+    names = [f.name for f in spikes.event_fields()]
+    assert names == ["row", "col", "channel", "group", "lane", "spike", "last"]
+    unsigned = multi_bit(in_channels=4, out_channels=4, height=3, width=3, in_lanes=4, in_bits=5)
+    assert [(f.name, f.bits, f.signed, f.count) for f in unsigned.input_fields()] == [
+        ("values", 5, False, 4), ("first", 1, False, None), ("last", 1, False, None)]
+    fields = {f.name: f for f in unsigned.event_fields()}
+    assert list(fields) == ["row", "col", "channel", "group", "lane", "plane", "spike", "last"]
+    assert fields["plane"].bits == 3  # planes 0 .. 4
+    signed = unsigned.replace(in_bits=12, in_signed=True, acc_bits=40)
+    assert signed.input_fields()[0] == Field("values", 12, signed=True, count=4)
+    fields = {f.name: f for f in signed.event_fields()}
+    assert list(fields) == ["row", "col", "channel", "group", "lane", "plane", "neg", "spike",
+                            "last"]
+    assert (fields["plane"].bits, fields["neg"].bits) == (4, 1)  # planes 0 .. 11
+    assert signed.replace(in_bits=2).event_fields()[5] == Field("plane", 1)
+
+
+def test_input_range_and_magnitude():
+    c = SAEConfig()
+    assert (c.input_range, c.input_magnitude, c.input_latency) == ((0, 1), 1, 0)
+    u = multi_bit(in_channels=2, out_channels=2, height=3, width=3, in_bits=5)
+    assert (u.input_range, u.input_magnitude, u.input_latency) == ((0, 31), 31, 1)
+    s = u.replace(in_bits=12, in_signed=True, acc_bits=40)
+    assert (s.input_range, s.input_magnitude) == ((-2048, 2047), 2048)
+
+
+def test_magnitude_planes_hand_worked():
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=2, out_channels=2, height=1,
+                  width=3, in_lanes=2, in_bits=4, in_signed=True)
+    values = np.array([[[[-5, 0, 7]], [[-8, 1, 6]]]])  # (1 frame, 2 channels, 1 x 3)
+    planes = c.magnitude_planes(values)
+    assert planes.shape == (1, 4, 2, 1, 3) and planes.dtype == np.uint8
+    # |-5| = 0101, |0| = 0000, 7 = 0111; |-8| = 1000, 1 = 0001, 6 = 0110 (plane 0 first)
+    assert planes[0, :, 0, 0].T.tolist() == [[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 0]]
+    assert planes[0, :, 1, 0].T.tolist() == [[0, 0, 0, 1], [1, 0, 0, 0], [0, 1, 1, 0]]
+    # the planes rebuild the magnitudes
+    weights = (1 << np.arange(4)).reshape(1, 4, 1, 1, 1)
+    np.testing.assert_array_equal((planes * weights).sum(axis=1), np.abs(values))
+    # leading dimensions are frames; none is one frame
+    assert c.magnitude_planes(values[0]).shape == (1, 4, 2, 1, 3)
+    assert c.magnitude_planes(np.stack([values, values])).shape == (2, 4, 2, 1, 3)
+    # spikes: one plane, the spikes themselves
+    spikes = SAEConfig(mode="linear", kernel=1, padding=0, in_channels=2, out_channels=2,
+                       height=1, width=3)
+    bits = np.array([[[[1, 0, 1]], [[0, 0, 1]]]], np.uint8)
+    np.testing.assert_array_equal(spikes.magnitude_planes(bits), bits[:, None])
+
+
+@pytest.mark.parametrize(("in_bits", "in_signed", "values", "message"), [
+    (4, True, [-9, 0], "inputs must be integers in -8 .. 7 (in_bits=4, signed), not -9 .. 0"),
+    (4, True, [8, -8], "inputs must be integers in -8 .. 7 (in_bits=4, signed), not -8 .. 8"),
+    (5, False, [-1, 3], "inputs must be integers in 0 .. 31 (in_bits=5, unsigned), not -1 .. 3"),
+    (5, False, [32, 0], "inputs must be integers in 0 .. 31 (in_bits=5, unsigned), not 0 .. 32"),
+    (1, False, [2, 0], "inputs must be integers in 0 .. 1 (spikes), not 0 .. 2"),
+])
+def test_check_inputs_range(in_bits, in_signed, values, message):
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=2, out_channels=2, height=1,
+                  width=1, in_lanes=2, in_bits=in_bits, in_signed=in_signed) \
+        if in_bits > 1 else SAEConfig(mode="linear", kernel=1, padding=0, in_channels=2,
+                                      out_channels=2, height=1, width=1)
+    v = np.array(values).reshape(1, 2, 1, 1)
+    with pytest.raises(ValueError, match=exact(message)):
+        c.check_inputs(v)
+    with pytest.raises(ValueError, match=exact(message)):
+        c.magnitude_planes(v)
+    with pytest.raises(ValueError, match=exact(message)):
+        c.cycles(v)
+    # the limits themselves are accepted
+    lo, hi = c.input_range
+    c.check_inputs(np.array([lo, hi]).reshape(1, 2, 1, 1))
+
+
+def test_check_inputs_type_and_shape():
+    c = multi_bit(in_channels=2, out_channels=2, height=3, width=3, in_bits=5)
+    with pytest.raises(ValueError, match=exact("inputs must be integers, not float64")):
+        c.check_inputs(np.zeros((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match=exact(
+            "inputs must have shape (..., 2, 3, 3), not (1, 2, 3, 4)")):
+        c.check_inputs(np.zeros((1, 2, 3, 4), np.int64))
+    with pytest.raises(ValueError, match=exact(
+            "inputs must have shape (..., 2, 3, 3), not (3, 3)")):
+        c.ideal_cycles(np.zeros((3, 3), np.int64))
+    assert c.check_inputs(np.ones((2, 3, 3), np.int8)).dtype == np.int64
+
+
+def test_lossless_acc_bits_multi_bit_values():
+    # unsigned 5 bits: x in 0 .. 31, w in -8 .. 7: products -248 .. 217; fan-in 3:
+    # -744 needs 11 bits (and 651 needs 11)
+    u = SAEConfig(mode="linear", kernel=1, padding=0, in_channels=3, out_channels=2, w_bits=4,
+                  in_bits=5, acc_bits=40)
+    assert u.lossless_acc_bits == 11
+    # signed 5 bits: x in -16 .. 15: products -120 .. 128 (-16 x -8); fan-in 3: 384 needs 10
+    assert u.replace(in_signed=True).lossless_acc_bits == 10
+    # the first layer: 1 channel, 3 x 3, 5-bit pixels, 8-bit weights: -128 x 31 x 9 = -35712
+    first = SAEConfig(in_channels=1, out_channels=16, kernel=3, padding=1, height=8, width=8,
+                      in_lanes=1, in_bits=5, acc_bits=40)
+    assert first.lossless_acc_bits == 17
+    # M = 1 for spikes: today's width
+    assert u.replace(in_bits=1).lossless_acc_bits == (8 * 3).bit_length() + 1 == 6
+
+
+def brute_multi_bit_ideal(config, values, touched):
+    """Sum over set bits of |x| of ceil(outputs touched / lanes), plus each frame's drain."""
+    total = 0
+    for f, _c, i, j in itertools.product(*map(range, values.shape)):
+        events = bin(abs(int(values[f, _c, i, j]))).count("1")
+        total += events * -(-int(touched[i, j]) * config.out_channels // config.lanes)
+    return total + values.shape[0] * config.drain_cycles()
+
+
+MULTI_BIT_COST = [
+    dict(mode="conv", in_channels=1, out_channels=8, kernel=3, padding=1, height=5, width=6,
+         lanes=4, in_lanes=1, in_bits=5),
+    dict(mode="conv", in_channels=3, out_channels=5, kernel=3, stride=2, padding=1, height=5,
+         width=5, lanes=4, in_lanes=2, in_bits=6, in_signed=True),
+    dict(mode="linear", in_channels=16, out_channels=8, kernel=1, padding=0, height=2, width=2,
+         lanes=4, in_lanes=16, in_bits=12, in_signed=True),
+]
+
+
+@pytest.mark.parametrize("kw", MULTI_BIT_COST, ids=lambda kw: f"{kw['mode']}-{kw['in_bits']}")
+def test_multi_bit_ideal_dense_and_encoder_cycles(kw):
+    c = multi_bit(**kw)
+    touched = torch_touched(c.height, c.width, c.kernel, c.stride, c.padding)
+    rng = np.random.default_rng(5)
+    lo, hi = c.input_range
+    for frames, density in ((1, 0.0), (2, 0.2), (1, 1.0)):
+        values = rng.integers(lo, hi + 1, size=(frames, c.in_channels, c.height, c.width))
+        values = np.where(rng.random(values.shape) < density, values, 0)
+        assert c.ideal_cycles(values) == brute_multi_bit_ideal(c, values, touched)
+        # the encoder: one cycle per set magnitude bit, one per beat without any
+        beats = 0
+        for f, r, col in itertools.product(range(frames), range(c.height), range(c.width)):
+            for g in range(c.in_beats_per_pixel):
+                chans = values[f, g * c.in_lanes:(g + 1) * c.in_lanes, r, col]
+                beats += max(1, sum(bin(abs(int(x))).count("1") for x in chans))
+        assert c.encoder_cycles(values) == beats
+        assert c.cycles(values) >= c.ideal_cycles(values)
+    # dense: every one of the in_bits planes of every input
+    ones = np.ones((2, c.in_channels, c.height, c.width), np.int64)
+    spikes_cost = c.replace(in_bits=1, in_signed=False).ideal_cycles(ones) - 2 * c.drain_cycles()
+    assert c.dense_cycles(2) == c.in_bits * spikes_cost + 2 * c.drain_cycles()
+    if not c.in_signed:  # unsigned 2**in_bits - 1 sets every bit
+        assert c.dense_cycles(2) == c.ideal_cycles(ones * c.input_range[1])
+
+
+def test_multi_bit_cycles_hand_worked():
+    # one 1 x 1 token, one channel, one output word: value 5 = planes 0 and 2, two events to
+    # the same accumulator word, so the second waits for the first's write (4 cycles)
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=1, out_channels=4, height=1,
+                  width=1, lanes=4, in_lanes=1, in_bits=3)
+    # input stage takes the beat at 0, the encoder at 1; events at 2 and 3; updates issue at 3
+    # and 7; the drain reads at 7 + 1 + 4 = 12, outputs at 12 + 5 = 17: 18 cycles
+    assert c.cycles(np.full((1, 1, 1, 1), 5)) == 18
+    # spikes: no input stage, one event: issue at 2, drain read at 7, output at 12
+    spikes = c.replace(in_bits=1, acc_bits=16)
+    assert spikes.cycles(np.ones((1, 1, 1, 1), np.uint8)) == 13
+    # 4 = plane 2 alone: one event, issue at 3, drain at 8, output at 13
+    assert c.cycles(np.full((1, 1, 1, 1), 4)) == 14
+    # 7 = three events, issues at 3, 7, 11
+    assert c.cycles(np.full((1, 1, 1, 1), 7)) == 18 + 4
+    assert c.encoder_cycles(np.full((1, 1, 1, 1), 7)) == 3
+    assert c.ideal_cycles(np.full((1, 1, 1, 1), 7)) == 3 + 1

@@ -2,6 +2,8 @@
 an event-by-event model of the saturation order, hand-worked cases) and of SAE bundles
 (`sw.export.export_sae_bundle`, `spec.sae.load_sae_bundle`)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -432,3 +434,248 @@ def test_lif_bundle_read_as_sae(tmp_path):
     with pytest.raises(BundleError) as exc:
         load_sae_bundle(path)
     assert str(exc.value) == f"bundle {str(path)!r} holds a 'lif' unit, not a 'sae' unit"
+
+
+# -- multi-bit inputs ---------------------------------------------------------------------------
+
+
+def plane_event_reference(config, params, values, acc_bits=None):
+    """The multi-bit contract, event by event: per frame, input pixels in raster order, channels
+    ascending, magnitude bit planes ascending; each set bit b of |x| adds +(w << b) (x > 0) or
+    -(w << b) (x < 0) to every accumulator the pixel reaches, saturating to `acc_bits` (default:
+    the configuration's) after every add; then sat(acc + bias, config.acc_bits)."""
+    bits = config.acc_bits if acc_bits is None else acc_bits
+    v = np.asarray(values, np.int64)
+    k, st, p = config.kernel, config.stride, config.padding
+    ho, wo = config.out_height, config.out_width
+    w = params.weight
+    out = np.zeros((v.shape[0], config.out_channels, ho, wo), np.int64)
+    for f in range(v.shape[0]):
+        acc = np.zeros((config.out_channels, ho, wo), np.int64)
+        for ih in range(config.height):
+            for iw in range(config.width):
+                for c in range(config.in_channels):
+                    x = int(v[f, c, ih, iw])
+                    for b in range(config.in_bits):
+                        if not (abs(x) >> b) & 1:
+                            continue
+                        for kh in range(k):
+                            oh, rh = divmod(ih + p - kh, st)
+                            if rh or not 0 <= oh < ho:
+                                continue
+                            for kw in range(k):
+                                ow, rw = divmod(iw + p - kw, st)
+                                if rw or not 0 <= ow < wo:
+                                    continue
+                                term = w[:, c, kh, kw] << b
+                                acc[:, oh, ow] = clip(acc[:, oh, ow] + (term if x > 0 else -term),
+                                                      bits)
+        if config.bias:
+            acc = acc + params.bias[:, None, None]
+        out[f] = clip(acc, config.acc_bits)
+    return out
+
+
+def multi_bit(**kw):
+    c = SAEConfig(**kw, acc_bits=48)
+    return c.replace(acc_bits=c.lossless_acc_bits)
+
+
+MULTI_BIT = {
+    # a first layer: 5-bit unsigned pixels, one channel, 3 x 3, padding 1
+    "conv-u5-first": dict(mode="conv", in_channels=1, out_channels=6, kernel=3, stride=1,
+                          padding=1, height=6, width=5, in_lanes=1, in_bits=5),
+    "conv-s6-k3s2p1": dict(mode="conv", in_channels=3, out_channels=4, kernel=3, stride=2,
+                           padding=1, height=7, width=6, in_lanes=2, in_bits=6, in_signed=True),
+    "conv-s8-k3s2p0": dict(mode="conv", in_channels=2, out_channels=3, kernel=3, stride=2,
+                           padding=0, height=7, width=8, in_lanes=4, in_bits=8, in_signed=True),
+    "conv-u3-k5s1p2": dict(mode="conv", in_channels=2, out_channels=3, kernel=5, stride=1,
+                           padding=2, height=5, width=6, in_lanes=2, in_bits=3),
+    # a SepConv's second 1x1: signed depthwise accumulations
+    "linear-s12": dict(mode="linear", in_channels=16, out_channels=8, kernel=1, stride=1,
+                       padding=0, height=2, width=3, in_lanes=16, in_bits=12, in_signed=True),
+}
+
+
+def random_values(config, frames, density, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = config.input_range
+    v = rng.integers(lo, hi + 1, size=(frames, config.in_channels, config.height, config.width))
+    return np.where(rng.random(v.shape) < density, v, 0)
+
+
+def torch_values_reference(config, params, values):
+    """conv2d / linear of the integer values in float64 (exact here), bias, clipped."""
+    return torch_reference(config, params, np.asarray(values, np.float64))
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("name", list(MULTI_BIT))
+def test_multi_bit_matches_plane_events(name, density, bias):
+    c = multi_bit(**MULTI_BIT[name], w_bits=6, bias=bias)
+    params = SAEParams.seeded(c, seed=3)
+    values = random_values(c, 2, density, seed=len(name))
+    got = sae_int(c, params, values)
+    assert got.shape == (2, c.out_channels, c.out_height, c.out_width) and got.dtype == np.int64
+    np.testing.assert_array_equal(got, plane_event_reference(c, params, values))
+    np.testing.assert_array_equal(got, torch_values_reference(c, params, values))
+    if density == 0.0:
+        want = np.zeros_like(got) if not bias else np.broadcast_to(
+            params.bias[None, :, None, None], got.shape)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", list(MULTI_BIT))
+def test_multi_bit_extreme_values_and_weights(name):
+    # the most negative input (one event, plane in_bits - 1), the largest, and the extreme
+    # weights: lossless_acc_bits holds every partial sum, the event loop never clamps
+    c = multi_bit(**MULTI_BIT[name], w_bits=5, bias=False)
+    lo, hi = c.input_range
+    shape = (1, c.in_channels, c.height, c.width)
+    w_lo, w_hi = -(1 << (c.w_bits - 1)), (1 << (c.w_bits - 1)) - 1
+    for x in (lo, hi):
+        for w in (w_lo, w_hi):
+            params = SAEParams.checked(c, np.full(c.weight_shape, w), None)
+            values = np.full(shape, x)
+            got = sae_int(c, params, values)
+            wide = plane_event_reference(c, params, values, acc_bits=60)
+            np.testing.assert_array_equal(got, wide)
+            np.testing.assert_array_equal(plane_event_reference(c, params, values), wide)
+    # one bit fewer than lossless_acc_bits would clamp: the extreme sum does not fit it
+    extreme = max(abs(a * b) for a in (lo, hi) for b in (w_lo, w_hi)) * c.fan_in
+    worst = [(a, b) for a in (lo, hi) for b in (w_lo, w_hi) if abs(a * b) * c.fan_in == extreme]
+    x, w = worst[0]
+    params = SAEParams.checked(c, np.full(c.weight_shape, w), None)
+    values = np.full(shape, x)
+    exact = plane_event_reference(c, params, values, acc_bits=60)
+    assert abs(exact).max() == extreme  # some output sees the whole fan-in
+    narrow = plane_event_reference(c, params, values, acc_bits=c.lossless_acc_bits - 1)
+    assert not np.array_equal(narrow, exact)
+
+
+def test_multi_bit_hand_worked():
+    # linear, 2 inputs -> 1 output, 4-bit signed, weights (3, -2), bias 1:
+    #   x = (-5, 6): events |-5| = 0101: -(3<<0), -(3<<2); 6 = 0110: +(-2<<1), +(-2<<2)
+    #   -3 - 12 - 4 - 8 = -27 = 3 x -5 + -2 x 6; plus bias 1 -> -26
+    #   x = (-8, -8): -(3<<3) + (2<<3) = -24 + 16 = -8, + 1 -> -7
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=2, out_channels=1, height=1,
+                  width=2, in_lanes=2, in_bits=4, in_signed=True, w_bits=3)
+    params = SAEParams.checked(c, np.array([3, -2]).reshape(1, 2, 1, 1), np.array([1]))
+    values = np.array([[[[-5, -8]], [[6, -8]]]])
+    assert sae_int(c, params, values).tolist() == [[[[-26, -7]]]]
+    assert plane_event_reference(c, params, values).tolist() == [[[[-26, -7]]]]
+
+
+def test_multi_bit_bias_add_saturates():
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=1, out_channels=2, height=1,
+                  width=1, in_lanes=1, in_bits=4, w_bits=3)
+    hi = (1 << (c.acc_bits - 1)) - 1
+    params = SAEParams.checked(c, np.array([3, -4]).reshape(2, 1, 1, 1), np.array([hi, -hi]))
+    got = sae_int(c, params, np.full((1, 1, 1, 1), 15))
+    assert got.ravel().tolist() == [hi, -hi - 1]  # 45 + hi and -60 - hi, clamped
+
+
+def test_multi_bit_wide_sums_take_float64():
+    # 20-bit inputs near the top, 8-bit weights: the sums pass 2**24, where float32 rounds
+    c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=8, out_channels=3, height=2,
+                  width=2, in_lanes=8, in_bits=20, w_bits=8, bias=False)
+    rng = np.random.default_rng(1)
+    params = SAEParams.checked(c, rng.integers(-128, 128, size=c.weight_shape), None)
+    values = rng.integers((1 << 20) - 99, 1 << 20, size=(2, 8, 2, 2))
+    got = sae_int(c, params, values)
+    want = np.einsum("oi,fihw->fohw", params.weight[:, :, 0, 0], values)  # int64, exact
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(want).max() > 1 << 24
+    # the choice matters: the same product in float32 is not exact here
+    f32 = np.einsum("oi,fihw->fohw", params.weight[:, :, 0, 0].astype(np.float32),
+                    values.astype(np.float32))
+    assert not np.array_equal(f32.astype(np.int64), want)
+
+
+@pytest.fixture
+def multi_small():
+    return multi_bit(mode="conv", in_channels=2, out_channels=3, kernel=3, padding=1, height=4,
+                     width=4, in_lanes=2, in_bits=4, in_signed=True, w_bits=4)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (8, "inputs must be integers in -8 .. 7 (in_bits=4, signed), not -8 .. 8"),
+    (-9, "inputs must be integers in -8 .. 7 (in_bits=4, signed), not -9 .. 7"),
+])
+def test_multi_bit_out_of_range(multi_small, bad, message):
+    values = np.zeros((2, 2, 4, 4), np.int64)
+    values[0, 0, 0, 0], values[0, 1, 0, 0] = -8, 7
+    values[1, 1, 3, 2] = bad
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        sae_int(multi_small, SAEParams.seeded(multi_small), values)
+
+
+def test_multi_bit_unsigned_rejects_negative():
+    c = multi_bit(mode="conv", in_channels=1, out_channels=2, kernel=3, padding=1, height=3,
+                  width=3, in_lanes=1, in_bits=5)
+    values = np.zeros((1, 1, 3, 3), np.int64)
+    values[0, 0, 1, 1] = -1
+    with pytest.raises(ValueError, match=re.escape(
+            "inputs must be integers in 0 .. 31 (in_bits=5, unsigned), not -1 .. 0")):
+        sae_int(c, SAEParams.seeded(c), values)
+
+
+def test_multi_bit_rejects_non_integers_and_bad_shape(multi_small):
+    params = SAEParams.seeded(multi_small)
+    with pytest.raises(ValueError, match=r"^inputs must be integers, not float64$"):
+        sae_int(multi_small, params, np.zeros((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match=r"^inputs must be integers, not float32$"):
+        sae_int(multi_small, params, np.full((1, 2, 4, 4), 0.5, np.float32))
+    with pytest.raises(ValueError, match=re.escape(
+            "inputs must have shape (frames, 2, 4, 4), not (2, 4, 4)")):
+        sae_int(multi_small, params, np.zeros((2, 4, 4), np.int64))
+
+
+def test_spikes_unchanged_by_multi_bit_fields(small):
+    # in_bits = 1 keeps the spike contract: values above 1 are refused with today's message
+    params = SAEParams.seeded(small)
+    spikes = np.zeros((1, 2, 4, 4), np.int64)
+    spikes[0, 0, 0, 0] = 3
+    with pytest.raises(ValueError, match=r"^spikes must be 0 or 1$"):
+        sae_int(small, params, spikes)
+
+
+# -- multi-bit bundles --------------------------------------------------------------------------
+
+
+def test_multi_bit_bundle_loads(tmp_path, multi_small):
+    params = SAEParams.seeded(multi_small, 4)
+    values = random_values(multi_small, 2, 0.6, seed=4)
+    values[0, 0, 0, 0] = -8
+    outputs = sae_int(multi_small, params, values)
+    path = write_sae(tmp_path / "b", multi_small, weight=params.weight.astype(np.int32),
+                     bias=params.bias, inputs=values.astype(np.int16), outputs=outputs)
+    config, loaded_params, traces = load_sae_bundle(path)
+    assert config == multi_small and (config.in_bits, config.in_signed) == (4, True)
+    assert traces.inputs.dtype == np.int64
+    np.testing.assert_array_equal(traces.inputs, values)
+    np.testing.assert_array_equal(traces.outputs, outputs)
+    np.testing.assert_array_equal(loaded_params.weight, params.weight)
+
+
+@pytest.mark.parametrize(("inputs", "phrase"), [
+    (np.full((2, 2, 4, 4), 8, np.int16),
+     "inputs must be integers in -8 .. 7 (in_bits=4, signed), not 8 .. 8"),
+    (np.full((2, 2, 4, 4), -9, np.int16),
+     "inputs must be integers in -8 .. 7 (in_bits=4, signed), not -9 .. -9"),
+    (np.zeros((2, 2, 4, 4), np.float32),
+     "array 'inputs' has shape [2, 2, 4, 4], but the configuration needs integers"),
+])
+def test_multi_bit_bundle_bad_inputs(tmp_path, multi_small, inputs, phrase):
+    path = write_sae(tmp_path / "b", multi_small, inputs=inputs)
+    with pytest.raises(BundleError) as exc:
+        load_sae_bundle(path)
+    assert phrase in str(exc.value)
+    assert str(exc.value).startswith(f"bundle {str(path)!r}")
+
+
+def test_spike_bundle_still_refuses_values(tmp_path, small):
+    path = write_sae(tmp_path / "b", small, inputs=np.full((2, 2, 4, 4), 3, np.int16))
+    with pytest.raises(BundleError, match=re.escape("inputs must be spikes (0 or 1)")):
+        load_sae_bundle(path)

@@ -1,5 +1,7 @@
 """Synthesis checks: the spike-sparse accumulate engine has no multiplier, before technology
-mapping (`$mul`) or after it (ECP5 DSP blocks). Four Yosys runs in all."""
+mapping (`$mul`) or after it (ECP5 DSP blocks), with spikes and with multi-bit inputs (whose
+`w << plane` is multiplexers and whose sign inverts the term and sets the carry-in). Six Yosys
+runs in all."""
 
 import pytest
 
@@ -17,6 +19,10 @@ CONFIGS = {
     "depthwise": SAEConfig(mode="depthwise", in_channels=6, out_channels=6, kernel=5, stride=1,
                            padding=2, height=6, width=5, lanes=4, in_lanes=4, w_bits=6,
                            acc_bits=12),
+    # the conv engine fed 12-bit signed values (acc_bits = its lossless_acc_bits)
+    "conv-in12-signed": SAEConfig(mode="conv", in_channels=6, out_channels=12, kernel=3,
+                                  stride=2, padding=1, height=8, width=6, lanes=4, in_lanes=4,
+                                  w_bits=6, acc_bits=23, in_bits=12, in_signed=True),
 }
 REPORTED = ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")
 
@@ -46,3 +52,8 @@ def test_coarse_has_no_mul_cell(design):
     assert multiplier_cells(cells) == {}
     assert "$mul" not in cells
     assert cells.get("$add", 0) + cells.get("$sub", 0) > 0  # the datapath is there
+
+
+def test_multi_bit_config_is_lossless():
+    config = CONFIGS["conv-in12-signed"]
+    assert config.acc_bits == config.lossless_acc_bits

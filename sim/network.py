@@ -1,0 +1,115 @@
+"""A network bundle as stream beats: pixel input beats, each layer's expected output stream (for
+the taps of `hw.network.Network`), the head's expected class accumulations, and scores."""
+
+import numpy as np
+
+from .sae import sae_input_beats
+from .scoreboard import Expected, Scoreboard
+from .shortcut import shortcut_beats
+
+__all__ = ["NetworkStreams", "TapMonitor"]
+
+
+class NetworkStreams:
+    """Beats of a network bundle for the hardware `hw.network.Network` of the same network.
+
+    Parameters
+    ----------
+    hw : hw.network.Network
+    net : sw.int_model.IntNetwork
+    bundle : spec.bundle.Bundle
+        The network bundle (`unit: network`) with its traces.
+    samples : int or None
+        How many of the bundle's images to use (all when None).
+    """
+
+    def __init__(self, hw, net, bundle, samples=None):
+        self.net = net
+        self.timesteps = net.timesteps
+        self.pixels = np.asarray(bundle.array("pixels"))[:samples]
+        self.samples = len(self.pixels)
+        self.labels = (np.asarray(bundle.array("labels"))[:samples]
+                       if "labels" in bundle.arrays else None)
+        self.scores = np.asarray(bundle.array("scores"))[:samples]
+        self.in_config = hw.layers[0].units["sae"][0]
+        self.out_config = hw.head.units["fc_sae"][0]
+        self.layer_names = [layer.name for layer in net.layers]
+        self.stream_configs = [_stream_config(layer) for layer in hw.layers]
+        self.streams = [np.asarray(bundle.array(f"trace/{name}:stream"))[:samples]
+                        for name in self.layer_names]
+        self.head_acc = np.asarray(bundle.array("trace/head:outputs"))[:samples]
+
+    def _frames(self, a):
+        return a.reshape(-1, *a.shape[2:])
+
+    def input_beats(self):
+        frames = np.repeat(self.pixels[:, None], self.timesteps, axis=1)
+        return sae_input_beats(self.in_config, self._frames(frames))
+
+    def _where(self, frame):
+        return {"sample": frame // self.timesteps, "timestep": frame % self.timesteps}
+
+    def tap_expected(self, n):
+        """Expected beats of layer n's output stream."""
+        cfg = self.stream_configs[n]
+        out = []
+        for k, beat in enumerate(shortcut_beats(cfg, self._frames(self.streams[n]), "x")):
+            f, rest = divmod(k, cfg.frame_words)
+            pixel, g = divmod(rest, cfg.groups)
+            out.append(Expected(beat, where={**self._where(f), "row": pixel // cfg.width,
+                                             "col": pixel % cfg.width},
+                                lane_name="channel", lane_base=g * cfg.lanes))
+        return out
+
+    def output_expected(self):
+        """Expected beats of the head's class accumulations, one frame per timestep."""
+        cfg = self.out_config
+        acc = self._frames(self.head_acc)
+        lanes, groups = cfg.lanes, cfg.out_groups
+        padded = np.zeros((acc.shape[0], groups * lanes), np.int64)
+        padded[:, :cfg.out_channels] = acc.reshape(acc.shape[0], -1)
+        return [Expected({"acc": padded[f, g * lanes:(g + 1) * lanes].tolist(),
+                          "first": int(g == 0), "last": int(g == groups - 1)},
+                         where=self._where(f), lane_name="class", lane_base=g * lanes)
+                for f in range(acc.shape[0]) for g in range(groups)]
+
+    def scores_of(self, beats):
+        """Class scores (samples, classes) from output beats: summed over timesteps."""
+        cfg = self.out_config
+        acc = np.array([b["acc"] for b in beats], np.int64)
+        acc = acc.reshape(-1, self.timesteps, cfg.out_groups * cfg.lanes)[..., :cfg.out_channels]
+        return acc.sum(axis=1)
+
+
+def _stream_config(layer):
+    """The ShortcutConfig of a layer's output stream."""
+    units = layer.units
+    for name in ("conv2_shortcut", "fc2_shortcut", "shortcut"):
+        if name in units:
+            return units[name][0]
+    raise ValueError(f"layer has no output shortcut: {sorted(units)}")
+
+
+class TapMonitor:
+    """Checks the beats of tap `t<n>` of a `Network` (taken whenever `fire` is high) against a
+    scoreboard; a part for `sim.streams.run_cycles`."""
+
+    def __init__(self, dut, n, name, fields, expected):
+        from spec.ports import unpack
+
+        self._unpack = unpack
+        self.fire = getattr(dut, f"t{n}__fire")
+        self.data = getattr(dut, f"t{n}__data")
+        self.fields = fields
+        self.scoreboard = Scoreboard(name, expected)
+
+    def drive(self):
+        pass
+
+    def wait_signals(self):
+        return [self.fire]
+
+    def sample(self, cycle):
+        if self.fire.value:
+            self.scoreboard.check(self._unpack(self.fields, self.data.value.to_unsigned()),
+                                  cycle)

@@ -1,0 +1,72 @@
+"""Co-simulation of a whole network under Verilator against the integer network.
+
+A small quantized digits model (`quant_helpers.stats_model`: dims (8, 16), two heads of 8
+channels, so the attention unit takes 8 lanes between 16-lane engines (`hw.regroup`); its
+layers are a first convolution on 5-bit pixels, a Conv-based block, a downsampling layer with
+its LIF, a Transformer-based block, and the head) is exported as a network bundle with two
+test images, generated as one design with taps on every layer's output stream
+(`hw.network.Network`), and every value of every layer's stream, sample and timestep is
+compared (tb/cocotb_network.py), at T = 1 (no stalls; a corrupted expectation must be caught)
+and at T = 4 (random stalls on input and output). So both block kinds are checked value by
+value inside the network.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.cosim import read_report, run_cocotb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+CALIBRATION_IMAGES = 64
+TEST_IMAGES = 2
+#: one Verilator build per T
+CASES = {1: ["test_network_matches_integer_model", "test_corrupted_expectation_is_caught"],
+         4: ["test_network_random_stalls"]}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    cache = {}
+
+    def get(timesteps):
+        if timesteps not in cache:
+            from quant_helpers import digits, stats_model
+
+            from gen.verilog import to_verilog
+            from hw.network import Network
+            from sw.netbundle import read_network_bundle, write_network_bundle
+            from sw.quant import quantize
+
+            model = stats_model(timesteps=timesteps, dims=(8, 16), heads=2, seed=3)
+            _, _, x_test, y_test = digits()
+            net = quantize(model, digits()[0][:CALIBRATION_IMAGES])
+            work = tmp_path_factory.mktemp(f"network-t{timesteps}")
+            bundle = work / "bundle"
+            write_network_bundle(bundle, net, net.to_input(x_test[:TEST_IMAGES]),
+                                 y_test[:TEST_IMAGES])
+            _, net, _ = read_network_bundle(bundle)
+            verilog = work / "network.v"
+            verilog.write_text(to_verilog(Network(net, taps=True), "network"))
+            cache[timesteps] = (work, bundle, verilog)
+        return cache[timesteps]
+
+    return get
+
+
+@pytest.mark.parametrize("timesteps, testcase",
+                         [(t, c) for t, cases in CASES.items() for c in cases])
+def test_network_cosim(timesteps, testcase, prepared, build_root):
+    work, bundle, verilog = prepared(timesteps)
+    run_dir = work / testcase
+    report = run_dir.with_suffix(".json")
+    run_cocotb(verilog, toplevel="network", module="tb.cocotb_network", testcase=testcase,
+               test_dir=run_dir, build_root=build_root,
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11, "SPIKEGEN_REPORT": report})
+    if testcase == "test_network_matches_integer_model":
+        figures = read_report(report)
+        assert figures["samples"] == TEST_IMAGES and figures["timesteps"] == timesteps
+        assert figures["rtl_predictions"] == figures["int_predictions"]
+        assert figures["measured_cycles"] > 0
