@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check -qq
 
-.PHONY: setup demo test lint bench bench-sae bench-sdsa clean
+.PHONY: setup demo unit-demo test lint bench bench-sae bench-sdsa clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
@@ -18,6 +18,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m sim.demo
+
+unit-demo: $(STAMP)
+	$(VENV)/bin/python -m sim.unit_demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

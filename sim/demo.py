@@ -1,19 +1,21 @@
-"""The main job on a built-in default: units of a stage-3 Transformer block, each from golden
-model to Verilator co-simulation.
+"""The main job on a built-in default: a trained Meta-SpikeFormer from checkpoint to RTL
+co-simulated image by image.
 
-    python -m sim.demo [--neurons N --lanes L --channels C --timesteps T --samples S]
-                       [--heads H --density P | --no-attention] [--out DIR]
+    python -m sim.demo [--checkpoint F | --train] [--images N] [--taps] [--out DIR]
 
-Default, the paper's smallest model at stage 3 (14 x 14 tokens x 256 channels):
+Default: the shipped checkpoint `models/digits.pt` (scikit-learn's 8 x 8 digits; a Conv-based
+stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, T = 1;
+`--train` trains a new one first, about 4 minutes). Steps:
 
-1. the LIF layer in front of the block: 50,176 neurons with per-channel thresholds and biases,
-   16 lanes, T = 4;
-2. the block's attention: SDSA-3 (per-head K^T V, then Q KV, attention LIF), 8 heads, on
-   Q/K/V spikes of 10 % density, T = 1.
-
-Steps for each: export golden traces (integer model) as a bundle, generate Verilog, build it
-with Verilator, co-simulate with every output beat checked (once without stalls against the
-cycle model, once with random stalls on every stream), and print a summary.
+1. quantize (BatchNorm and RepConv folded, 8-bit weights, widths from 512 calibration images)
+   and measure float and integer accuracy on the 360 test images;
+2. export the integer network with `--images` test images and their traces as a bundle;
+3. generate the whole network as one Verilog design (`hw.network.Network`);
+4. build it with Verilator and co-simulate the images back to back: every class accumulation
+   of every image and timestep must equal the integer model's (with `--taps`, every layer's
+   output stream too);
+5. print accuracy of float, integer and RTL side by side, cycles per image against the units'
+   ideal event-driven costs, and the simulation speed.
 """
 
 import sys
@@ -22,134 +24,139 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import Parser, run_main
-from spec.lif import LIFConfig
-from spec.sdsa import SDSAConfig
+from gen.cli import Parser, fail, run_main
 
-from .cosim import CosimFailure, prepare_lif, prepare_sdsa, read_report, run_cocotb
+from .cosim import REPO_ROOT, CosimFailure, read_report, run_cocotb
 
 PROG = "sim.demo"
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "digits.pt"
 
 
-def default_config(neurons, lanes, channels, timesteps):
-    """Per-channel thresholds (0.5 .. 2.0) and biases (-0.5 .. 0.5) from a fixed seed."""
-    rng = np.random.default_rng(2024)
-    v_th = (rng.integers(2, 9, size=channels) / 4).tolist()
-    bias = (rng.integers(-4, 5, size=channels) / 8).tolist()
-    return LIFConfig(neurons=neurons, lanes=lanes, channels=channels, timesteps=timesteps,
-                     v_th=v_th, bias=bias, expose_membrane=True)
+def step(text):
+    print(f"[{PROG}] {text}", flush=True)
 
 
 def main(argv=None):
     p = Parser(prog=PROG, description=__doc__.splitlines()[0])
-    p.add_argument("--neurons", type=int, default=196 * 256)
-    p.add_argument("--lanes", type=int, default=16)
-    p.add_argument("--channels", type=int, default=256)
-    p.add_argument("--timesteps", type=int, default=4)
-    p.add_argument("--samples", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
-    p.add_argument("--density", type=float, default=0.1,
-                   help="density of the attention's Q/K/V spikes (default 0.1)")
-    p.add_argument("--no-attention", action="store_true", help="run the LIF layer only")
+    p.add_argument("--checkpoint", help=f"a checkpoint of sw.train (default: the shipped "
+                   f"{DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)})")
+    p.add_argument("--train", action="store_true", help="train a new digits model first")
+    p.add_argument("--images", type=int, default=4,
+                   help="test images to co-simulate (default 4)")
+    p.add_argument("--taps", action="store_true",
+                   help="also check every layer's output stream (slower)")
     p.add_argument("--out", default="out/demo", help="work folder (default: out/demo)")
     args = p.parse_args(argv)
-    if args.samples < 1:
-        p.error(f"--samples must be at least 1, not {args.samples}")
-    if not 0 <= args.density <= 1:
-        p.error(f"--density must be between 0 and 1, not {args.density}")
-    config = default_config(args.neurons, args.lanes, args.channels, args.timesteps)
-    attention = None
-    if not args.no_attention:
-        attention = SDSAConfig(heads=args.heads, channels=args.channels,
-                               tokens=args.neurons // args.channels, lanes=args.lanes)
+    if not 1 <= args.images <= 360:
+        fail(f"--images must be 1 to 360 (the test set), not {args.images}")
+    if args.train and args.checkpoint:
+        fail("give --checkpoint or --train, not both")
     out = Path(args.out).resolve()
-    n = config.neurons
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    if not args.train and not checkpoint.is_file():
+        fail(f"checkpoint {str(checkpoint)!r} does not exist (train one with --train)")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.train:
+        from sw.train import main as train_main
 
-    def step(text):
-        print(f"[{PROG}] {text}", flush=True)
+        checkpoint = out / "digits.pt"
+        step(f"training a digits model into {checkpoint}")
+        if train_main(["--dataset", "digits", "--out", str(checkpoint)]):
+            fail("training failed")
 
-    step(f"LIF array: {n} neurons ({n // config.channels} tokens x {config.channels} channels), "
-         f"{config.lanes} lanes, T={config.timesteps}, v_bits={config.v_bits}, "
-         f"frac_bits={config.frac_bits}, {config.reset} reset")
+    # 1. quantize; float and integer accuracy on the whole test set
+    import torch
+
+    from sw.quant import QuantOptions, prepare
+
     t0 = time.perf_counter()
-    bundle, verilog = prepare_lif(config, out, samples=args.samples, seed=args.seed)
-    t_gen = time.perf_counter() - t0
-    step(f"exported {args.samples} samples of golden traces to {bundle} and generated "
-         f"{verilog} ({verilog.stat().st_size // 1024} KiB) in {t_gen:.1f} s")
+    model, net, (_, _, xte, yte), _ = prepare(checkpoint, QuantOptions(), 512,
+                                              lambda text: None)
+    with torch.no_grad():
+        float_pred = model(xte).argmax(1).numpy()
+    int_pred = net.run(net.to_input(xte)).argmax(1)
+    labels = np.asarray(yte)
+    step(f"{checkpoint.name}: T = {net.timesteps}, {len(net.layers)} layers + head; quantized "
+         f"(8-bit weights, 512 calibration images) in {time.perf_counter() - t0:.1f} s")
+    step(f"test set ({len(labels)} images): float {np.mean(float_pred == labels):.2%}, "
+         f"integer {np.mean(int_pred == labels):.2%}, predictions agree on "
+         f"{np.mean(float_pred == int_pred):.2%}")
 
-    build_root = out / "verilator"
+    # 2-3. bundle and Verilog
+    from gen.verilog import to_verilog
+    from hw.network import Network
+    from spec.yamlio import atomic_write_text
+    from sw.netbundle import read_network_bundle, write_network_bundle
+
+    n = args.images
+    t0 = time.perf_counter()
+    bundle_dir = out / "bundle"
+    write_network_bundle(bundle_dir, net, net.to_input(xte[:n]), labels[:n])
+    _, net, bundle = read_network_bundle(bundle_dir)
+    hw = Network(net, taps=args.taps)
+    verilog = out / "network.v"
+    atomic_write_text(verilog, to_verilog(hw, "network"))
+    units = sum(len(layer.units) for layer in [*hw.layers, hw.head])
+    step(f"exported {n} test images with every layer's traces to {bundle_dir}; generated "
+         f"{verilog} ({verilog.stat().st_size / 1e6:.1f} MB, {units} units) in "
+         f"{time.perf_counter() - t0:.1f} s")
+
+    # 4. build and co-simulate
+    from .verilator import build
+
+    build_root = REPO_ROOT / "build" / "verilator"
+    t0 = time.perf_counter()
+    build(verilog, "network", build_root)
+    step(f"Verilator build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
+         f"{build_root})")
     report = out / "report.json"
     t0 = time.perf_counter()
-    from .verilator import build
-    build(verilog, "lif", build_root)
-    t_build = time.perf_counter() - t0
-    step(f"Verilator build: {t_build:.1f} s (cached by Verilog hash in {build_root})")
-
-    env = {"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": args.seed, "SPIKEGEN_REPORT": report}
-    t0 = time.perf_counter()
-    run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
-               testcase="test_no_stalls_matches_cycle_model", test_dir=out / "nostall", env=env,
-               build_root=build_root, log_file=out / "nostall.log")
-    t_sim = time.perf_counter() - t0
+    run_cocotb(verilog, toplevel="network", module="tb.cocotb_network",
+               testcase="test_network_matches_integer_model", test_dir=out / "cosim",
+               env={"SPIKEGEN_BUNDLE": bundle_dir, "SPIKEGEN_TAPS": int(args.taps),
+                    "SPIKEGEN_REPORT": report}, build_root=build_root,
+               log_file=out / "cosim.log")
     figures = read_report(report)
-    beats = figures["beats"]
-    step(f"co-simulation without stalls: {beats} beats, {beats * config.lanes} neuron updates, "
-         f"every spike and membrane equal to the integer model")
-    measured, ideal = figures["measured_cycles"], figures["ideal_cycles"]
-    step(f"cycles: measured {measured}, cycle model {figures['model_cycles']}, ideal "
-         f"ceil(neurons/lanes)*T*samples {ideal}: ratio {measured / ideal:.4f} "
-         f"(the {config.latency}-cycle pipeline fill included)")
-    starts = figures["sample_out_cycles"]
-    if len(starts) > 1:
-        per_sample = (starts[-1] - starts[0]) / (len(starts) - 1)
-        step(f"throughput: {per_sample:.0f} cycles per sample, ideal "
-             f"{ideal // args.samples}: ratio {per_sample / (ideal / args.samples):.4f}")
-    step(f"simulation speed: {figures['simulated_cycles'] / figures['loop_seconds']:,.0f} "
-         f"simulated cycles per wall second in the cocotb test ({t_sim:.1f} s for the whole "
-         f"simulator run)")
-    run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
-               testcase="test_random_stalls_both_sides", test_dir=out / "stalls", env=env,
-               build_root=build_root, log_file=out / "stalls.log")
-    step("co-simulation with random stalls on both streams: every beat equal")
-    if attention is not None:
-        run_attention(attention, args, out / "sdsa", step)
-    step(f"done; logs in {out}")
+    checked = "every layer's output stream and " if args.taps else ""
+    step(f"co-simulated {n} images back to back in {time.perf_counter() - t0:.1f} s: "
+         f"{checked}every class accumulation equal to the integer model")
+
+    # 5. the figures
+    rtl_pred = np.asarray(figures["rtl_predictions"])
+    rows = [("float (PyTorch)", float_pred[:n]), ("integer model", int_pred[:n]),
+            ("RTL (Verilator)", rtl_pred)]
+    print(f"\naccuracy on the {n} co-simulated test images (labels {labels[:n].tolist()}):")
+    for name, pred in rows:
+        print(f"  {name:16s} {int((pred == labels[:n]).sum()):3d}/{n} = "
+              f"{np.mean(pred == labels[:n]):7.2%}   predictions {pred.tolist()}")
+    from .network import ideal_costs
+
+    costs = ideal_costs(hw, net, bundle, n)
+    ideal = sum(costs.values())
+    cycles = figures["measured_cycles"]
+    print(f"\ncycles: {cycles:,} for {n} images, {cycles / n:,.0f} per image; the units' ideal "
+          f"event-driven costs sum to {ideal / n:,.0f} per image (measured / sum "
+          f"{cycles / ideal:.2f}; units work in parallel)")
+    top = max(costs, key=costs.get)
+    print(f"  the busiest unit, {top}, alone needs {costs[top] / n:,.0f} per image (measured / "
+          f"that {cycles / costs[top]:.2f})")
+    per_layer = {}
+    for key, value in costs.items():
+        layer = key.rsplit(".", 1)[0]
+        per_layer[layer] = per_layer.get(layer, 0) + value
+    for layer, value in per_layer.items():
+        top = max((k for k in costs if k.rsplit(".", 1)[0] == layer), key=costs.get)
+        print(f"  {layer:10s} ideal {value / n:10,.0f} per image (largest: "
+              f"{top.rsplit('.', 1)[1]} {costs[top] / n:,.0f})")
+    speed = figures["simulated_cycles"] / figures["loop_seconds"]
+    print(f"\nsimulation: {figures['simulated_cycles']:,} cycles in "
+          f"{figures['loop_seconds']:.1f} s = {speed:,.0f} cycles per second "
+          f"({figures['loop_seconds'] / n:.1f} s per image)")
+    step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
+    if not np.array_equal(rtl_pred, int_pred[:n]):
+        fail("RTL predictions differ from the integer model's")
     return 0
-
-
-def run_attention(config, args, out, step):
-    """Step 2: the SDSA unit of the same block."""
-    step(f"SDSA-{config.variant}: {config.heads} heads x d={config.head_dim}, {config.channels} "
-         f"channels, {config.tokens} tokens, {config.lanes} lanes, T={config.timesteps}; "
-         f"buffers {config.memory_report()}")
-    t0 = time.perf_counter()
-    bundles, verilog = prepare_sdsa(config, out, densities=(args.density,), samples=1,
-                                    seed=args.seed)
-    bundle = bundles[args.density]
-    step(f"exported Q/K/V spikes of density {args.density:.0%} with the integer model's output "
-         f"to {bundle}; generated {verilog} ({verilog.stat().st_size // 1024} KiB) in "
-         f"{time.perf_counter() - t0:.1f} s")
-    build_root, report = out / "verilator", out / "report.json"
-    env = {"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": args.seed, "SPIKEGEN_REPORT": report}
-    t0 = time.perf_counter()
-    run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
-               testcase="test_no_stalls_matches_cycle_model", test_dir=out / "nostall",
-               env=env, build_root=build_root, log_file=out / "nostall.log")
-    figures = read_report(report)
-    step(f"co-simulation without stalls (Verilator build included: "
-         f"{time.perf_counter() - t0:.1f} s): {figures['q_spikes']} Q and "
-         f"{figures['k_spikes']} K spikes in, {figures['out_spikes']} output spikes, every beat "
-         f"equal to the integer model")
-    measured, ideal = figures["measured_cycles"], figures["ideal_cycles"]
-    step(f"cycles: measured {measured}, cycle model {figures['model_cycles']}, ideal {ideal} "
-         f"(KV pass: max(beats, nnz(K) x d/lanes), then Q KV pass: max(beats, nnz(Q) x "
-         f"d/lanes)): ratio {measured / ideal:.4f}; with every Q/K/V position a spike it "
-         f"would take {config.dense_cycles(1)}")
-    run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
-               testcase="test_random_stalls_all_streams", test_dir=out / "stalls", env=env,
-               build_root=build_root, log_file=out / "stalls.log")
-    step("co-simulation with random stalls on Q, K, V and the output: every beat equal")
 
 
 def _main(argv=None):

@@ -113,3 +113,53 @@ class TapMonitor:
         if self.fire.value:
             self.scoreboard.check(self._unpack(self.fields, self.data.value.to_unsigned()),
                                   cycle)
+
+
+def _sae_piece(layer, unit):
+    """The integer-model convolution behind engine `unit` of `layer`."""
+    from sw.int_model import IntHead, Producer
+
+    if isinstance(layer, IntHead):
+        return layer.fc
+    name = unit[:-len("_sae")] if unit.endswith("_sae") else "producer"
+    piece = getattr(layer, name, None)
+    if piece is None:
+        piece = getattr(layer, f"{name}_conv")
+    return piece.conv if isinstance(piece, Producer) else piece
+
+
+def ideal_costs(hw, net, bundle, samples=None):
+    """{unit: its ideal event-driven cycles} for the bundle's first `samples` images, from the
+    traces of the units' own inputs: an engine, the sum over its input events of ceil(outputs
+    touched / lanes) plus its drain (`SAEConfig.ideal_cycles`); the attention unit, its two
+    event passes (`SDSAConfig.ideal_cycles`); a LIF array, a shortcut and the token sum, one
+    beat per cycle."""
+    from spec.lif import LIFConfig
+    from spec.sae import SAEConfig
+    from spec.sdsa import SDSAConfig
+    from spec.shortcut import ShortcutConfig
+    from spec.tokensum import TokenSumConfig
+
+    def trace(name, kind):
+        return np.asarray(bundle.array(f"trace/{name}:{kind}"))[:samples]
+
+    n = len(np.asarray(bundle.array("pixels"))[:samples])
+    frames = n * net.timesteps
+    costs = {}
+    for layer, part in [*zip(net.layers, hw.layers, strict=True), (net.head, hw.head)]:
+        for name, unit in part.units.items():
+            cfg = unit[0] if isinstance(unit, tuple) else unit
+            key = f"{layer.name}.{name}"
+            if isinstance(cfg, SAEConfig):
+                inputs = trace(_sae_piece(layer, name).name, "inputs")
+                costs[key] = cfg.ideal_cycles(inputs.reshape(-1, *inputs.shape[2:]))
+            elif isinstance(cfg, SDSAConfig):
+                q, k, v = (trace(f"{layer.name}.attn.sdsa", x) for x in "qkv")
+                costs[key] = cfg.ideal_cycles(q, k, v)
+            elif isinstance(cfg, LIFConfig):
+                costs[key] = cfg.ideal_cycles(n)
+            elif isinstance(cfg, ShortcutConfig):
+                costs[key] = cfg.frame_words * frames
+            elif isinstance(cfg, TokenSumConfig):
+                costs[key] = cfg.tokens * cfg.groups * frames
+    return costs

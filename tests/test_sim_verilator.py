@@ -7,7 +7,7 @@ import pytest
 
 from gen.cli import run_main
 from sim import verilator
-from sim.demo import main as demo_main
+from sim.unit_demo import main as demo_main
 
 
 def fake_verilator(tmp_path, version_line):
@@ -50,14 +50,15 @@ def test_no_verilator_at_all(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--samples", "0"], "sim.demo: error: --samples must be at least 1, not 0\n"),
+    (["--samples", "0"], "sim.unit_demo: error: --samples must be at least 1, not 0\n"),
     (["--neurons", "10", "--channels", "4"],
-     "sim.demo: error: channels (4) must divide neurons (10): neurons are tokens x channels\n"),
-    (["--density", "1.5"], "sim.demo: error: --density must be between 0 and 1, not 1.5\n"),
-    (["--heads", "3"], "sim.demo: error: heads (3) must divide channels (256)\n"),
+     "sim.unit_demo: error: channels (4) must divide neurons (10): neurons are tokens x "
+     "channels\n"),
+    (["--density", "1.5"], "sim.unit_demo: error: --density must be between 0 and 1, not 1.5\n"),
+    (["--heads", "3"], "sim.unit_demo: error: heads (3) must divide channels (256)\n"),
 ])
 def test_demo_bad_input(capsys, tmp_path, argv, message):
-    status = run_main("sim.demo", demo_main, argv + ["--out", str(tmp_path / "demo")])
+    status = run_main("sim.unit_demo", demo_main, argv + ["--out", str(tmp_path / "demo")])
     out, err = capsys.readouterr()
     assert (status, out, err) == (2, "", message)
     assert not (tmp_path / "demo").exists()
