@@ -75,7 +75,7 @@ def prepare_sae(config, workdir, *, densities, frames=2, seed=0, name="sae"):
 
     Spikes (`in_bits == 1`) are Bernoulli spikes of the density; multi-bit inputs have that
     fraction of nonzero values, uniform over the nonzero values of the configuration's range
-    (`sim.sae.random_sae_inputs`). Returns ({density: bundle path}, verilog path).
+    (`sw.export.random_sae_inputs`). Returns ({density: bundle path}, verilog path).
     """
     from hw.sae import SpikeAccumulator
     from spec.sae import SAEParams
@@ -87,35 +87,11 @@ def prepare_sae(config, workdir, *, densities, frames=2, seed=0, name="sae"):
     bundles = {}
     for n, density in enumerate(densities):
         bundles[density] = workdir / f"bundle-d{density}"
-        if config.in_bits == 1:
-            export_sae_bundle(bundles[density], config, params=params, frames=frames,
-                              density=density, seed=seed + 1 + n)
-        else:
-            _export_multi_bit_sae_bundle(bundles[density], config, params, frames=frames,
-                                         density=density, seed=seed + 1 + n)
+        export_sae_bundle(bundles[density], config, params=params, frames=frames,
+                          density=density, seed=seed + 1 + n)
     verilog = workdir / f"{name}.v"
     verilog.write_text(to_verilog(SpikeAccumulator(config, params), name))
     return bundles, verilog
-
-
-def _export_multi_bit_sae_bundle(path, config, params, *, frames, density, seed):
-    """An SAE bundle of seeded multi-bit inputs (`sw.export.export_sae_bundle` stores inputs as
-    spikes, uint8) and their expected outputs (`sw.sae_int`)."""
-    import numpy as np
-
-    from spec.bundle import write_bundle
-    from sw.sae_int import sae_int
-
-    from .sae import random_sae_inputs
-
-    inputs = random_sae_inputs(config, (frames, config.in_channels, config.height,
-                                        config.width), density, seed=seed)
-    arrays = {"weight": params.weight.astype(np.int32), "inputs": inputs.astype(np.int32),
-              "outputs": sae_int(config, params, inputs).astype(np.int64)}
-    if config.bias:
-        arrays["bias"] = params.bias.astype(np.int64)
-    write_bundle(path, unit="sae", config=config.to_dict(), arrays=arrays,
-                 meta={"generator": "sim.cosim", "seed": int(seed), "density": float(density)})
 
 
 def prepare_sdsa(config, workdir, *, densities, samples=2, seed=0, name="sdsa"):

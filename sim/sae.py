@@ -3,23 +3,10 @@ encode to."""
 
 import numpy as np
 
+from sw.export import random_sae_inputs
+
 __all__ = ["sae_input_beats", "sae_expected_events", "sae_output_arrays", "sae_expected_beats",
            "random_sae_inputs"]
-
-
-def random_sae_inputs(config, shape, density, *, seed=0):
-    """Seeded inputs of `shape` for `config`: Bernoulli spikes of `density` (uint8) when
-    `in_bits == 1`; else int64 values, a fraction `density` of them nonzero, the nonzero ones
-    uniform over the nonzero values of `config.input_range`."""
-    rng = np.random.default_rng(seed)
-    if config.in_bits == 1:
-        return (rng.random(shape) < density).astype(np.uint8)
-    lo, hi = config.input_range
-    nonzero = rng.random(shape) < density
-    # uniform over lo .. hi without 0: draw from lo .. hi - 1 and move 0 .. hi - 1 up by one
-    drawn = rng.integers(lo, hi, size=shape, endpoint=False)
-    drawn = np.where(drawn >= 0, drawn + 1, drawn)
-    return np.where(nonzero, drawn, 0).astype(np.int64)
 
 
 def _beats_of_frame(config, frame):

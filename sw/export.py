@@ -23,6 +23,7 @@ from spec.lif import LIFTraces
 from .lif_int import lif_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
+           "random_sae_inputs",
            "export_sae_bundle", "export_shortcut_bundle", "random_qkv", "export_sdsa_bundle",
            "units_of", "export_unit_bundle"]
 
@@ -80,11 +81,27 @@ def random_spikes(shape, density, *, seed=0):
     return (rng.random(shape) < density).astype(np.uint8)
 
 
+def random_sae_inputs(config, shape, density, *, seed=0):
+    """Seeded inputs of `shape` for `config`: Bernoulli spikes of `density` (uint8) when
+    `in_bits == 1`; else int64 values, a fraction `density` of them nonzero, the nonzero ones
+    uniform over the nonzero values of `config.input_range`."""
+    rng = np.random.default_rng(seed)
+    if config.in_bits == 1:
+        return (rng.random(shape) < density).astype(np.uint8)
+    lo, hi = config.input_range
+    nonzero = rng.random(shape) < density
+    # uniform over lo .. hi without 0: draw from lo .. hi - 1 and move 0 .. hi - 1 up by one
+    drawn = rng.integers(lo, hi, size=shape, endpoint=False)
+    drawn = np.where(drawn >= 0, drawn + 1, drawn)
+    return np.where(nonzero, drawn, 0).astype(np.int64)
+
+
 def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, density=0.1, seed=0):
-    """Write an SAE bundle: configuration, weights, bias, input spikes and expected outputs.
+    """Write an SAE bundle: configuration, weights, bias, inputs (spikes, or multi-bit values
+    when `config.in_bits > 1`) and expected outputs.
 
     Without `params`, seeded weights (`spec.sae.SAEParams.seeded`); without `inputs`, `frames`
-    frames of Bernoulli spikes of `density`. Returns (params, traces).
+    frames of `random_sae_inputs` of `density`. Returns (params, traces).
     """
     from spec.sae import SAEParams, SAETraces
 
@@ -94,9 +111,11 @@ def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, densi
         params = SAEParams.seeded(config, seed)
     if inputs is None:
         shape = (frames, config.in_channels, config.height, config.width)
-        inputs = random_spikes(shape, density, seed=seed)
+        inputs = random_sae_inputs(config, shape, density, seed=seed)
     outputs = sae_int(config, params, inputs)
-    arrays = {"weight": params.weight.astype(np.int32), "inputs": np.asarray(inputs, np.uint8),
+    # spikes as uint8; multi-bit values (signed, up to 24 bits) as int32, never wrapped
+    dtype = np.uint8 if config.in_bits == 1 else np.int32
+    arrays = {"weight": params.weight.astype(np.int32), "inputs": np.asarray(inputs, dtype),
               "outputs": outputs.astype(np.int64)}
     if config.bias:
         arrays["bias"] = params.bias.astype(np.int64)

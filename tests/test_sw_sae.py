@@ -679,3 +679,19 @@ def test_spike_bundle_still_refuses_values(tmp_path, small):
     path = write_sae(tmp_path / "b", small, inputs=np.full((2, 2, 4, 4), 3, np.int16))
     with pytest.raises(BundleError, match=re.escape("inputs must be spikes (0 or 1)")):
         load_sae_bundle(path)
+
+
+def test_export_sae_bundle_keeps_multi_bit_values(tmp_path):
+    """Signed and wide multi-bit inputs survive the bundle round trip (no uint8 wrap)."""
+    from spec.sae import SAEConfig, load_sae_bundle
+    from sw.export import export_sae_bundle
+
+    config = SAEConfig(mode="linear", in_channels=8, out_channels=8, kernel=1, padding=0,
+                       height=2, width=3, lanes=8, in_lanes=8, in_bits=12, in_signed=True,
+                       acc_bits=24)
+    _, traces = export_sae_bundle(tmp_path / "b", config, frames=3, density=0.7, seed=2)
+    assert traces.inputs.min() < -128 and traces.inputs.max() > 255
+    loaded_config, _, loaded = load_sae_bundle(tmp_path / "b")
+    assert loaded_config == config
+    np.testing.assert_array_equal(loaded.inputs, traces.inputs)
+    np.testing.assert_array_equal(loaded.outputs, traces.outputs)
