@@ -11,7 +11,7 @@ from sw.export import export_lif_bundle
 from .verilator import build
 
 __all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "prepare_shortcut", "run_cocotb",
-           "read_report", "CosimFailure", "REPO_ROOT"]
+           "read_report", "CosimFailure", "REPO_ROOT", "cosim_main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,3 +132,14 @@ def prepare_shortcut(config, workdir, *, spreads, frames=2, seed=0, name="shortc
     verilog = workdir / f"{name}.v"
     verilog.write_text(to_verilog(Shortcut(config, params), name))
     return bundles, verilog
+
+
+def cosim_main(prog, main):
+    """`main` for `gen.cli.run_main` with a failed co-simulation as one line and exit 1."""
+    def wrapped(argv=None):
+        try:
+            return main(argv)
+        except CosimFailure as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 1
+    return wrapped

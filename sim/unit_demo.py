@@ -26,7 +26,7 @@ from gen.cli import Parser, run_main
 from spec.lif import LIFConfig
 from spec.sdsa import SDSAConfig
 
-from .cosim import CosimFailure, prepare_lif, prepare_sdsa, read_report, run_cocotb
+from .cosim import cosim_main, prepare_lif, prepare_sdsa, read_report, run_cocotb
 
 PROG = "sim.unit_demo"
 
@@ -152,13 +152,5 @@ def run_attention(config, args, out, step):
     step("co-simulation with random stalls on Q, K, V and the output: every beat equal")
 
 
-def _main(argv=None):
-    try:
-        return main(argv)
-    except CosimFailure as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
-    sys.exit(run_main(PROG, _main))
+    sys.exit(run_main(PROG, cosim_main(PROG, main)))
