@@ -1,16 +1,21 @@
 """Build a generated unit with the open FPGA flow and write a machine-readable report.
 
-    python -m fpga.build --design {lif,sae,sdsa} --target {ecp5-25k,ecp5-45k,ecp5-85k,ice40-up5k}
+    python -m fpga.build --design {lif,sae,sdsa,block,network}
+                         --target {ecp5-25k,ecp5-45k,ecp5-85k,ice40-up5k}
                          [--speed 6|7|8] [--freq MHZ] [--io ooc|harness] [--bitstream]
                          [--out DIR] [--seed N] [--quiet] [unit flags | --config FILE | --bundle B]
 
-Unit flags are those of `python -m gen.<design>` (e.g. `--neurons 1024 --lanes 16`). Steps:
+Unit flags are those of `python -m gen.<design>` (e.g. `--neurons 1024 --lanes 16`; for a block
+`--kind conv --channels 32`, for a network `--bundle DIR`). Steps:
 generate the Verilog, synthesize with Yosys (`synth_ecp5` / `synth_ice40`), place and route
 with nextpnr, optionally pack a bitstream, and write `report.json` into `--out` (default
 `build/fpga/<design>-<target>`): resources (LUTs, FFs, block RAM, DSP, carry cells, and every
 cell type Yosys and nextpnr counted), the analytic estimate of LUT4s, FFs and block RAMs from
 the configuration (`fpga.estimate`) with its relative error against those resources, Fmax per
-clock and whether it met `--freq`, the multiplier check, tool versions and run times.
+clock and whether it met `--freq`, the multiplier check, tool versions and run times. Blocks
+and networks are composed of units, some of which the estimate does not model (shortcut,
+token sum, fork, lane adapters, multi-bit engines): their report has no estimate (`null`) and
+lists each unit's configuration instead.
 
 I/O: a unit's stream ports are far wider than any package's pins. `--io ooc` (the default on
 ECP5) places it out of context (`synth_ecp5 -noiopad`, `nextpnr-ecp5 --out-of-context`), which
@@ -37,7 +42,9 @@ __all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", 
            "build"]
 
 PROG = "fpga.build"
-DESIGNS = ("lif", "sae", "sdsa")
+DESIGNS = ("lif", "sae", "sdsa", "block", "network")
+#: Designs composed of units: no analytic estimate.
+COMPOSED = ("block", "network")
 #: Flags of the generators that fpga.build sets itself.
 _RESERVED = ("-o", "--out", "--name", "--report")
 
@@ -61,7 +68,36 @@ def generate(design, unit_argv, name):
         from hw.sdsa import sdsa_unit
         config = config_from_args(build_parser().parse_args(unit_argv))
         return to_verilog(sdsa_unit(config), name), config.to_dict()
+    if design == "block":
+        from gen.block import build_parser, layer_from_args
+        from hw.block import layer_component
+        layer, widths, timesteps = layer_from_args(build_parser().parse_args(unit_argv))
+        try:
+            component = layer_component(layer, widths, timesteps)
+        except ValueError as exc:
+            fail(str(exc))
+        return to_verilog(component, name), {
+            "layer": layer.name, "kind": type(layer).__name__, "timesteps": timesteps,
+            "units": _unit_configs(component)}
+    if design == "network":
+        from gen.network import build_parser, network_from_args
+        net, component = network_from_args(build_parser().parse_args(unit_argv))
+        return to_verilog(component, name), {
+            "timesteps": net.timesteps,
+            "layers": {layer.name: {"kind": type(layer).__name__,
+                                    "units": _unit_configs(hw)}
+                       for layer, hw in zip(net.layers, component.layers, strict=True)}
+            | {"head": {"kind": "Head", "units": _unit_configs(component.head)}}}
     fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+
+
+def _unit_configs(component):
+    """{unit name: {"type", **configuration}} of a block's units."""
+    out = {}
+    for name, unit in component.units.items():
+        cfg = unit[0] if isinstance(unit, tuple) else unit
+        out[name] = {"type": type(cfg).__name__, **cfg.to_dict()}
+    return out
 
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
@@ -167,14 +203,15 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
                          seed=seed)
     times["pnr_s"] = round(time.perf_counter() - t, 2)
     used = resources(target.family, cells, pnr["utilization"])
-    guess = estimate(design, config, target.family, io=io)
+    guess = None if design in COMPOSED else estimate(design, config, target.family, io=io)
     report = {
         "design": design, "config": config, "target": target.name, "family": target.family,
         "speed_grade": (speed or target.default_speed) if target.speeds else None,
         "io": io, "requested_mhz": freq,
         "resources": used,
-        "estimate": {**guess, "error": {k: None if e is None else round(e, 4)
-                                        for k, e in relative_errors(guess, used).items()}},
+        "estimate": None if guess is None else {
+            **guess, "error": {k: None if e is None else round(e, 4)
+                               for k, e in relative_errors(guess, used).items()}},
         "fmax": pnr["fmax"],
         "met": (bool(pnr["fmax"]) and all(c["met"] for c in pnr["fmax"].values()))
         if freq is not None else None,

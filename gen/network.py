@@ -29,14 +29,11 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    verilog_name(args.name)
-    check_output_path(args.out)
+def network_from_args(args):
+    """(integer network, its `hw.network.Network`) from the parsed flags."""
     if args.bundle is None:
         fail("--bundle is required: a network bundle from python -m sw.export --checkpoint F "
              "--out DIR")
-    started = time.perf_counter()
     from sw.netbundle import read_network_bundle
 
     unit, net, _ = read_network_bundle(args.bundle)
@@ -45,9 +42,17 @@ def main(argv=None):
     from hw.network import Network
 
     try:
-        component = Network(net, taps=args.taps)
+        return net, Network(net, taps=args.taps)
     except ValueError as exc:
         fail(str(exc))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    verilog_name(args.name)
+    check_output_path(args.out)
+    started = time.perf_counter()
+    net, component = network_from_args(args)
     text = to_verilog(component, args.name)
     emit(text, args.out)
     if not args.quiet:

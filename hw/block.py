@@ -127,6 +127,16 @@ def conv_block_units(block, widths, timesteps):
     return units
 
 
+def _check_attention_lanes(units):
+    """The SDSA sits between lanes of the block's width: q/k/v spikes in, proj's input out
+    (the MLP's hidden layer may be wider: fc1 and fc2 convert). Raises ValueError otherwise."""
+    lanes = {"head_lif": units["head_lif"].lanes, "proj_sae.in": units["proj_sae"][0].in_lanes}
+    lanes.update({f"{n}_lif": units[f"{n}_lif"].lanes for n in "qkv"})
+    if len(set(lanes.values())) != 1:
+        raise ValueError("the attention half's units disagree on lanes per beat: "
+                         + ", ".join(f"{n} {v}" for n, v in lanes.items()))
+
+
 def block_units(block, widths, timesteps):
     """The unit configurations of an `IntTransformerBlock`: {name: config or (config, params)}.
     Raises ValueError when their stream layouts do not line up."""
@@ -143,19 +153,19 @@ def block_units(block, widths, timesteps):
     units["mlp_lif1"] = block.mlp_lif1.config(ctx, timesteps)
     units["fc1_sae"] = _conv_unit(block.fc1, ctx)
     units["mlp_lif2"] = block.mlp_lif2.config(ctx, timesteps)
-    lanes = {n: _config_of(u).lanes for n, u in units.items() if n != "sdsa"}
-    lanes.update({f"{n}.in": u[0].in_lanes for n, u in units.items() if n.endswith("_sae")})
-    if len(set(lanes.values())) != 1:
-        raise ValueError("the block's units disagree on lanes per beat: "
-                         + ", ".join(f"{n} {v}" for n, v in lanes.items()))
+    _check_links(units, [
+        ("head_lif", "q_sae"), ("head_lif", "k_sae"), ("head_lif", "v_sae"),
+        ("q_sae", "q_lif"), ("k_sae", "k_lif"), ("v_sae", "v_lif"),
+        ("proj_sae", "proj_shortcut"), ("proj_shortcut", "mlp_lif1"),
+        ("mlp_lif1", "fc1_sae"), ("fc1_sae", "mlp_lif2"), ("mlp_lif2", "fc2_sae"),
+        ("fc2_sae", "fc2_shortcut"), ("fc2_shortcut", "head_lif")])
+    _check_attention_lanes(units)
     block_lanes = units["head_lif"].lanes
     if block_lanes % block.sdsa.lanes:
         raise ValueError(f"the SDSA's lanes ({block.sdsa.lanes}) must divide the block's "
                          f"({block_lanes})")
     if block.sdsa.timesteps != timesteps:
         raise ValueError(f"the SDSA has {block.sdsa.timesteps} timesteps, the block {timesteps}")
-    _check_links(units, [("proj_sae", "proj_shortcut"), ("proj_shortcut", "mlp_lif1"),
-                         ("fc2_sae", "fc2_shortcut")])
     return units
 
 

@@ -1,14 +1,18 @@
 """Co-simulation of a whole network under Verilator against the integer network.
 
-A small quantized digits model (`quant_helpers.stats_model`: dims (8, 16), two heads of 8
-channels, so the attention unit takes 8 lanes between 16-lane engines (`hw.regroup`); its
-layers are a first convolution on 5-bit pixels, a Conv-based block, a downsampling layer with
-its LIF, a Transformer-based block, and the head) is exported as a network bundle with two
-test images, generated as one design with taps on every layer's output stream
-(`hw.network.Network`), and every value of every layer's stream, sample and timestep is
-compared (tb/cocotb_network.py), at T = 1 (no stalls; a corrupted expectation must be caught)
-and at T = 4 (random stalls on input and output). So both block kinds are checked value by
-value inside the network.
+Two small quantized digits models (`quant_helpers.stats_model`), each exported as a network
+bundle with two test images and generated as one design with taps on every layer's output
+stream (`hw.network.Network`); every value of every layer's stream, sample and timestep is
+compared (tb/cocotb_network.py). Their layers: a first convolution on 5-bit pixels, a
+Conv-based block, a downsampling layer with its LIF, a Transformer-based block, and the head.
+
+- T = 1, dims (8, 16), two heads of 8 channels: the attention unit takes 8 lanes between
+  16-lane engines (`hw.regroup`); no stalls; a corrupted expectation must be caught.
+- T = 4, dims (4, 8), two heads of 4 channels: the blocks' engines change the lanes per beat
+  inside the branches (the Transformer block's MLP runs at 16 lanes between 8-lane layers, the
+  attention unit at 4); random stalls on input and output.
+
+So both block kinds are checked value by value inside the network, at T = 1 and T = 4.
 """
 
 import sys
@@ -25,6 +29,8 @@ TEST_IMAGES = 2
 #: one Verilator build per T
 CASES = {1: ["test_network_matches_integer_model", "test_corrupted_expectation_is_caught"],
          4: ["test_network_random_stalls"]}
+#: (dims, heads) of the model per T
+MODELS = {1: ((8, 16), 2), 4: ((4, 8), 2)}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,8 @@ def prepared(tmp_path_factory):
             from sw.netbundle import read_network_bundle, write_network_bundle
             from sw.quant import quantize
 
-            model = stats_model(timesteps=timesteps, dims=(8, 16), heads=2, seed=3)
+            dims, heads = MODELS[timesteps]
+            model = stats_model(timesteps=timesteps, dims=dims, heads=heads, seed=3)
             _, _, x_test, y_test = digits()
             net = quantize(model, digits()[0][:CALIBRATION_IMAGES])
             work = tmp_path_factory.mktemp(f"network-t{timesteps}")

@@ -601,7 +601,7 @@ def test_cli_default_out_and_progress(capsys, tmp_path, monkeypatch, fake_build)
 
 BAD = [
     (["--design", "nope", "--target", "ice40-up5k"],
-     "unknown design 'nope' (known: lif, sae, sdsa)"),
+     "unknown design 'nope' (known: lif, sae, sdsa, block, network)"),
     (["--design", "lif", "--target", "xc7a35t"],
      "unknown target 'xc7a35t' (known: ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k)"),
     (["--design", "lif", "--target", "ecp5-25k", "--speed", "9"],
@@ -677,6 +677,39 @@ def test_cli_bad_unit_flags(capsys, tmp_path, argv, message):
                               "--out", tmp_path / "out", *argv)
     assert_one_line_error(status, stdout, err, message)
     assert not (tmp_path / "out" / "design.v").exists()
+
+
+@pytest.mark.parametrize("design, argv, message", [
+    ("block", ["--heads", "3"], "--heads (3) must divide --channels (64)"),
+    ("block", ["--kind", "conv", "--heads", "2"], "--heads is for --kind transformer, not conv"),
+    ("block", ["--bundle", "nowhere"], "bundle 'nowhere' does not exist"),
+    ("network", [], "--bundle is required: a network bundle from python -m sw.export "
+                    "--checkpoint F --out DIR"),
+])
+def test_cli_bad_block_and_network_flags(capsys, tmp_path, design, argv, message):
+    # blocks and networks take gen.block's and gen.network's flags, with their errors
+    status, stdout, err = run(capsys, "--design", design, "--target", "ecp5-85k",
+                              "--out", tmp_path / "out", *argv)
+    assert_one_line_error(status, stdout, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_composed_designs_have_no_estimate(monkeypatch, tmp_path):
+    # a block runs the flow like a unit (synthesis and nextpnr faked here: tests/test_synth_block
+    # synthesizes blocks); its report lists the units and has no analytic estimate
+    monkeypatch.setattr(fpga.build, "synthesize", lambda *a, **k: {"LUT4": 10, "TRELLIS_FF": 5})
+    monkeypatch.setattr(fpga.build, "run_nextpnr", lambda *a, **k: (
+        {"utilization": {"TRELLIS_COMB": (12, 83640), "TRELLIS_FF": (5, 83640)},
+         "fmax": {"clk": {"achieved_mhz": 80.0, "constraint_mhz": 12.0, "met": True}}}, ""))
+    monkeypatch.setattr(fpga.build, "tool_version", lambda tool: "fake")
+    report = build("block", ["--kind", "downsample", "--channels", "8", "--height", "4",
+                             "--width", "4"], "ecp5-85k", out=tmp_path, log=lambda s: None)
+    assert report["estimate"] is None
+    assert report["config"]["kind"] == "IntDownsample"
+    assert {u["type"] for u in report["config"]["units"].values()} == {"SAEConfig",
+                                                                      "ShortcutConfig"}
+    assert report["resources"]["lut4"] == 10 and report["multiplier_cells"] == {}
+    assert "module block(" in (tmp_path / "design.v").read_text()
 
 
 def test_cli_bad_unit_flags_write_nothing(capsys, tmp_path):
