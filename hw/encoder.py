@@ -14,22 +14,29 @@ __all__ = ["SpikeEncoder", "BitPlaneStage"]
 
 
 def plane_layout(config):
-    """Payload of `BitPlaneStage.o`: the beat's magnitude bits, plane-major (bit
-    `plane * in_lanes + lane` is bit `plane` of |value of lane|), the lanes' signs (`neg`, signed
-    inputs only), `first` and `last`."""
-    members = {"magnitude": config.in_lanes * config.in_bits}
+    """Payload of `BitPlaneStage.o`, one plane word: the set bits of one magnitude plane of a
+    beat (`bits`, bit `lane` is bit `plane` of |value of lane|), its `plane`, the lanes' signs
+    (`neg`, signed inputs only), `end` (the beat's last word), and the beat's `first` and
+    `last`."""
+    members = {"bits": config.in_lanes, "plane": range(config.in_bits)}
     if config.in_signed:
         members["neg"] = config.in_lanes
-    return data.StructLayout({**members, "first": 1, "last": 1})
+    return data.StructLayout({**members, "end": 1, "first": 1, "last": 1})
 
 
 class BitPlaneStage(wiring.Component):
-    """Pipeline stage in front of the encoder for multi-bit inputs: registers each beat of
-    `in_lanes` values (`SAEConfig.input_fields`) as magnitude bits, plane-major, and a sign bit
-    per lane (`plane_layout`), so the negation of negative values is off the encoder's
-    lowest-set-bit path.
+    """Input stage of the encoder for multi-bit inputs: turns each beat of `in_lanes` values
+    (`SAEConfig.input_fields`) into plane words (`plane_layout`), one per magnitude plane with a
+    set bit, lowest plane first, the last marked `end`; a beat without any set bit is one empty
+    word marked `end`. Lanes past `in_channels` in a pixel's last beat are masked (the stage
+    counts beats per pixel itself; `first` restarts the count).
 
-    One beat per cycle; latency one cycle (`SAEConfig.input_latency`).
+    Two registers deep: the beat's magnitude planes, signs and a non-empty flag per plane, then
+    the word, chosen by the lowest flag still set. So the negation of negative values and the
+    choice of the plane are off the encoder's lowest-set-bit path, and the encoder scans words of
+    `in_lanes` bits as it scans spikes. It hands on one word per cycle and takes the next beat
+    in the cycle its last word leaves, so a beat costs the encoder max(1, its set bits) cycles
+    as before. Latency two cycles (`SAEConfig.input_latency`).
 
     Parameters
     ----------
@@ -48,26 +55,70 @@ class BitPlaneStage(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
+        lanes, planes, beats_pp = cfg.in_lanes, cfg.in_bits, cfg.in_beats_per_pixel
         m = Module()
-        values = [self.i.payload.values[j] for j in range(cfg.in_lanes)]
+        src = self.i.payload
+
+        # beats per pixel, counted here to mask the padding lanes of a pixel's last beat
+        group = Signal(range(beats_pp))
+        eff_group = Mux(src.first, 0, group)
+        tail = cfg.in_channels - (beats_pp - 1) * lanes
+        values = [src.values[j] for j in range(lanes)]
         if cfg.in_signed:
             # |x| fits in_bits unsigned bits, -2**(in_bits-1) included
-            magnitudes = [Mux(v[-1], -v, v)[:cfg.in_bits] for v in values]
+            magnitudes = [Mux(v[-1], -v, v)[:planes] for v in values]
         else:
-            magnitudes = values
-        planes = Cat(*(mag[b] for b in range(cfg.in_bits) for mag in magnitudes))
+            magnitudes = [v[:planes] for v in values]
+        if tail < lanes:
+            pad = eff_group == beats_pp - 1
+            magnitudes = [Mux(pad, 0, mag) if j >= tail else mag
+                          for j, mag in enumerate(magnitudes)]
+        rows = [Cat(*(mag[b] for mag in magnitudes)) for b in range(planes)]
+
+        # register 1: the beat being split
+        held = Signal()
+        bits = Signal(lanes * planes)       # plane-major
+        busy = Signal(planes)               # planes with a set bit not yet handed on
+        neg = Signal(lanes) if cfg.in_signed else None
+        first, last = Signal(), Signal()
+        plane_hot, plane = lowest_set(m, busy, planes)
+        word = Signal(lanes)
+        m.d.comb += word.eq(_or_all(bits[b * lanes:(b + 1) * lanes] & plane_hot[b].replicate(lanes)
+                                    for b in range(planes)))
+        remaining = busy & ~plane_hot
+        ends = remaining == 0               # also for a beat without any set bit
+
+        # register 2: the word
         out = self.o.payload
-        with m.If(~self.o.valid | self.o.ready):
+        move = ~self.o.valid | self.o.ready
+        with m.If(move):
+            m.d.sync += self.o.valid.eq(held)
+            with m.If(held):
+                m.d.sync += [out.bits.eq(word), out.plane.eq(plane), out.end.eq(ends),
+                             out.first.eq(first), out.last.eq(last), busy.eq(remaining)]
+                if cfg.in_signed:
+                    m.d.sync += out.neg.eq(neg)
+                with m.If(ends):
+                    m.d.sync += held.eq(0)
+        m.d.comb += self.i.ready.eq(~held | (move & ends))
+        with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
-                self.o.valid.eq(self.i.valid),
-                out.magnitude.eq(planes),
-                out.first.eq(self.i.payload.first),
-                out.last.eq(self.i.payload.last),
+                held.eq(1), bits.eq(Cat(*rows)), busy.eq(Cat(*(r.any() for r in rows))),
+                first.eq(src.first), last.eq(src.last),
+                group.eq(Mux(eff_group == beats_pp - 1, 0, eff_group + 1)),
             ]
             if cfg.in_signed:
-                m.d.sync += out.neg.eq(Cat(*(v[-1] for v in values)))
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+                m.d.sync += neg.eq(Cat(*(v[-1] for v in values)))
         return m
+
+
+def _or_all(values):
+    """The OR of `values`, as a balanced tree."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 class SpikeEncoder(wiring.Component):
@@ -79,10 +130,11 @@ class SpikeEncoder(wiring.Component):
     nothing, except that the frame's last beat always ends with an event marked `last` (a token
     with `spike = 0` when that beat had no spike), so the frame end reaches the engine.
 
-    With `in_bits > 1` a `BitPlaneStage` first turns each beat into `in_lanes * in_bits`
-    magnitude bits, plane-major, and the encoder scans those: one event per set bit, lowest bit
-    index `plane * in_lanes + lane` first (plane 0 lanes ascending, then plane 1, ...), with
-    its `plane` and, for signed inputs, the lane's sign as `neg`.
+    With `in_bits > 1` a `BitPlaneStage` first turns each beat into plane words of `in_lanes`
+    magnitude bits, and the encoder scans those as it scans spike beats: one event per set bit,
+    lowest bit index `plane * in_lanes + lane` first (plane 0 lanes ascending, then plane 1,
+    ...), with its `plane` and, for signed inputs, the lane's sign as `neg`. The pixel and beat
+    counts move on at a beat's last word (`end`).
 
     The unit counts pixels and beats itself; an input beat with `first` set restarts the count.
     Throughput: one event per cycle; a beat costs max(1, its events) cycles
@@ -111,12 +163,13 @@ class SpikeEncoder(wiring.Component):
         cfg = self._config
         lanes, beats_pp = cfg.in_lanes, cfg.in_beats_per_pixel
         multi = cfg.in_bits > 1
-        width = lanes * cfg.in_bits        # bits scanned per beat, plane-major
+        width = lanes                      # bits scanned per word (a beat, or a plane of one)
         m = Module()
         if multi:
             m.submodules.planes = stage = BitPlaneStage(cfg)
             wiring.connect(m, wiring.flipped(self.i), stage.i)
-            src, src_bits = stage.o, stage.o.payload.magnitude
+            src, src_bits = stage.o, stage.o.payload.bits
+            beat_end = src.payload.end      # the word ends its beat
         else:
             src, src_bits = self.i, self.i.payload.spikes.as_value()
 
@@ -129,15 +182,19 @@ class SpikeEncoder(wiring.Component):
         eff_row, eff_col = Mux(first, 0, row), Mux(first, 0, col)
         eff_group, eff_base = Mux(first, 0, group), Mux(first, 0, base)
 
-        # lanes past in_channels in a pixel's last beat are not spikes (in every plane)
+        # lanes past in_channels in a pixel's last beat are not spikes (the multi-bit input
+        # stage masks them itself)
         tail = cfg.in_channels - (beats_pp - 1) * lanes
-        full = (1 << width) - 1
-        tail_mask = sum(((1 << tail) - 1) << (b * lanes) for b in range(cfg.in_bits))
-        valid_mask = Mux(eff_group == beats_pp - 1, tail_mask, full)
         incoming = Signal(width)
-        m.d.comb += incoming.eq(src_bits & valid_mask)
+        if multi:
+            m.d.comb += incoming.eq(src_bits)
+        else:
+            valid_mask = Mux(eff_group == beats_pp - 1, (1 << tail) - 1, (1 << width) - 1)
+            m.d.comb += incoming.eq(src_bits & valid_mask)
         frame_end = (eff_row == cfg.height - 1) & (eff_col == cfg.width - 1) & \
             (eff_group == beats_pp - 1)
+        if multi:
+            frame_end = frame_end & beat_end
 
         # the event being emitted comes straight from registers: each handshake loads the next
         # spike of the beat (or the next beat), so no priority encoder sits on the output
@@ -149,11 +206,12 @@ class SpikeEncoder(wiring.Component):
         final = Signal()           # the current event is its beat's last
         m.d.comb += self.o.valid.eq(have)
 
+        if multi:
+            rest_plane = Signal(range(cfg.in_bits))  # the word's plane, beside `rest`
         if cfg.in_signed:
-            rest_neg = Signal(lanes)   # signs of the beat's lanes, beside `rest`
-        lane_bits = (lanes - 1).bit_length()
+            rest_neg = Signal(lanes)   # signs of the word's lanes, beside `rest`
 
-        def load(mask, base_value, frame_end_value, neg=None):
+        def load(mask, base_value, frame_end_value, plane=None, neg=None):
             """Registers of the lowest spike of `mask`; the rest stays for the next events."""
             lowest, index = lowest_set(m, mask, width)
             beat_done = (mask & ~lowest) == 0
@@ -162,22 +220,17 @@ class SpikeEncoder(wiring.Component):
                 final.eq(beat_done),
                 out.last.eq(frame_end_value & beat_done),
             ]
-            if not multi:
-                return fields + [out.lane.eq(index), out.channel.eq(base_value + index)]
-            # in_lanes is a power of two: the low bits of the index are the lane
-            lane = index[:lane_bits] if lane_bits else 0
-            fields += [
-                out.lane.eq(lane),
-                out.plane.eq(index[lane_bits:]),
-                out.channel.eq(base_value + lane),
-            ]
+            fields += [out.lane.eq(index), out.channel.eq(base_value + index)]
+            if multi:
+                fields.append(out.plane.eq(plane))
             if cfg.in_signed:
-                fields.append(out.neg.eq(neg.bit_select(lane, 1) if lane_bits else neg[0]))
+                # the chosen lane's sign, from the one-hot bit (in parallel with the index)
+                fields.append(out.neg.eq((neg & lowest).any()))
             return fields
 
         done = self.o.valid & self.o.ready & final
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += load(rest, cur_base, cur_frame_end,
+            m.d.sync += load(rest, cur_base, cur_frame_end, rest_plane if multi else None,
                              rest_neg if cfg.in_signed else None)
             with m.If(final):
                 m.d.sync += have.eq(0)
@@ -196,22 +249,39 @@ class SpikeEncoder(wiring.Component):
             ]
             # a frame-final beat without spikes is one token: lane and channel 0, spike 0 (and
             # plane 0, neg 0: lane 0 is a channel, its value is 0 when no bit is set)
+            if multi:
+                m.d.sync += rest_plane.eq(src.payload.plane)
             if cfg.in_signed:
                 m.d.sync += rest_neg.eq(src.payload.neg)
             m.d.sync += load(incoming, Mux(spiking, eff_base, 0), frame_end,
+                             src.payload.plane if multi else None,
                              src.payload.neg if cfg.in_signed else None)
-            last_group = eff_group == beats_pp - 1
-            m.d.sync += [
-                group.eq(Mux(last_group, 0, eff_group + 1)),
-                base.eq(Mux(last_group, 0, eff_base + lanes)),
-            ]
-            with m.If(last_group):
-                last_col = eff_col == cfg.width - 1
-                m.d.sync += col.eq(Mux(last_col, 0, eff_col + 1))
-                with m.If(last_col):
-                    m.d.sync += row.eq(Mux(eff_row == cfg.height - 1, 0, eff_row + 1))
+            if multi:
+                with m.If(~beat_end):    # another word of this beat follows: hold its place
+                    m.d.sync += [group.eq(eff_group), base.eq(eff_base), col.eq(eff_col),
+                                 row.eq(eff_row)]
                 with m.Else():
-                    m.d.sync += row.eq(eff_row)
-            with m.Else():
-                m.d.sync += [col.eq(eff_col), row.eq(eff_row)]
+                    self._advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group,
+                                  eff_base)
+            else:
+                self._advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group,
+                              eff_base)
         return m
+
+    @staticmethod
+    def _advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group, eff_base):
+        """Counters of the beat after the one taken (at `eff_*`)."""
+        last_group = eff_group == cfg.in_beats_per_pixel - 1
+        m.d.sync += [
+            group.eq(Mux(last_group, 0, eff_group + 1)),
+            base.eq(Mux(last_group, 0, eff_base + cfg.in_lanes)),
+        ]
+        with m.If(last_group):
+            last_col = eff_col == cfg.width - 1
+            m.d.sync += col.eq(Mux(last_col, 0, eff_col + 1))
+            with m.If(last_col):
+                m.d.sync += row.eq(Mux(eff_row == cfg.height - 1, 0, eff_row + 1))
+            with m.Else():
+                m.d.sync += row.eq(eff_row)
+        with m.Else():
+            m.d.sync += [col.eq(eff_col), row.eq(eff_row)]

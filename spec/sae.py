@@ -274,8 +274,9 @@ class SAEConfig(UnitConfig):
 
     @property
     def input_latency(self):
-        """Cycles the multi-bit input stage adds before the encoder (0 for spikes)."""
-        return 1 if self.in_bits > 1 else 0
+        """Cycles the multi-bit input stage adds before the encoder (0 for spikes): one to
+        split the beat into planes, one to choose the plane word."""
+        return 2 if self.in_bits > 1 else 0
 
     def check_inputs(self, values):
         """`values` (..., C_in, H, W) as int64, or `ValueError` naming what is wrong with them:
@@ -488,13 +489,14 @@ class SAEConfig(UnitConfig):
 
         With `in_bits > 1` the events of a beat are its set magnitude bits in the encoder's
         order (bit index `plane * in_lanes + lane` ascending), and the input stage delays the
-        encoder's first beat by `input_latency` cycles (it then passes one beat per cycle, so
-        nothing else moves). An event's updates depend on its pixel and channel, not its plane.
+        encoder's first beat by `input_latency` cycles (it then has each plane word ready when
+        the encoder takes it, so nothing else moves). An event's updates depend on its pixel and
+        channel, not its plane.
         """
         lanes, groups_in = self.in_lanes, self.in_beats_per_pixel
         padded = self._beat_planes(spikes)
         # a multi-bit input stage delays the encoder's first beat by its latency; after that it
-        # hands the encoder one beat per cycle, so nothing else changes
+        # has the next plane word ready whenever the encoder takes one, so nothing else changes
         encoder_free, engine_free, last_out = self.input_latency, 0, None
         if self.mode == "depthwise":
             windows = self._depthwise_windows()

@@ -105,7 +105,7 @@ def test_multi_bit_events_without_stalls(name, density):
     assert run.outputs == sae_expected_events(config, values)
     # one cycle per set magnitude bit, one per beat without any, the encoder's cycle of latency
     # and the input stage's
-    assert config.input_latency == 1
+    assert config.input_latency == 2
     assert run.out_cycles[-1] - run.in_cycles[0] == \
         config.encoder_cycles(values) + config.input_latency
     assert len([e for e in run.outputs if e["spike"]]) == int(config.magnitude_planes(values).sum())
@@ -147,6 +147,9 @@ def test_multi_bit_padding_lanes_are_ignored():
             beat["values"][1:] = [-32, 31, -7]
     run = encode_values(config, values, beats=beats)
     assert run.outputs == sae_expected_events(config, values)
+    # and no cycles: the input stage masks them before choosing the plane words
+    assert run.out_cycles[-1] - run.in_cycles[0] == \
+        config.encoder_cycles(values) + config.input_latency
 
 
 def test_multi_bit_frame_end_token():

@@ -612,7 +612,7 @@ def test_input_range_and_magnitude():
     c = SAEConfig()
     assert (c.input_range, c.input_magnitude, c.input_latency) == ((0, 1), 1, 0)
     u = multi_bit(in_channels=2, out_channels=2, height=3, width=3, in_bits=5)
-    assert (u.input_range, u.input_magnitude, u.input_latency) == ((0, 31), 31, 1)
+    assert (u.input_range, u.input_magnitude, u.input_latency) == ((0, 31), 31, 2)
     s = u.replace(in_bits=12, in_signed=True, acc_bits=40)
     assert (s.input_range, s.input_magnitude) == ((-2048, 2047), 2048)
 
@@ -742,15 +742,16 @@ def test_multi_bit_cycles_hand_worked():
     # the same accumulator word, so the second waits for the first's write (4 cycles)
     c = multi_bit(mode="linear", kernel=1, padding=0, in_channels=1, out_channels=4, height=1,
                   width=1, lanes=4, in_lanes=1, in_bits=3)
-    # input stage takes the beat at 0, the encoder at 1; events at 2 and 3; updates issue at 3
-    # and 7; the drain reads at 7 + 1 + 4 = 12, outputs at 12 + 5 = 17: 18 cycles
-    assert c.cycles(np.full((1, 1, 1, 1), 5)) == 18
+    # input stage takes the beat at 0 and hands on its first plane word at 1, the encoder takes
+    # it at 2; events at 3 and 4; updates issue at 4 and 8; the drain reads at 8 + 1 + 4 = 13,
+    # outputs at 13 + 5 = 18: 19 cycles
+    assert c.cycles(np.full((1, 1, 1, 1), 5)) == 19
     # spikes: no input stage, one event: issue at 2, drain read at 7, output at 12
     spikes = c.replace(in_bits=1, acc_bits=16)
     assert spikes.cycles(np.ones((1, 1, 1, 1), np.uint8)) == 13
-    # 4 = plane 2 alone: one event, issue at 3, drain at 8, output at 13
-    assert c.cycles(np.full((1, 1, 1, 1), 4)) == 14
-    # 7 = three events, issues at 3, 7, 11
-    assert c.cycles(np.full((1, 1, 1, 1), 7)) == 18 + 4
+    # 4 = plane 2 alone: one event, issue at 4, drain at 9, output at 14
+    assert c.cycles(np.full((1, 1, 1, 1), 4)) == 15
+    # 7 = three events, issues at 4, 8, 12
+    assert c.cycles(np.full((1, 1, 1, 1), 7)) == 19 + 4
     assert c.encoder_cycles(np.full((1, 1, 1, 1), 7)) == 3
     assert c.ideal_cycles(np.full((1, 1, 1, 1), 7)) == 3 + 1
