@@ -15,7 +15,7 @@ the configuration (`fpga.estimate`) with its relative error against those resour
 clock and whether it met `--freq`, the multiplier check, tool versions and run times. Blocks
 and networks are composed of units, some of which the estimate does not model (shortcut,
 token sum, fork, lane adapters, multi-bit engines): their report has no estimate (`null`) and
-lists each unit's configuration instead.
+lists each unit's configuration instead; so does an accumulate engine on multi-bit inputs.
 
 I/O: a unit's stream ports are far wider than any package's pins. `--io ooc` (the default on
 ECP5) places it out of context (`synth_ecp5 -noiopad`, `nextpnr-ecp5 --out-of-context`), which
@@ -34,7 +34,7 @@ from pathlib import Path
 from gen.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
-from .estimate import estimate, relative_errors
+from .estimate import estimate, modelled, relative_errors
 from .pnr import TARGETS, PnrError, find_tool, run_nextpnr, run_pack, tool_version
 from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
@@ -43,8 +43,6 @@ __all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", 
 
 PROG = "fpga.build"
 DESIGNS = ("lif", "sae", "sdsa", "block", "network")
-#: Designs composed of units: no analytic estimate.
-COMPOSED = ("block", "network")
 #: Flags of the generators that fpga.build sets itself.
 _RESERVED = ("-o", "--out", "--name", "--report")
 
@@ -203,7 +201,7 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
                          seed=seed)
     times["pnr_s"] = round(time.perf_counter() - t, 2)
     used = resources(target.family, cells, pnr["utilization"])
-    guess = None if design in COMPOSED else estimate(design, config, target.family, io=io)
+    guess = estimate(design, config, target.family, io=io) if modelled(design, config) else None
     report = {
         "design": design, "config": config, "target": target.name, "family": target.family,
         "speed_grade": (speed or target.default_speed) if target.speeds else None,

@@ -67,7 +67,7 @@ from spec.ports import payload_width
 from spec.sae import SAE_OUT_FIFO_DEPTH, SAEConfig
 from spec.sdsa import SDSAConfig
 
-__all__ = ["DESIGNS", "FAMILIES", "RESOURCES", "TOLERANCE", "CALIBRATION", "Memory",
+__all__ = ["modelled", "DESIGNS", "FAMILIES", "RESOURCES", "TOLERANCE", "CALIBRATION", "Memory",
            "Placement", "map_memory", "bram_blocks", "terms", "apply_calibration", "estimate",
            "calibrate", "synthesized", "relative_errors", "out_of_tolerance"]
 
@@ -607,7 +607,19 @@ def _check(design, config, family, io):
     if not isinstance(config, kind):
         raise TypeError(f"the {design} estimate needs a {kind.__name__} (or its dict), not "
                         f"{type(config).__name__}")
+    if not modelled(design, config):
+        raise ValueError("the estimate does not model multi-bit engine inputs (in_bits > 1: "
+                         "the plane-word input stage and the shifted, signed adds)")
     return config
+
+
+def modelled(design, config):
+    """Whether the estimate covers `design` with `config` (a configuration or its dict): every
+    LIF array and attention unit, accumulate engines on spikes only (`in_bits = 1`)."""
+    if design != "sae":
+        return design in DESIGNS
+    bits = config.get("in_bits", 1) if isinstance(config, dict) else config.in_bits
+    return bits == 1
 
 
 def terms(design, config, family="ecp5", *, io="ooc"):

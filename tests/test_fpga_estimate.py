@@ -23,6 +23,7 @@ from fpga.estimate import (
     calibrate,
     estimate,
     map_memory,
+    modelled,
     out_of_tolerance,
     relative_errors,
     synthesized,
@@ -182,6 +183,16 @@ def test_wrong_config_type():
     with pytest.raises(TypeError, match="the sdsa estimate needs a SDSAConfig .or its dict., "
                                         "not list"):
         estimate("sdsa", [256, 196])
+
+
+def test_multi_bit_engines_are_not_modelled():
+    multi = SAEConfig(mode="linear", kernel=1, padding=0, in_channels=16, out_channels=8,
+                      in_bits=4, acc_bits=20)
+    assert not modelled("sae", multi) and not modelled("sae", multi.to_dict())
+    assert modelled("sae", SAEConfig()) and modelled("sae", SAEConfig().to_dict())
+    assert modelled("lif", LIFConfig()) and not modelled("block", {})
+    with pytest.raises(ValueError, match=r"does not model multi-bit engine inputs \(in_bits > 1"):
+        estimate("sae", multi)
 
 
 def test_bad_config_dict():
