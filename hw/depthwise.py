@@ -1,6 +1,6 @@
 """Depthwise accumulate engine: one event updates up to `lanes` output pixels per cycle."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -156,8 +156,11 @@ class DepthwiseEngine(wiring.Component):
         # -- per bank: which pixel of the window, its address and tap --------------------------
         base = Signal(addr_shape)
         m.d.comb += base.eq(base_row + base_col + group)
-        row_offsets = Array(Const(i * row_step, addr_shape) for i in range(rows_b))
-        col_offsets = Array(Const(j * col_step, addr_shape) for j in range(cols_b))
+        # offsets past the map (only on maps smaller than the banks) belong to no live pixel;
+        # the address arithmetic is modulo 2**width, so they are kept modulo that too
+        width = Shape.cast(addr_shape).width
+        row_offsets = Array(Const(i * row_step % (1 << width), width) for i in range(rows_b))
+        col_offsets = Array(Const(j * col_step % (1 << width), width) for j in range(cols_b))
         s1_live = Signal(lanes)
         live, addrs = [], []
         for b in range(lanes):

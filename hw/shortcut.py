@@ -18,11 +18,12 @@ class Shortcut(wiring.Component):
     Ports: `branch` (`ShortcutConfig.branch_fields`, an accumulate engine's output), `residual`
     (`stream_fields`; absent when `config.residual` is false) and `o` (`stream_fields`).
 
-    The residual goes into a buffer of one frame (`config.buffer_words` beats, a block RAM
-    FIFO), so the block input can stream on into the branch while the branch accumulates; a
-    beat leaves when the branch beat of the same place arrives. The shift of each lane is a
-    multiplexer over the shifts its channels use (wiring alone when there is one), the biases
-    are read from a small memory by the beat's group: shifts and adds, no multiplier.
+    The residual goes into a buffer of one frame (`config.buffer_words` beats, at least 3, a
+    block RAM FIFO), so the block input can stream on into the branch while the branch
+    accumulates; a beat leaves when the branch beat of the same place arrives. The shift of
+    each lane is a multiplexer over the shifts its channels use (wiring alone when there is
+    one), the biases are read from a small memory by the beat's group: shifts and adds, no
+    multiplier.
 
     Pipeline: pair (branch beat + buffered residual beat), shift, add bias and saturate, add the
     residual and saturate, then an output FIFO under a credit counter, so a stalled output

@@ -10,7 +10,8 @@ per channel, saturating to the stream's `bits` after each add (`sw.shortcut_int`
 reference). Streams carry `lanes` channels of one pixel per beat, pixels in raster order,
 `groups` beats per pixel (lanes past `channels` are padding), like the accumulate engine's
 output. The residual arrives before the branch's first output of the same frame (the branch
-needs the whole frame first), so the unit buffers one frame of it.
+needs the whole frame first), so the unit buffers one frame of it (at least
+`SHORTCUT_MIN_BUFFER` beats).
 """
 
 from dataclasses import dataclass
@@ -23,13 +24,17 @@ from .ports import Field
 from .unit import UnitConfig
 
 __all__ = ["ShortcutConfig", "ShortcutParams", "ShortcutTraces", "SHORTCUT_MAX_LEFT",
-           "SHORTCUT_MAX_RIGHT", "SHORTCUT_OUT_FIFO_DEPTH", "load_shortcut_bundle"]
+           "SHORTCUT_MAX_RIGHT", "SHORTCUT_OUT_FIFO_DEPTH", "SHORTCUT_MIN_BUFFER",
+           "load_shortcut_bundle"]
 
 #: Shift range: left by up to 15 bits, right by up to 24 (`sw.shortcut_int` checks the same).
 SHORTCUT_MAX_LEFT, SHORTCUT_MAX_RIGHT = 15, 24
 #: Depth of the output FIFO, the credit limit: it covers the loop from a pairing to its credit's
 #: return (6 cycles), so one beat per cycle flows.
 SHORTCUT_OUT_FIFO_DEPTH = 8
+#: Least depth of the residual buffer: a buffered FIFO of 1 or 2 entries takes a beat only every
+#: other cycle while it is being read, so a frame of 1 or 2 beats gets this many.
+SHORTCUT_MIN_BUFFER = 3
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,9 @@ class ShortcutConfig(UnitConfig):
 
     @property
     def buffer_words(self):
-        """Depth of the residual buffer: one frame (0 without a residual)."""
-        return self.frame_words if self.residual else 0
+        """Depth of the residual buffer: one frame, at least `SHORTCUT_MIN_BUFFER` beats (0
+        without a residual)."""
+        return max(self.frame_words, SHORTCUT_MIN_BUFFER) if self.residual else 0
 
     @property
     def buffer_bits(self):

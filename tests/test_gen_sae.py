@@ -351,3 +351,20 @@ def test_good_bundle_of_the_bad_input_folder_works(capsys, inputs_dir):
     # the bad-input cases that pair it with something else fail for that, not for the bundle
     out = generate(capsys, "--bundle", inputs_dir / "good")
     assert out == reference(CONFIG, SAEParams.seeded(CONFIG, 2))
+
+
+def test_depthwise_on_a_map_smaller_than_its_banks_warns_nothing():
+    # 7x7 taps over 4 x 4 banks on a 3 x 3 map: window offsets past the map's last address
+    # once made Amaranth warn of an off-by-one constant
+    import warnings
+
+    from gen.verilog import to_verilog
+    from hw.sae import SpikeAccumulator
+    from spec.sae import SAEConfig, SAEParams
+
+    config = SAEConfig(mode="depthwise", in_channels=16, out_channels=16, kernel=7, padding=3,
+                       height=3, width=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = to_verilog(SpikeAccumulator(config, SAEParams.seeded(config, 0)), "sae")
+    assert "module sae(" in text

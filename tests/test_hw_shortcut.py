@@ -414,10 +414,6 @@ def test_cycle_model_exact_for_several_frames(frames):
     assert run.cycles == config.cycles(frames) == 2 + frames * 18 - 1 + 5 + 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with a residual and frame_words of 1 or 2 the "
-                   "residual buffer (a SyncFIFOBuffered of buffer_words = frame_words entries) "
-                   "accepts one beat every other cycle, so the unit is slower than "
-                   "ShortcutConfig.cycles, which promises one beat per cycle")
 @pytest.mark.parametrize("width", [1, 2])
 def test_cycle_model_with_a_tiny_frame(width):
     config = ShortcutConfig(channels=2, height=1, width=width, lanes=2, acc_bits=8, bits=4)

@@ -20,6 +20,7 @@ from spec.sae import SAEConfig
 from spec.shortcut import (
     SHORTCUT_MAX_LEFT,
     SHORTCUT_MAX_RIGHT,
+    SHORTCUT_MIN_BUFFER,
     SHORTCUT_OUT_FIFO_DEPTH,
     ShortcutConfig,
     ShortcutParams,
@@ -231,9 +232,17 @@ def test_groups_words_and_buffer(channels, height, width, lanes, bits, residual,
                        residual=residual)
     assert c.groups == groups == math.ceil(channels / lanes)
     assert c.frame_words == words
-    assert c.buffer_words == (words if residual else 0)
-    assert c.buffer_bits == (words * lanes * bits if residual else 0)
+    assert c.buffer_words == (max(words, SHORTCUT_MIN_BUFFER) if residual else 0)
+    assert c.buffer_bits == (c.buffer_words * lanes * bits if residual else 0)
     assert isinstance(c.buffer_bits, int)
+
+
+def test_tiny_frames_get_the_least_buffer():
+    # a frame of 1 or 2 beats: a buffered FIFO that shallow would take a beat every other cycle
+    for width, words in ((1, 1), (2, 2), (3, 3), (4, 4)):
+        c = ShortcutConfig(channels=2, height=1, width=width, lanes=2, acc_bits=8, bits=4)
+        assert c.frame_words == words
+        assert c.buffer_words == max(words, 3) == max(words, SHORTCUT_MIN_BUFFER)
 
 
 def test_frame_words_counts_the_beats():
