@@ -154,11 +154,6 @@ class SAEConfig(UnitConfig):
                     f"in_bits > 1 (multi-bit inputs) needs mode linear or conv, not "
                     f"{self.mode}"
                 )
-            if self.in_lanes & (self.in_lanes - 1):
-                raise ConfigError(
-                    f"in_bits > 1 needs in_lanes to be a power of two (an event index splits "
-                    f"into plane and lane by bit slicing), not {self.in_lanes}"
-                )
             if self.acc_bits < self.lossless_acc_bits:
                 raise ConfigError(
                     f"in_bits > 1 needs acc_bits >= lossless_acc_bits = "

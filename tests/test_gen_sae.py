@@ -314,9 +314,6 @@ BAD = {
                            "4", "--acc-bits", "30"],
                           "in_bits > 1 (multi-bit inputs) needs mode linear or conv, not "
                           "depthwise"),
-    "in-bits-in-lanes-not-pow2": (["--in-lanes", "6", "--in-bits", "4", "--acc-bits", "30"],
-                                  "in_bits > 1 needs in_lanes to be a power of two (an event "
-                                  "index splits into plane and lane by bit slicing), not 6"),
     "in-signed-with-config": (["--config", "{d}/sae.yaml", "--in-signed"],
                               "unit flags cannot be combined with --config"),
     "in-signed-takes-no-value": (["--in-signed", "yes"], "unrecognized arguments: yes"),

@@ -84,6 +84,9 @@ MULTI_BIT = {
                           in_bits=6, in_signed=True),
     "u2-c3-l2": multi_bit(in_channels=3, out_channels=2, height=3, width=2, in_lanes=2,
                           in_bits=2),
+    # lanes need not be a power of two: 7 channels over 3 lanes, 3 beats a pixel, 2 padding
+    "s4-c7-l3": multi_bit(in_channels=7, out_channels=4, height=2, width=2, in_lanes=3,
+                          in_bits=4, in_signed=True),
 }
 
 

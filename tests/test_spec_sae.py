@@ -96,12 +96,6 @@ INVALID = [
      "in_signed needs in_bits >= 2 (a sign and a magnitude bit), not 1"),
     ({"mode": "depthwise", "in_channels": 8, "out_channels": 8, "in_bits": 4, "acc_bits": 40},
      "in_bits > 1 (multi-bit inputs) needs mode linear or conv, not depthwise"),
-    ({"in_bits": 4, "in_lanes": 12, "acc_bits": 40},
-     "in_bits > 1 needs in_lanes to be a power of two (an event index splits into plane and "
-     "lane by bit slicing), not 12"),
-    ({"in_bits": 2, "in_lanes": 3, "acc_bits": 40},
-     "in_bits > 1 needs in_lanes to be a power of two (an event index splits into plane and "
-     "lane by bit slicing), not 3"),
     # 64 x 3 x 3 inputs of 5 bits (0 .. 31) times 8-bit weights: -128 x 31 x 576 needs 23 bits
     ({"in_bits": 5}, "in_bits > 1 needs acc_bits >= lossless_acc_bits = 23 (so that no add "
                      "saturates), not 16"),
