@@ -91,11 +91,10 @@ def generate(design, unit_argv, name):
 
 def _unit_configs(component):
     """{unit name: {"type", **configuration}} of a block's units."""
-    out = {}
-    for name, unit in component.units.items():
-        cfg = unit[0] if isinstance(unit, tuple) else unit
-        out[name] = {"type": type(cfg).__name__, **cfg.to_dict()}
-    return out
+    from hw.block import unit_config
+
+    return {name: {"type": type(unit_config(unit)).__name__, **unit_config(unit).to_dict()}
+            for name, unit in component.units.items()}
 
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"

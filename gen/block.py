@@ -108,9 +108,11 @@ def _from_bundle(path, name):
 
 def summary(component):
     """One line per unit: its kind and its main sizes."""
+    from hw.block import unit_config
+
     lines = []
     for name, unit in component.units.items():
-        cfg = unit[0] if isinstance(unit, tuple) else unit
+        cfg = unit_config(unit)
         lines.append(f"  {name:16s} {type(cfg).__name__:15s} " + ", ".join(
             f"{k} {v}" for k, v in cfg.to_dict().items()
             if k in ("neurons", "channels", "in_channels", "out_channels", "kernel", "mode",

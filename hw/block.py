@@ -30,22 +30,23 @@ from .shortcut import Shortcut
 from .tokensum import TokenSum
 
 __all__ = ["DownsampleLayer", "ConvBlock", "TransformerBlock", "Head", "layer_component",
-           "block_units", "conv_block_units", "downsample_units", "head_units"]
+           "block_units", "conv_block_units", "downsample_units", "head_units", "unit_config"]
 
 
-def _config_of(unit):
+def unit_config(unit):
+    """The configuration of a unit list's entry (a config, or (config, params))."""
     return unit[0] if isinstance(unit, tuple) else unit
 
 
 def _in_fields(unit):
-    cfg = _config_of(unit)
+    cfg = unit_config(unit)
     if isinstance(cfg, ShortcutConfig):
         return cfg.branch_fields()
     return cfg.input_fields()
 
 
 def _out_fields(unit):
-    cfg = _config_of(unit)
+    cfg = unit_config(unit)
     if isinstance(cfg, ShortcutConfig):
         return cfg.stream_fields()
     return cfg.output_fields()
@@ -183,7 +184,7 @@ def head_units(head, widths, timesteps, tokens):
 
 
 def _make(unit):
-    config = _config_of(unit)
+    config = unit_config(unit)
     if isinstance(config, LIFConfig):
         return LIFArray(config)
     if isinstance(config, SAEConfig):
@@ -209,6 +210,30 @@ class _Layer(wiring.Component):
             m.submodules[name] = part
         return parts
 
+    def _into(self, m, src, name, part):
+        """Stream `src` into unit `name` (`part`). A LIF's input sees `first` cleared: the units
+        before it mark every frame (timestep) `first`, and a LIF counts a sample's timesteps
+        itself."""
+        clear = isinstance(unit_config(self.units[name]), LIFConfig)
+        connect_payload(m, src, part.i, clear_first=clear)
+
+    def _chain(self, m, p, src, names):
+        """`src` -> the units `names` in order; returns the last one's output."""
+        for name in names:
+            self._into(m, src, name, p[name])
+            src = p[name].o
+        return src
+
+    def _residual(self, m, p, x, fork, names, shortcut):
+        """`x` -> the units `names` -> `shortcut`'s branch, `x` -> its residual (through the
+        eager fork `fork`); returns the shortcut's output, branch + x."""
+        layout = struct_layout(_out_fields(self.units[shortcut]))
+        m.submodules[fork] = split = Fork(layout, 2)
+        connect_payload(m, x, split.i)
+        connect_payload(m, split.o1, p[shortcut].residual)
+        connect_payload(m, self._chain(m, p, split.o0, names), p[shortcut].branch)
+        return p[shortcut].o
+
 
 class DownsampleLayer(_Layer):
     """The downsampling layer: [LIF ->] k x k convolution -> shortcut starting a new stream.
@@ -232,12 +257,9 @@ class DownsampleLayer(_Layer):
     def elaborate(self, platform):
         m = Module()
         p = self._parts(m)
-        if "lif" in p:
-            connect_payload(m, wiring.flipped(self.i), p["lif"].i, clear_first=True)
-            connect_payload(m, p["lif"].o, p["sae"].i)
-        else:
-            wiring.connect(m, wiring.flipped(self.i), p["sae"].i)
-        connect_payload(m, p["sae"].o, p["shortcut"].branch)
+        names = ["lif", "sae"] if "lif" in p else ["sae"]
+        out = self._chain(m, p, wiring.flipped(self.i), names)
+        connect_payload(m, out, p["shortcut"].branch)
         connect_payload(m, p["shortcut"].o, wiring.flipped(self.o))
         return m
 
@@ -267,26 +289,12 @@ class ConvBlock(_Layer):
     def elaborate(self, platform):
         m = Module()
         p = self._parts(m)
-        layout = struct_layout(_out_fields(self.units["sep_shortcut"]))
-        m.submodules.fork_x = fork_x = Fork(layout, 2)
-        m.submodules.fork_x1 = fork_x1 = Fork(layout, 2)
-        wiring.connect(m, wiring.flipped(self.i), fork_x.i)
-        connect_payload(m, fork_x.o0, p["sep_lif1"].i, clear_first=True)
-        connect_payload(m, fork_x.o1, p["sep_shortcut"].residual)
-        connect_payload(m, p["sep_lif1"].o, p["sep_pw1_sae"].i)
-        connect_payload(m, p["sep_pw1_sae"].o, p["sep_lif2"].i, clear_first=True)
-        connect_payload(m, p["sep_lif2"].o, p["sep_dw_sae"].i)
-        connect_payload(m, p["sep_dw_sae"].o, p["sep_pw2_sae"].i)
-        connect_payload(m, p["sep_pw2_sae"].o, p["sep_shortcut"].branch)
-
-        connect_payload(m, p["sep_shortcut"].o, fork_x1.i)
-        connect_payload(m, fork_x1.o0, p["lif1"].i, clear_first=True)
-        connect_payload(m, fork_x1.o1, p["conv2_shortcut"].residual)
-        connect_payload(m, p["lif1"].o, p["conv1_sae"].i)
-        connect_payload(m, p["conv1_sae"].o, p["lif2"].i, clear_first=True)
-        connect_payload(m, p["lif2"].o, p["conv2_sae"].i)
-        connect_payload(m, p["conv2_sae"].o, p["conv2_shortcut"].branch)
-        connect_payload(m, p["conv2_shortcut"].o, wiring.flipped(self.o))
+        x1 = self._residual(m, p, wiring.flipped(self.i), "fork_x",
+                            ["sep_lif1", "sep_pw1_sae", "sep_lif2", "sep_dw_sae", "sep_pw2_sae"],
+                            "sep_shortcut")
+        out = self._residual(m, p, x1, "fork_x1", ["lif1", "conv1_sae", "lif2", "conv2_sae"],
+                             "conv2_shortcut")
+        connect_payload(m, out, wiring.flipped(self.o))
         return m
 
 
@@ -317,47 +325,39 @@ class TransformerBlock(_Layer):
         u = self.units
         m = Module()
         p = self._parts(m)
+        # attention half: x -> LIF -> q/k/v -> LIFs -> SDSA -> proj -> + x; the branch forks
+        # three ways, so it is wired here rather than by `_residual`
         stream_layout = struct_layout(self.stream_config.stream_fields())
         m.submodules.fork_x = fork_x = Fork(stream_layout, 2)
-        m.submodules.fork_x1 = fork_x1 = Fork(stream_layout, 2)
         spike_layout = struct_layout(u["head_lif"].output_fields())
         m.submodules.fork_s = fork_s = Fork(spike_layout, 3)
-
-        # attention half: x -> LIF -> q/k/v -> LIFs -> SDSA -> proj -> + x
         wiring.connect(m, wiring.flipped(self.i), fork_x.i)
-        connect_payload(m, fork_x.o0, p["head_lif"].i, clear_first=True)
         connect_payload(m, fork_x.o1, p["proj_shortcut"].residual)
-        connect_payload(m, p["head_lif"].o, fork_s.i)
+        connect_payload(m, self._chain(m, p, fork_x.o0, ["head_lif"]), fork_s.i)
         sdsa = p["sdsa"]
         wide, narrow = u["head_lif"].lanes, u["sdsa"].lanes
         for n, name in enumerate("qkv"):
-            connect_payload(m, getattr(fork_s, f"o{n}"), p[f"{name}_sae"].i)
-            connect_payload(m, p[f"{name}_sae"].o, p[f"{name}_lif"].i, clear_first=True)
+            spikes = self._chain(m, p, getattr(fork_s, f"o{n}"), [f"{name}_sae", f"{name}_lif"])
             if not hasattr(sdsa, name):     # SDSA-2 reads no K: its spikes are dropped
-                m.d.comb += p[f"{name}_lif"].o.ready.eq(1)
+                m.d.comb += spikes.ready.eq(1)
             elif wide == narrow:
-                connect_payload(m, p[f"{name}_lif"].o, getattr(sdsa, name))
+                connect_payload(m, spikes, getattr(sdsa, name))
             else:       # the SDSA takes at most a head's channels per beat
                 split = m.submodules[f"{name}_narrow"] = Narrow("spikes", 1, wide, narrow)
-                connect_payload(m, p[f"{name}_lif"].o, split.i)
+                connect_payload(m, spikes, split.i)
                 wiring.connect(m, split.o, getattr(sdsa, name))
         if wide == narrow:
-            connect_payload(m, sdsa.o, p["proj_sae"].i)
+            attention = sdsa.o
         else:
             m.submodules.o_widen = join = Widen("spikes", 1, wide, narrow)
             wiring.connect(m, sdsa.o, join.i)
-            connect_payload(m, join.o, p["proj_sae"].i)
-        connect_payload(m, p["proj_sae"].o, p["proj_shortcut"].branch)
+            attention = join.o
+        connect_payload(m, self._chain(m, p, attention, ["proj_sae"]), p["proj_shortcut"].branch)
 
         # MLP half: x1 -> LIF -> fc1 -> LIF -> fc2 -> + x1
-        connect_payload(m, p["proj_shortcut"].o, fork_x1.i)
-        connect_payload(m, fork_x1.o0, p["mlp_lif1"].i, clear_first=True)
-        connect_payload(m, fork_x1.o1, p["fc2_shortcut"].residual)
-        connect_payload(m, p["mlp_lif1"].o, p["fc1_sae"].i)
-        connect_payload(m, p["fc1_sae"].o, p["mlp_lif2"].i, clear_first=True)
-        connect_payload(m, p["mlp_lif2"].o, p["fc2_sae"].i)
-        connect_payload(m, p["fc2_sae"].o, p["fc2_shortcut"].branch)
-        connect_payload(m, p["fc2_shortcut"].o, wiring.flipped(self.o))
+        out = self._residual(m, p, p["proj_shortcut"].o, "fork_x1",
+                             ["mlp_lif1", "fc1_sae", "mlp_lif2", "fc2_sae"], "fc2_shortcut")
+        connect_payload(m, out, wiring.flipped(self.o))
         return m
 
 
@@ -385,10 +385,8 @@ class Head(_Layer):
     def elaborate(self, platform):
         m = Module()
         p = self._parts(m)
-        wiring.connect(m, wiring.flipped(self.i), p["tokensum"].i)
-        connect_payload(m, p["tokensum"].o, p["lif"].i, clear_first=True)
-        connect_payload(m, p["lif"].o, p["fc_sae"].i)
-        wiring.connect(m, p["fc_sae"].o, wiring.flipped(self.o))
+        out = self._chain(m, p, wiring.flipped(self.i), ["tokensum", "lif", "fc_sae"])
+        wiring.connect(m, out, wiring.flipped(self.o))
         return m
 
 

@@ -235,6 +235,23 @@ class SpikeEncoder(wiring.Component):
             with m.If(final):
                 m.d.sync += have.eq(0)
 
+        def advance():
+            """Counters of the beat after the one taken (at `eff_*`)."""
+            last_group = eff_group == beats_pp - 1
+            m.d.sync += [
+                group.eq(Mux(last_group, 0, eff_group + 1)),
+                base.eq(Mux(last_group, 0, eff_base + lanes)),
+            ]
+            with m.If(last_group):
+                last_col = eff_col == cfg.width - 1
+                m.d.sync += col.eq(Mux(last_col, 0, eff_col + 1))
+                with m.If(last_col):
+                    m.d.sync += row.eq(Mux(eff_row == cfg.height - 1, 0, eff_row + 1))
+                with m.Else():
+                    m.d.sync += row.eq(eff_row)
+            with m.Else():
+                m.d.sync += [col.eq(eff_col), row.eq(eff_row)]
+
         m.d.comb += src.ready.eq(~have | done)
         with m.If(src.valid & src.ready):
             spiking = incoming != 0
@@ -261,27 +278,7 @@ class SpikeEncoder(wiring.Component):
                     m.d.sync += [group.eq(eff_group), base.eq(eff_base), col.eq(eff_col),
                                  row.eq(eff_row)]
                 with m.Else():
-                    self._advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group,
-                                  eff_base)
+                    advance()
             else:
-                self._advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group,
-                              eff_base)
+                advance()
         return m
-
-    @staticmethod
-    def _advance(m, cfg, row, col, group, base, eff_row, eff_col, eff_group, eff_base):
-        """Counters of the beat after the one taken (at `eff_*`)."""
-        last_group = eff_group == cfg.in_beats_per_pixel - 1
-        m.d.sync += [
-            group.eq(Mux(last_group, 0, eff_group + 1)),
-            base.eq(Mux(last_group, 0, eff_base + cfg.in_lanes)),
-        ]
-        with m.If(last_group):
-            last_col = eff_col == cfg.width - 1
-            m.d.sync += col.eq(Mux(last_col, 0, eff_col + 1))
-            with m.If(last_col):
-                m.d.sync += row.eq(Mux(eff_row == cfg.height - 1, 0, eff_row + 1))
-            with m.Else():
-                m.d.sync += row.eq(eff_row)
-        with m.Else():
-            m.d.sync += [col.eq(eff_col), row.eq(eff_row)]

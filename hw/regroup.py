@@ -26,7 +26,26 @@ def _check(wide, narrow):
         raise ValueError(f"narrow lanes ({narrow}) must divide wide lanes ({wide})")
 
 
-class Narrow(wiring.Component):
+class _Regroup(wiring.Component):
+    """Ports `i` of `lanes_in` and `o` of `lanes_out` values, `parts = wide / narrow`, and the
+    counter of the part being handed over."""
+
+    def __init__(self, name, bits, lanes_in, lanes_out, wide, narrow, signed):
+        _check(wide, narrow)
+        self._name, self._parts = name, wide // narrow
+        super().__init__({
+            "i": In(stream.Signature(struct_layout(marked_fields(name, bits, lanes_in, signed)))),
+            "o": Out(stream.Signature(struct_layout(marked_fields(name, bits, lanes_out,
+                                                                  signed)))),
+        })
+
+    def _counter(self):
+        """(part, last_part): which part is being handed over."""
+        part = Signal(range(max(2, self._parts)))
+        return part, part == self._parts - 1
+
+
+class Narrow(_Regroup):
     """Splits each beat of `wide` lanes into `wide / narrow` beats of `narrow` lanes, in lane
     order; `first` goes with the first part, `last` with the last. No buffering: the input beat
     is taken with its last part.
@@ -39,18 +58,12 @@ class Narrow(wiring.Component):
     """
 
     def __init__(self, name, bits, wide, narrow, *, signed=False):
-        _check(wide, narrow)
-        self._name, self._bits, self._parts = name, bits, wide // narrow
-        super().__init__({
-            "i": In(stream.Signature(struct_layout(marked_fields(name, bits, wide, signed)))),
-            "o": Out(stream.Signature(struct_layout(marked_fields(name, bits, narrow, signed)))),
-        })
+        super().__init__(name, bits, wide, narrow, wide, narrow, signed)
 
     def elaborate(self, platform):
         m = Module()
         parts = self._parts
-        part = Signal(range(max(2, parts)))
-        last_part = part == parts - 1
+        part, last_part = self._counter()
         values = self.i.payload[self._name].as_value()
         width = len(values) // parts
         with m.Switch(part):
@@ -72,7 +85,7 @@ class Narrow(wiring.Component):
         return m
 
 
-class Widen(wiring.Component):
+class Widen(_Regroup):
     """Joins `wide / narrow` beats of `narrow` lanes into one beat of `wide` lanes; `first`
     comes from the first part, `last` from the last. The joined beat is offered with the last
     part (no added latency); earlier parts are held in a register.
@@ -84,18 +97,12 @@ class Widen(wiring.Component):
     """
 
     def __init__(self, name, bits, wide, narrow, *, signed=False):
-        _check(wide, narrow)
-        self._name, self._parts = name, wide // narrow
-        super().__init__({
-            "i": In(stream.Signature(struct_layout(marked_fields(name, bits, narrow, signed)))),
-            "o": Out(stream.Signature(struct_layout(marked_fields(name, bits, wide, signed)))),
-        })
+        super().__init__(name, bits, narrow, wide, wide, narrow, signed)
 
     def elaborate(self, platform):
         m = Module()
         parts = self._parts
-        part = Signal(range(max(2, parts)))
-        last_part = part == parts - 1
+        part, last_part = self._counter()
         value = self.i.payload[self._name].as_value()
         saved = [Signal(len(value), name=f"part{p}") for p in range(parts - 1)]
         first = Signal()

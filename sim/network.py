@@ -134,6 +134,7 @@ def ideal_costs(hw, net, bundle, samples=None):
     touched / lanes) plus its drain (`SAEConfig.ideal_cycles`); the attention unit, its two
     event passes (`SDSAConfig.ideal_cycles`); a LIF array, a shortcut and the token sum, one
     beat per cycle."""
+    from hw.block import unit_config
     from spec.lif import LIFConfig
     from spec.sae import SAEConfig
     from spec.sdsa import SDSAConfig
@@ -148,7 +149,7 @@ def ideal_costs(hw, net, bundle, samples=None):
     costs = {}
     for layer, part in [*zip(net.layers, hw.layers, strict=True), (net.head, hw.head)]:
         for name, unit in part.units.items():
-            cfg = unit[0] if isinstance(unit, tuple) else unit
+            cfg = unit_config(unit)
             key = f"{layer.name}.{name}"
             if isinstance(cfg, SAEConfig):
                 inputs = trace(_sae_piece(layer, name).name, "inputs")
