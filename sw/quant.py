@@ -501,7 +501,8 @@ def check_dataset_fit(config, dataset, source):
 
 def prepare(checkpoint, opts, calibration, log):
     """Load `checkpoint`, its dataset, and quantize: (model, net, data, dataset name)."""
-    from .train import load_checkpoint, load_dataset
+    from .checkpoint import load_checkpoint
+    from .train import load_dataset
 
     model, ckpt = load_checkpoint(checkpoint)
     dataset = ckpt.get("dataset", "digits")

@@ -10,7 +10,6 @@ Trains at T = 1 (optionally fine-tunes at T = 4), prints one progress line per e
 a checkpoint (model configuration, weights, accuracy) atomically.
 """
 
-import io
 import sys
 import time
 from dataclasses import asdict
@@ -20,8 +19,8 @@ import numpy as np
 import torch
 
 from gen.cli import Parser, check_output_path, fail, run_main
-from spec.yamlio import atomic_write_bytes
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .model import MetaSpikeFormer, ModelConfig, digits_config
 
 __all__ = ["DATASETS", "load_dataset", "train", "evaluate", "save_checkpoint",
@@ -92,32 +91,6 @@ def train(model, data, *, epochs, lr=3e-3, batch=64, seed=0, log=None, label="")
                 f"loss {total / len(xtr):.3f}  test {history[-1]:.1%}  "
                 f"{time.perf_counter() - t0:.0f} s")
     return history
-
-
-def save_checkpoint(path, model, extra):
-    """Write the model's configuration, weights and `extra` to `path`, atomically."""
-    buf = io.BytesIO()
-    torch.save({"format": "spikegen-checkpoint", "version": 1,
-                "config": asdict(model.config), "state_dict": model.state_dict(), **extra}, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def load_checkpoint(path):
-    """(model, checkpoint dict) from `save_checkpoint`'s file; `fail`s on anything else."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        fail(f"checkpoint {str(path)!r} does not exist")
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear message
-        fail(f"checkpoint {str(path)!r} cannot be read: {exc}")
-    if not isinstance(data, dict) or data.get("format") != "spikegen-checkpoint":
-        fail(f"{str(path)!r} is not a spikegen checkpoint")
-    model = MetaSpikeFormer(ModelConfig(**data["config"]))
-    try:
-        model.load_state_dict(data["state_dict"])
-    except RuntimeError as exc:
-        fail(f"checkpoint {str(path)!r} does not fit its configuration: {exc}")
-    return model, data
 
 
 def main(argv=None):

