@@ -11,6 +11,12 @@ A bundle is a folder (or a `.zip` archive of the same files at its top level) ho
 Writing is atomic (a temporary sibling, then a rename) and reproducible (same content, same
 bytes). Reading checks the format, the version, every checksum and every array against the
 manifest; anything off raises `BundleError` with one clear message. See docs/bundle-format.md.
+
+Reading trusts nothing in the files: members are read by name (an archive is never extracted,
+so member paths cannot escape), symbolic links in a bundle folder are refused, no member may
+exceed `MAX_MEMBER_BYTES`, and every array's header is checked against the bytes it holds
+before NumPy allocates it (a declared shape cannot make the reader allocate more than the file
+holds). Arrays are numbers only (`allow_pickle=False`).
 """
 
 import hashlib
@@ -25,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError, ConfigError
-from .yamlio import dump_yaml, parse_yaml_mapping
+from .yamlio import atomic_write_bytes, dump_yaml, parse_yaml_mapping, umask
 
-__all__ = ["Bundle", "read_bundle", "write_bundle", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["Bundle", "read_bundle", "write_bundle", "FORMAT_NAME", "FORMAT_VERSION",
+           "MAX_MEMBER_BYTES"]
 
 FORMAT_NAME = "spikeformer-bundle"
 FORMAT_VERSION = 1
@@ -36,6 +43,9 @@ CONFIG = "config.yaml"
 ARRAYS = "arrays.npz"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ALLOWED_KINDS = "biuf"
+#: The largest member (manifest, configuration, arrays archive, or one array in it) a reader
+#: takes: 4 GiB, ten times the int64 weights of the paper's largest model.
+MAX_MEMBER_BYTES = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -107,17 +117,11 @@ def write_bundle(path, *, unit, config, arrays, meta=None, overwrite=True):
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             for name in (MANIFEST, CONFIG, ARRAYS):
                 zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_DATE), contents[name])
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buf.getvalue())
         return path
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
     try:
+        os.chmod(tmpdir, 0o777 & ~umask())      # as mkdir would make it, not mkdtemp's 0700
         for name, data in contents.items():
             (tmpdir / name).write_bytes(data)
         if path.exists():
@@ -150,8 +154,12 @@ def _read_members(path):
         out = {}
         for name in (MANIFEST, CONFIG, ARRAYS):
             member = path / name
+            if member.is_symlink():
+                raise BundleError(f"bundle {str(path)!r}: {name} is a symbolic link; a bundle "
+                                  f"folder holds its own files")
             if not member.is_file():
                 raise BundleError(f"bundle {str(path)!r} is missing {name}")
+            _check_size(path, name, member.stat().st_size)
             out[name] = member.read_bytes()
         return out
     if not path.exists():
@@ -162,11 +170,55 @@ def _read_members(path):
             for name in (MANIFEST, CONFIG, ARRAYS):
                 if name not in names:
                     raise BundleError(f"bundle {str(path)!r} is missing {name}")
+                _check_size(path, name, zf.getinfo(name).file_size)
             return {name: zf.read(name) for name in (MANIFEST, CONFIG, ARRAYS)}
     except (zipfile.BadZipFile, OSError) as exc:
         raise BundleError(
             f"bundle {str(path)!r} is neither a bundle folder nor a readable .zip archive ({exc})"
         ) from None
+
+
+def _check_size(path, name, size):
+    if size > MAX_MEMBER_BYTES:
+        raise BundleError(f"bundle {str(path)!r}: {name} holds {size:,} bytes, more than the "
+                          f"{MAX_MEMBER_BYTES:,} a bundle member may")
+
+
+def _check_npz(data, src):
+    """Check every array of an `arrays.npz` before NumPy reads it: a plain `<name>.npy`
+    member, no larger than `MAX_MEMBER_BYTES`, whose header declares a numeric dtype and a
+    shape that fits exactly the bytes it holds."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                parts = name.split("/")
+                if (not name.endswith(".npy") or not all(parts) or ".." in parts
+                        or "\\" in name):
+                    raise BundleError(f"bundle {src!r}: arrays.npz holds {name!r}, which is not "
+                                      f"an array")
+                _check_size(src, f"array {name[:-4]!r}", info.file_size)
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                    header = f.tell()
+                if dtype.kind not in _ALLOWED_KINDS:
+                    raise BundleError(f"bundle {src!r}: array {name[:-4]!r} has dtype {dtype}, "
+                                      f"not a number")
+                count = 1
+                for n in shape:
+                    count *= n
+                if header + count * dtype.itemsize != info.file_size:
+                    raise BundleError(
+                        f"bundle {src!r}: array {name[:-4]!r} declares shape {shape} of "
+                        f"{dtype.str} ({count * dtype.itemsize:,} bytes) but holds "
+                        f"{info.file_size - header:,}")
+    except BundleError:
+        raise
+    except Exception as exc:  # zipfile and numpy raise many kinds for a bad archive
+        raise BundleError(f"bundle {src!r} has unreadable arrays: {exc}") from None
 
 
 def read_bundle(path, *, unit=None):
@@ -206,6 +258,7 @@ def read_bundle(path, *, unit=None):
         raise BundleError(f"bundle {src!r}: config.yaml does not hold a '{kind}' configuration")
     if unit is not None and kind != unit:
         raise BundleError(f"bundle {src!r} holds a {kind!r} unit, not a {unit!r} unit")
+    _check_npz(members[ARRAYS], src)
     try:
         with np.load(io.BytesIO(members[ARRAYS]), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

@@ -37,7 +37,8 @@ def dump_yaml(data):
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
-def _umask():
+def umask():
+    """This process's umask (read without changing it for good)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -51,7 +52,7 @@ def atomic_write_bytes(path, data: bytes):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,12 +2,16 @@
 made by `sw.export.export_lif_bundle`."""
 
 import hashlib
+import io
+import os
+import stat
 import zipfile
 
 import numpy as np
 import pytest
 import yaml
 
+from spec import bundle as spec_bundle
 from spec.bundle import FORMAT_NAME, FORMAT_VERSION, read_bundle, write_bundle
 from spec.errors import BundleError
 from spec.lif import LIFConfig, load_lif_bundle
@@ -341,3 +345,92 @@ def test_huge_unsigned_inputs_rejected(tmp_path, config):
                  arrays=lif_arrays(config, inputs=inputs))
     with pytest.raises(BundleError, match="does not fit in_bits=8"):
         load_lif_bundle(path)
+
+
+# -- a bundle from an untrusted source ----------------------------------------------------------
+
+
+def replace_arrays(bundle, members):
+    """Put an arrays.npz of raw `members` {name: bytes} into the bundle, with the manifest's
+    checksum updated (as an attacker would), so only the reader's own checks stand."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    (bundle / "arrays.npz").write_bytes(buf.getvalue())
+    manifest = yaml.safe_load((bundle / "bundle.yaml").read_text())
+    manifest["files"]["arrays.npz"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (bundle / "bundle.yaml").write_text(yaml.safe_dump(manifest))
+
+
+def npy(shape, dtype, data):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": shape})
+    return buf.getvalue() + data
+
+
+def test_reader_checks_are_needed(bundle):
+    """Can-fail check of the cases below: a well-formed replacement is read."""
+    replace_arrays(bundle, {"inputs.npy": npy((2,), "<i8", bytes(16))})
+    manifest = yaml.safe_load((bundle / "bundle.yaml").read_text())
+    manifest["arrays"] = {"inputs": {"dtype": "<i8", "shape": [2]}}
+    (bundle / "bundle.yaml").write_text(yaml.safe_dump(manifest))
+    assert read_bundle(bundle).arrays["inputs"].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("members, message", [
+    ({"inputs.npy": npy((1 << 40,), "<i8", bytes(16))},
+     "array 'inputs' declares shape (1099511627776,) of <i8 (8,796,093,022,208 bytes) but "
+     "holds 16"),
+    ({"inputs.npy": npy((3,), "<i8", bytes(16))},
+     "array 'inputs' declares shape (3,) of <i8 (24 bytes) but holds 16"),
+    ({"../evil.npy": npy((2,), "<i8", bytes(16))},
+     "arrays.npz holds '../evil.npy', which is not an array"),
+    ({"inputs.txt": b"hello"}, "arrays.npz holds 'inputs.txt', which is not an array"),
+    ({"inputs.npy": npy((2,), "|O", bytes(16))}, "array 'inputs' has dtype object, not a number"),
+], ids=["huge-shape", "short-data", "dotdot", "not-npy", "object"])
+def test_untrusted_arrays(bundle, members, message):
+    replace_arrays(bundle, members)
+    with pytest.raises(BundleError) as info:
+        read_bundle(bundle)
+    assert str(info.value) == f"bundle {str(bundle)!r}: {message}"
+
+
+def test_member_size_limit(bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(spec_bundle, "MAX_MEMBER_BYTES", 100)
+    with pytest.raises(BundleError) as info:
+        read_bundle(bundle)
+    size = (bundle / "bundle.yaml").stat().st_size
+    assert str(info.value) == (f"bundle {str(bundle)!r}: bundle.yaml holds {size:,} bytes, more "
+                               f"than the 100 a bundle member may")
+    path = tmp_path / "b.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bundle.yaml", "x" * 50)
+        zf.writestr("config.yaml", "x" * 50)
+        zf.writestr("arrays.npz", bytes(10_000))      # a small zip bomb: 10 kB from ~30 bytes
+    assert path.stat().st_size < 1000
+    with pytest.raises(BundleError, match=r"arrays\.npz holds 10,000 bytes, more than the 100"):
+        read_bundle(path)
+
+
+@pytest.mark.parametrize("member", MEMBERS)
+def test_symlinked_member_refused(bundle, tmp_path, member):
+    outside = tmp_path / f"outside-{member}"
+    (bundle / member).rename(outside)
+    (bundle / member).symlink_to(outside)
+    with pytest.raises(BundleError) as info:
+        read_bundle(bundle)
+    assert str(info.value) == (f"bundle {str(bundle)!r}: {member} is a symbolic link; a bundle "
+                               f"folder holds its own files")
+
+
+@pytest.mark.parametrize("name", ["b", "b.zip"], ids=["folder", "zip"])
+def test_written_modes_follow_the_umask(tmp_path, config, name):
+    old = os.umask(0o022)
+    try:
+        export_lif_bundle(tmp_path / name, config, samples=1, seed=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / name).stat().st_mode) == (0o755 if name == "b" else 0o644)
