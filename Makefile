@@ -1,6 +1,6 @@
 # `make demo`: set up and run the main job; `make test`: set up and run every test.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check -qq
 
