@@ -62,6 +62,7 @@ output bit, from the configuration's stream layouts.
 import math
 from dataclasses import dataclass, field
 
+from spec.core import CoreConfig
 from spec.lif import LIF_HAZARD_DISTANCE, LIF_LATENCY, LIFConfig
 from spec.ports import payload_width
 from spec.sae import SAE_OUT_FIFO_DEPTH, SAEConfig
@@ -69,7 +70,8 @@ from spec.sdsa import SDSAConfig
 
 __all__ = ["modelled", "DESIGNS", "FAMILIES", "RESOURCES", "TOLERANCE", "CALIBRATION", "Memory",
            "Placement", "map_memory", "bram_blocks", "terms", "apply_calibration", "estimate",
-           "calibrate", "synthesized", "relative_errors", "out_of_tolerance"]
+           "calibrate", "synthesized", "relative_errors", "out_of_tolerance", "estimate_core",
+           "CAPACITY"]
 
 DESIGNS = ("lif", "sae", "sdsa")
 FAMILIES = ("ecp5", "ice40")
@@ -663,6 +665,38 @@ def estimate(design, config, family="ecp5", *, io="ooc"):
     for a configuration of the wrong kind.
     """
     return apply_calibration(terms(design, config, family, io=io), CALIBRATION[design, family])
+
+
+#: LUT4s and block RAMs (DP16KD, SB_RAM40_4K) of the devices `fpga.build` targets (the
+#: vendors' data sheets; nextpnr reports the same totals).
+CAPACITY = {"ecp5-25k": {"lut4": 24288, "bram": 56}, "ecp5-45k": {"lut4": 43848, "bram": 108},
+            "ecp5-85k": {"lut4": 83640, "bram": 208}, "ice40-up5k": {"lut4": 5280, "bram": 30}}
+
+
+def estimate_core(config, family="ecp5"):
+    """Block RAMs and LUT-RAM cells of the overlay core's memories (`CoreConfig.memories`),
+    mapped as Yosys maps them: {"bram", "lutram", "memories": [...]}.
+
+    Only the memories are modelled: the core's logic has no inventory yet, so there is no
+    LUT4 or flip-flop figure (None) rather than a guess.
+    """
+    if isinstance(config, dict):
+        config = CoreConfig.from_dict(config)
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"the core estimate needs a CoreConfig (or its dict), not "
+                        f"{type(config).__name__}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
+    placements = [(m, map_memory(Memory(m.name, m.width, m.depth), family))
+                  for m in config.memories()]
+    return {
+        "lut4": None, "ff": None,
+        "bram": sum(p.bram for _, p in placements),
+        "lutram": sum(p.lutram for _, p in placements),
+        "memories": [{"name": m.name, "width": m.width, "depth": m.depth, "kind": p.kind,
+                      "bram": p.bram, "lutram": p.lutram, "purpose": m.purpose}
+                     for m, p in placements],
+    }
 
 
 def calibrate(samples):
