@@ -1112,8 +1112,9 @@ def test_command_line_progress_goes_to_stderr(capsys, tmp_path, checkpoints):
 
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "{d}/none.pt"], "checkpoint '{d}/none.pt' does not exist"),
-    (["--checkpoint", "{d}/junk.pt"], "checkpoint '{d}/junk.pt' cannot be read: "),
-    (["--checkpoint", "{d}/dict.pt"], "'{d}/dict.pt' is not a spikegen checkpoint"),
+    (["--checkpoint", "{d}/junk.pt"], "checkpoint '{d}/junk.pt' is not a PyTorch checkpoint "
+                                      "(a zip archive); refused unread"),
+    (["--checkpoint", "{d}/dict.pt"], "checkpoint '{d}/dict.pt' is not a spikegen checkpoint"),
     (["--checkpoint", "{d}/other.pt"], "checkpoint '{d}/other.pt' is for a model of 3 x 224 "
                                        "x 224 inputs and 1000 classes, not the digits "
                                        "dataset's 1 x 8 x 8 and 10"),
