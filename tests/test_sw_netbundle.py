@@ -17,7 +17,7 @@ import pytest
 from cli_helpers import CLI
 from quant_helpers import digits, stats_model
 
-from hw.block import layer_component, unit_config
+from hw.block import block_units, conv_block_units, downsample_units, unit_config
 from spec import netbundle as spec_netbundle
 from spec import network as spec_network
 from spec.bundle import read_bundle, write_bundle
@@ -210,9 +210,11 @@ def test_spec_reader_builds_the_description_the_hardware_reads(network_bundle, n
     assert [encode(x, a_spec) for x in [*desc.layers, desc.head]] == \
         [encode(x, a_sw) for x in [*net.layers, net.head]]
     assert sorted(a_spec) == sorted(a_sw)
+    listers = {"IntDownsample": downsample_units, "IntConvBlock": conv_block_units,
+               "IntTransformerBlock": block_units}
     for described, run in zip(desc.layers, runnable.layers, strict=True):
-        units = [layer_component(x, net.widths, net.timesteps).units
-                 for x in (described, run)]
+        lister = listers[type(run).__name__]
+        units = [lister(x, net.widths, net.timesteps) for x in (described, run)]
         assert list(units[0]) == list(units[1])
         assert [unit_config(u) for u in units[0].values()] == \
             [unit_config(u) for u in units[1].values()]
