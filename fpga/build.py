@@ -31,7 +31,17 @@ import sys
 import time
 from pathlib import Path
 
-from gen.cli import Parser, fail, run_main
+from gen import block as gen_block
+from gen import lif as gen_lif
+from gen import network as gen_network
+from gen import sae as gen_sae
+from gen import sdsa as gen_sdsa
+from gen.verilog import to_verilog
+from hw.block import layer_component, unit_config
+from hw.lif import LIFArray
+from hw.sae import SpikeAccumulator
+from hw.sdsa import sdsa_unit
+from spec.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
 from .estimate import estimate, modelled, relative_errors
@@ -49,27 +59,18 @@ _RESERVED = ("-o", "--out", "--name", "--report")
 
 def generate(design, unit_argv, name):
     """(Verilog text, configuration dict) of `design` from its generator's flags."""
-    from gen.verilog import to_verilog
-
     if design == "lif":
-        from gen.lif import build_parser, config_from_args
-        from hw.lif import LIFArray
-        config = config_from_args(build_parser().parse_args(unit_argv))
+        config = gen_lif.config_from_args(gen_lif.build_parser().parse_args(unit_argv))
         return to_verilog(LIFArray(config), name), config.to_dict()
     if design == "sae":
-        from gen.sae import build_parser, config_and_params
-        from hw.sae import SpikeAccumulator
-        config, params = config_and_params(build_parser().parse_args(unit_argv))
+        config, params = gen_sae.config_and_params(gen_sae.build_parser().parse_args(unit_argv))
         return to_verilog(SpikeAccumulator(config, params), name), config.to_dict()
     if design == "sdsa":
-        from gen.sdsa import build_parser, config_from_args
-        from hw.sdsa import sdsa_unit
-        config = config_from_args(build_parser().parse_args(unit_argv))
+        config = gen_sdsa.config_from_args(gen_sdsa.build_parser().parse_args(unit_argv))
         return to_verilog(sdsa_unit(config), name), config.to_dict()
     if design == "block":
-        from gen.block import build_parser, layer_from_args
-        from hw.block import layer_component
-        layer, widths, timesteps = layer_from_args(build_parser().parse_args(unit_argv))
+        layer, widths, timesteps = gen_block.layer_from_args(
+            gen_block.build_parser().parse_args(unit_argv))
         try:
             component = layer_component(layer, widths, timesteps)
         except ValueError as exc:
@@ -78,8 +79,8 @@ def generate(design, unit_argv, name):
             "layer": layer.name, "kind": type(layer).__name__, "timesteps": timesteps,
             "units": _unit_configs(component)}
     if design == "network":
-        from gen.network import build_parser, network_from_args
-        net, component = network_from_args(build_parser().parse_args(unit_argv))
+        net, component = gen_network.network_from_args(
+            gen_network.build_parser().parse_args(unit_argv))
         return to_verilog(component, name), {
             "timesteps": net.timesteps,
             "layers": {layer.name: {"kind": type(layer).__name__,
@@ -91,8 +92,6 @@ def generate(design, unit_argv, name):
 
 def _unit_configs(component):
     """{unit name: {"type", **configuration}} of a block's units."""
-    from hw.block import unit_config
-
     return {name: {"type": type(unit_config(unit)).__name__, **unit_config(unit).to_dict()}
             for name, unit in component.units.items()}
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from gen.cli import Parser, fail, run_main
+from spec.cli import Parser, fail, run_main
 from spec.yamlio import atomic_write_text
 
 from .build import build

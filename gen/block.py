@@ -15,7 +15,10 @@ goes to stderr.
 import sys
 import time
 
-from .cli import Parser, check_output_path, emit, fail, run_main, verilog_name
+from hw.block import layer_component, unit_config
+from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
+from spec.netbundle import read_network_bundle
+
 from .verilog import to_verilog
 
 PROG = "gen.block"
@@ -90,8 +93,6 @@ def layer_from_args(args):
 
 
 def _from_bundle(path, name):
-    from sw.netbundle import read_network_bundle
-
     unit, found, bundle = read_network_bundle(path)
     timesteps = int(bundle.config["timesteps"])
     if unit == "block":
@@ -108,8 +109,6 @@ def _from_bundle(path, name):
 
 def summary(component):
     """One line per unit: its kind and its main sizes."""
-    from hw.block import unit_config
-
     lines = []
     for name, unit in component.units.items():
         cfg = unit_config(unit)
@@ -126,8 +125,6 @@ def main(argv=None):
     check_output_path(args.out)
     started = time.perf_counter()
     layer, widths, timesteps = layer_from_args(args)
-    from hw.block import layer_component
-
     try:
         component = layer_component(layer, widths, timesteps)
     except ValueError as exc:

@@ -11,9 +11,9 @@ or from a bundle; not from more than one.
 import sys
 
 from hw.lif import LIFArray
+from spec.cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
 from spec.lif import LIFConfig, load_lif_bundle
 
-from .cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
 from .verilog import to_verilog
 
 PROG = "gen.lif"

@@ -13,7 +13,10 @@ goes to stderr.
 import sys
 import time
 
-from .cli import Parser, check_output_path, emit, fail, run_main, verilog_name
+from hw.network import Network
+from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
+from spec.netbundle import read_network_bundle
+
 from .verilog import to_verilog
 
 PROG = "gen.network"
@@ -34,13 +37,9 @@ def network_from_args(args):
     if args.bundle is None:
         fail("--bundle is required: a network bundle from python -m sw.export --checkpoint F "
              "--out DIR")
-    from sw.netbundle import read_network_bundle
-
     unit, net, _ = read_network_bundle(args.bundle)
     if unit != "network":
         fail(f"{args.bundle!r} is a block bundle; generate it with python -m gen.block")
-    from hw.network import Network
-
     try:
         return net, Network(net, taps=args.taps)
     except ValueError as exc:

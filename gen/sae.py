@@ -13,9 +13,9 @@ complete. The configuration comes from flags, a YAML file, or a bundle; not from
 import sys
 
 from hw.sae import SpikeAccumulator
+from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.sae import SAEConfig, SAEParams, load_sae_bundle
 
-from .cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from .verilog import to_verilog
 
 PROG = "gen.sae"

@@ -15,10 +15,10 @@ import json
 import sys
 
 from hw.sdsa import sdsa_unit
+from spec.cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
 from spec.sdsa import SDSAConfig, load_sdsa_bundle
 from spec.yamlio import atomic_write_text
 
-from .cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
 from .verilog import to_verilog
 
 PROG = "gen.sdsa"

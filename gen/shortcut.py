@@ -13,9 +13,9 @@ more than one. The residual buffer's size is printed on stderr.
 import sys
 
 from hw.shortcut import Shortcut
+from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.shortcut import ShortcutConfig, ShortcutParams, load_shortcut_bundle
 
-from .cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from .verilog import to_verilog
 
 PROG = "gen.shortcut"

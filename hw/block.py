@@ -1,9 +1,10 @@
 """Whole SNN layers assembled from the units: the downsampling layer, the Conv-based and the
 Transformer-based block, and the classification head.
 
-A layer is built from the integer network's description of it (`sw.int_model`, as
-`sw.netbundle.read_network_bundle` rebuilds it from a bundle) and the network's widths, so the
-hardware and the integer golden model are configured from the same numbers.
+A layer is built from the integer network's description of it (`spec.network`, as
+`spec.netbundle.read_network_bundle` rebuilds it from a bundle; `sw.int_model`'s runnable
+pieces are the same classes) and the network's widths, so the hardware and the integer golden
+model are configured from the same numbers.
 
 Streams between units carry `lanes` channels of one pixel (token) per beat, pixels in raster
 order, one frame per timestep, samples of `timesteps` frames. Each unit counts beats and
@@ -16,6 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.lif import LIFConfig
+from spec.network import IntConvBlock, IntDownsample, IntTransformerBlock, Widths
 from spec.sae import SAEConfig
 from spec.shortcut import ShortcutConfig, ShortcutParams
 from spec.tokensum import TokenSumConfig
@@ -84,17 +86,11 @@ def _conv_unit(conv, ctx):
     return (cfg, conv.params(cfg))
 
 
-def _context(widths):
-    from sw.int_model import RunContext
-
-    return RunContext(widths)
-
-
 def downsample_units(layer, widths, timesteps):
     """The units of an `IntDownsample`: an optional LIF (it reads a stream; the network's first
     layer reads pixels and has none), the convolution's engine and a shortcut that starts the
     new stream."""
-    ctx = _context(widths)
+    ctx = Widths(widths)
     units = {}
     if layer.neuron is not None:
         units["lif"] = layer.neuron.config(ctx, timesteps)
@@ -108,7 +104,7 @@ def downsample_units(layer, widths, timesteps):
 
 def conv_block_units(block, widths, timesteps):
     """The units of an `IntConvBlock`: {name: config or (config, params)}."""
-    ctx = _context(widths)
+    ctx = Widths(widths)
     units = {"sep_lif1": block.sep_lif1.config(ctx, timesteps),
              "sep_pw1_sae": _conv_unit(block.sep_pw1, ctx),
              "sep_lif2": block.sep_lif2.config(ctx, timesteps),
@@ -141,7 +137,7 @@ def _check_attention_lanes(units):
 def block_units(block, widths, timesteps):
     """The unit configurations of an `IntTransformerBlock`: {name: config or (config, params)}.
     Raises ValueError when their stream layouts do not line up."""
-    ctx = _context(widths)
+    ctx = Widths(widths)
     units = {"head_lif": block.head_lif.config(ctx, timesteps)}
     for name in ("q", "k", "v"):
         units[f"{name}_sae"] = _conv_unit(getattr(block, f"{name}_conv"), ctx)
@@ -173,7 +169,7 @@ def block_units(block, widths, timesteps):
 def head_units(head, widths, timesteps, tokens):
     """The units of an `IntHead` over `tokens` tokens: the token sum, its LIF and the linear
     layer (one output frame of class accumulations per timestep)."""
-    ctx = _context(widths)
+    ctx = Widths(widths)
     lif = head.neuron.config(ctx, timesteps)
     units = {"tokensum": TokenSumConfig(channels=head.neuron.channels, tokens=tokens,
                                         lanes=lif.lanes, in_bits=ctx.width(head.source),
@@ -244,7 +240,7 @@ class DownsampleLayer(_Layer):
 
     Parameters
     ----------
-    layer : sw.int_model.IntDownsample
+    layer : spec.network.IntDownsample
     widths : dict
     timesteps : int
     """
@@ -276,7 +272,7 @@ class ConvBlock(_Layer):
 
     Parameters
     ----------
-    block : sw.int_model.IntConvBlock
+    block : spec.network.IntConvBlock
     widths : dict
     timesteps : int
     """
@@ -309,7 +305,7 @@ class TransformerBlock(_Layer):
 
     Parameters
     ----------
-    block : sw.int_model.IntTransformerBlock
+    block : spec.network.IntTransformerBlock
     widths : dict
         The network's widths (`IntNetwork.widths`).
     timesteps : int
@@ -370,7 +366,7 @@ class Head(_Layer):
 
     Parameters
     ----------
-    head : sw.int_model.IntHead
+    head : spec.network.IntHead
     widths : dict
     timesteps : int
     tokens : int
@@ -392,8 +388,6 @@ class Head(_Layer):
 
 def layer_component(layer, widths, timesteps):
     """The hardware of one integer-network layer (downsampling layer or block)."""
-    from sw.int_model import IntConvBlock, IntDownsample, IntTransformerBlock
-
     kinds = {IntDownsample: DownsampleLayer, IntConvBlock: ConvBlock,
              IntTransformerBlock: TransformerBlock}
     for kind, component in kinds.items():

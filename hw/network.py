@@ -4,6 +4,8 @@ from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from spec.network import IntConvBlock, IntDownsample, Widths
+
 from .block import Head, layer_component
 from .fork import connect_payload
 
@@ -25,7 +27,7 @@ class Network(wiring.Component):
 
     Parameters
     ----------
-    net : sw.int_model.IntNetwork
+    net : spec.network.IntNetwork
     taps : bool
     """
 
@@ -67,19 +69,11 @@ class Network(wiring.Component):
 
 def _tokens(net):
     """Tokens of the last layer's map."""
-    from sw.int_model import IntConvBlock, IntDownsample
-
     last = net.layers[-1]
     if isinstance(last, IntDownsample):
         cfg = last.producer.conv
-        conv = cfg.config(_ctx(net))
+        conv = cfg.config(Widths(net.widths))
         return conv.out_height * conv.out_width
     if isinstance(last, IntConvBlock):
         return last.lif1.height * last.lif1.width
     return last.head_lif.height * last.head_lif.width
-
-
-def _ctx(net):
-    from sw.int_model import RunContext
-
-    return RunContext(net.widths)

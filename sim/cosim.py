@@ -135,7 +135,7 @@ def prepare_shortcut(config, workdir, *, spreads, frames=2, seed=0, name="shortc
 
 
 def cosim_main(prog, main):
-    """`main` for `gen.cli.run_main` with a failed co-simulation as one line and exit 1."""
+    """`main` for `spec.cli.run_main` with a failed co-simulation as one line and exit 1."""
     def wrapped(argv=None):
         try:
             return main(argv)

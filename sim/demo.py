@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import Parser, fail, run_main
+from spec.cli import Parser, fail, run_main
 
 from .cosim import REPO_ROOT, cosim_main, read_report, run_cocotb
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import Parser, run_main
+from spec.cli import Parser, run_main
 from spec.lif import LIFConfig
 from spec.sdsa import SDSAConfig
 

@@ -1,4 +1,5 @@
-"""Unit configurations and the bundle format.
+"""Unit configurations, the integer network's description, the bundle format and the shared
+command-line machinery: the bottom layer, which every other package may import.
 
 Everything else reads its parameters from here. This package imports neither Amaranth nor torch.
 """

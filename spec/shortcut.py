@@ -27,7 +27,8 @@ __all__ = ["ShortcutConfig", "ShortcutParams", "ShortcutTraces", "SHORTCUT_MAX_L
            "SHORTCUT_MAX_RIGHT", "SHORTCUT_OUT_FIFO_DEPTH", "SHORTCUT_MIN_BUFFER",
            "load_shortcut_bundle"]
 
-#: Shift range: left by up to 15 bits, right by up to 24 (`sw.shortcut_int` checks the same).
+#: Shift range: left by up to 15 bits, right by up to 24 (`sw.shortcut_int` imports these as
+#: MAX_LEFT / MAX_RIGHT; `spec.network` checks a network's shifts against them).
 SHORTCUT_MAX_LEFT, SHORTCUT_MAX_RIGHT = 15, 24
 #: Depth of the output FIFO, the credit limit: it covers the loop from a pairing to its credit's
 #: return (6 cycles), so one beat per cycle flows.

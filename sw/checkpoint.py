@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from gen.cli import fail
+from spec.cli import fail
 from spec.yamlio import atomic_write_bytes
 
 from .model import MetaSpikeFormer, ModelConfig, StageSpec

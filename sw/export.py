@@ -13,14 +13,24 @@ generators (`gen.* --bundle`) and the testbenches read. `--list` prints the name
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from spec.bundle import write_bundle
+from spec.cli import Parser, check_output_path, fail, run_main
 from spec.lif import LIFTraces
+from spec.sae import SAEParams, SAETraces
+from spec.sdsa import SDSAConfig, SDSATraces
+from spec.shortcut import ShortcutParams, ShortcutTraces
 
+from .int_model import Conv, MultiBitConv, Neuron, Producer, RunContext
 from .lif_int import lif_int
+from .netbundle import write_network_bundle
+from .sae_int import sae_int
+from .sdsa_int import sdsa_int
+from .shortcut_int import shortcut_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
            "random_sae_inputs",
@@ -103,10 +113,6 @@ def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, densi
     Without `params`, seeded weights (`spec.sae.SAEParams.seeded`); without `inputs`, `frames`
     frames of `random_sae_inputs` of `density`. Returns (params, traces).
     """
-    from spec.sae import SAEParams, SAETraces
-
-    from .sae_int import sae_int
-
     if params is None:
         params = SAEParams.seeded(config, seed)
     if inputs is None:
@@ -134,10 +140,6 @@ def export_shortcut_bundle(path, config, *, params=None, acc=None, residual=None
     above 1 is clipped to the range, so the saturating adds are exercised). Returns (params,
     traces).
     """
-    from spec.shortcut import ShortcutParams, ShortcutTraces
-
-    from .shortcut_int import shortcut_int
-
     if params is None:
         params = ShortcutParams.seeded(config, seed)
     rng = np.random.default_rng(seed)
@@ -176,10 +178,6 @@ def export_sdsa_bundle(path, config, *, q=None, k=None, v=None, samples=2, densi
     Without Q/K/V, `samples` samples of seeded Bernoulli spikes of `density` (one value or a
     (q, k, v) triple). Returns the traces written (`spec.sdsa.SDSATraces`).
     """
-    from spec.sdsa import SDSATraces
-
-    from .sdsa_int import sdsa_int
-
     given = [a is not None for a in (q, k, v)]
     if any(given) and not all(given):
         raise ValueError("give q, k and v together, or none of them (then they are drawn)")
@@ -202,10 +200,6 @@ def units_of(net):
     """Exportable names of an integer network: {name: (kind, piece)}, in network order. Kinds:
     "block", "lif", "sae", "sdsa", and "multibit" (a convolution fed by multi-bit integers,
     which is part of the network and block bundles but has no unit bundle of its own)."""
-    from spec.sdsa import SDSAConfig
-
-    from .int_model import Conv, MultiBitConv, Neuron, Producer
-
     found = {}
 
     def visit(obj, layer):
@@ -233,8 +227,6 @@ def units_of(net):
 def export_unit_bundle(path, net, name, pixels):
     """Write the unit `name` of `net` (see `units_of`) in its own bundle format, with its inputs
     and expected outputs from running `pixels` through the network. Returns the unit kind."""
-    from .int_model import RunContext
-
     units = units_of(net)
     if name not in units:
         raise ValueError(f"no unit {name!r} (try --list)")
@@ -270,11 +262,8 @@ def export_unit_bundle(path, net, name, pixels):
 
 
 def main(argv=None):
-    from dataclasses import asdict
-
-    from gen.cli import Parser, check_output_path, fail
-
-    from .netbundle import write_network_bundle
+    # the quantizer needs torch: imported here so that importing sw.export (as sim's
+    # testbenches do, in the simulator) needs only NumPy
     from .quant import add_quant_flags, options_from, prepare
 
     p = Parser(prog=PROG, description="Export a quantized network, block or unit as a bundle "
@@ -334,6 +323,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from gen.cli import run_main
-
     sys.exit(run_main(PROG, main))

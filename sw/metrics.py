@@ -22,11 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gen.cli import Parser, check_output_path, fail, run_main
+from spec.cli import Parser, check_output_path, fail, run_main
 from spec.yamlio import atomic_write_text
 
+from .checkpoint import load_checkpoint
 from .lif_float import MultiStepLIF
 from .model import Attention, RepConv, SepConv
+from .train import load_dataset
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "measure", "format_table"]
 
@@ -135,9 +137,6 @@ def main(argv=None):
     if args.images < 1:
         fail(f"--images must be at least 1, not {args.images}")
     check_output_path(args.json)
-    from .checkpoint import load_checkpoint
-    from .train import load_dataset
-
     model, data = load_checkpoint(args.checkpoint)
     _, _, xte, _ = load_dataset(data.get("dataset", "digits"))
     rows, summary = measure(model, xte[:args.images])

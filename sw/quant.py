@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gen.cli import Parser, check_output_path, fail, run_main
+from spec.cli import Parser, check_output_path, fail, run_main
 from spec.sdsa import SDSAConfig
 from spec.yamlio import atomic_write_text
 
+from .checkpoint import load_checkpoint
 from .fold import fold_conv_bn, fold_repconv
 from .int_model import (
     WIDE_BITS,
@@ -61,6 +62,7 @@ from .int_model import (
 from .lif_float import MultiStepLIF
 from .model import ConvBlock, Downsample, TransformerBlock
 from .shortcut_int import MAX_LEFT, MAX_RIGHT
+from .train import DATASETS, load_dataset
 
 __all__ = ["QuantOptions", "quantize", "build", "choose_widths", "evaluate_int",
            "spike_agreement", "DATASET_INPUT"]
@@ -486,8 +488,6 @@ def report(model, net, xte, yte, *, progress=None):
 
 def check_dataset_fit(config, dataset, source):
     """`fail` unless a model of `config` reads `dataset`'s images and predicts its classes."""
-    from .train import DATASETS
-
     if dataset not in DATASETS:
         fail(f"checkpoint {source!r} was trained on {dataset!r}, which this tool does not know "
              f"(known: {', '.join(DATASETS)})")
@@ -501,9 +501,6 @@ def check_dataset_fit(config, dataset, source):
 
 def prepare(checkpoint, opts, calibration, log):
     """Load `checkpoint`, its dataset, and quantize: (model, net, data, dataset name)."""
-    from .checkpoint import load_checkpoint
-    from .train import load_dataset
-
     model, ckpt = load_checkpoint(checkpoint)
     dataset = ckpt.get("dataset", "digits")
     check_dataset_fit(model.config, dataset, str(checkpoint))

@@ -22,6 +22,8 @@ def seeded_network(kind, *, channels, heads=1, height=8, width=8, timesteps=1, s
     layer is then the point) at `channels` channels on `height` x `width` one-channel images.
 
     Raises ValueError for shapes the model cannot have (heads that do not divide channels)."""
+    # torch and the float model are imported here, not at the top: gen.block reads KINDS
+    # (its --kind choices) without them
     import torch
 
     from .model import MetaSpikeFormer, ModelConfig, StageSpec

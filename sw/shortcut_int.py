@@ -15,12 +15,12 @@ A downsampling layer starts a stream: the same, with no residual. No multiplier 
 
 import numpy as np
 
+from spec.shortcut import SHORTCUT_MAX_LEFT as MAX_LEFT
+from spec.shortcut import SHORTCUT_MAX_RIGHT as MAX_RIGHT
+
 from .lif_int import saturate
 
 __all__ = ["shortcut_int", "MAX_LEFT", "MAX_RIGHT"]
-
-#: The shift range: left by up to 15 bits, right by up to 24.
-MAX_LEFT, MAX_RIGHT = 15, 24
 
 
 def shortcut_int(acc, shift, bias, bits, residual=None, *, channel_axis=-3):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gen.cli import Parser, check_output_path, fail, run_main
+from spec.cli import Parser, check_output_path, fail, run_main
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import MetaSpikeFormer, ModelConfig, digits_config

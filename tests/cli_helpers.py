@@ -4,7 +4,7 @@ checking its output and errors."""
 import re
 from pathlib import Path
 
-from gen.cli import run_main
+from spec.cli import run_main
 
 
 class CLI:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLI, assert_reproducible_text
 
-from gen.cli import run_main
 from gen.lif import PROG, main
+from spec.cli import run_main
 from spec.lif import LIFConfig
 from sw.export import export_lif_bundle
 

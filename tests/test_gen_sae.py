@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from cli_helpers import CLI, assert_reproducible_text
 
-from gen.cli import run_main
 from gen.sae import PROG, main
 from gen.verilog import to_verilog
 from hw.sae import SpikeAccumulator
 from spec.bundle import write_bundle
+from spec.cli import run_main
 from spec.sae import SAEConfig, SAEParams, load_sae_bundle
 from sw.export import export_sae_bundle
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLI, assert_reproducible_text
 
-from gen.cli import run_main
 from gen.sdsa import PROG, main
 from gen.verilog import to_verilog
 from hw.sdsa import sdsa_unit
+from spec.cli import run_main
 from spec.lif import LIFConfig
 from spec.sdsa import SDSAConfig
 from sw.export import export_lif_bundle, export_sdsa_bundle

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from cli_helpers import CLI, assert_reproducible_text
 
-from gen.cli import run_main
 from gen.shortcut import PROG, main
 from gen.verilog import to_verilog
 from hw.shortcut import Shortcut
 from spec.bundle import write_bundle
+from spec.cli import run_main
 from spec.shortcut import ShortcutConfig, ShortcutParams, load_shortcut_bundle
 from sw.export import export_shortcut_bundle
 

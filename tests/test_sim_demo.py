@@ -3,8 +3,8 @@
 
 import pytest
 
-from gen.cli import run_main
 from sim.demo import main as demo_main
+from spec.cli import run_main
 
 
 @pytest.mark.parametrize("argv, message", [

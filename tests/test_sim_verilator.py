@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gen.cli import run_main
 from sim import verilator
 from sim.unit_demo import main as demo_main
+from spec.cli import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 

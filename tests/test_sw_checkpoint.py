@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from gen.cli import run_main
 from sim.demo import main as demo_main
+from spec.cli import run_main
 from sw.checkpoint import load_checkpoint, save_checkpoint
 from sw.export import main as export_main
 from sw.metrics import main as metrics_main

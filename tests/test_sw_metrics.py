@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gen.cli import run_main
+from spec.cli import run_main
 from sw.metrics import E_AC_PJ, E_MAC_PJ, format_table, main, measure
 from sw.model import MetaSpikeFormer, digits_config
 from sw.train import save_checkpoint

@@ -17,6 +17,9 @@ import pytest
 from cli_helpers import CLI
 from quant_helpers import digits, stats_model
 
+from hw.block import block_units, conv_block_units, downsample_units, unit_config
+from spec import netbundle as spec_netbundle
+from spec import network as spec_network
 from spec.bundle import read_bundle, write_bundle
 from spec.errors import BundleError
 from spec.lif import LIFConfig, load_lif_bundle
@@ -188,6 +191,33 @@ def test_network_bundle_reproduces_scores_and_traces(network_bundle, net, pixels
     for key in a_old:
         np.testing.assert_array_equal(a_new[key], a_old[key])
     assert [n.name for n in rebuilt.neurons()] == [n.name for n in net.neurons()]
+
+
+def test_spec_reader_builds_the_description_the_hardware_reads(network_bundle, net):
+    """`spec.netbundle` reads the same bundle into `spec.network`'s classes (no `run`), under
+    the same names; they encode to the same description and give the hardware the same units."""
+    unit, desc, _ = spec_netbundle.read_network_bundle(network_bundle)
+    _, runnable, _ = read_network_bundle(network_bundle)
+    assert unit == "network" and type(desc) is spec_network.IntNetwork
+    for described, run in zip([*desc.layers, desc.head], [*runnable.layers, runnable.head],
+                              strict=True):
+        assert type(described).__module__ == "spec.network"
+        assert type(run).__module__ == "sw.int_model"
+        assert type(described).__name__ == type(run).__name__
+        assert isinstance(run, type(described)) and not hasattr(described, "run")
+    assert all(type(n) is spec_network.Neuron for n in desc.neurons())
+    a_spec, a_sw = {}, {}
+    assert [encode(x, a_spec) for x in [*desc.layers, desc.head]] == \
+        [encode(x, a_sw) for x in [*net.layers, net.head]]
+    assert sorted(a_spec) == sorted(a_sw)
+    listers = {"IntDownsample": downsample_units, "IntConvBlock": conv_block_units,
+               "IntTransformerBlock": block_units}
+    for described, run in zip(desc.layers, runnable.layers, strict=True):
+        lister = listers[type(run).__name__]
+        units = [lister(x, net.widths, net.timesteps) for x in (described, run)]
+        assert list(units[0]) == list(units[1])
+        assert [unit_config(u) for u in units[0].values()] == \
+            [unit_config(u) for u in units[1].values()]
 
 
 def test_network_bundle_contents(network_bundle, model):

@@ -4,7 +4,7 @@ bad input."""
 import pytest
 import torch
 
-from gen.cli import run_main
+from spec.cli import run_main
 from sw.model import MetaSpikeFormer, digits_config
 from sw.train import evaluate, load_checkpoint, load_dataset, main, train
 

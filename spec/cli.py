@@ -1,15 +1,16 @@
-"""Shared command-line machinery: one clear message and exit status 2 on bad input."""
+"""Shared command-line machinery (of `gen`, `sw`, `fpga` and `sim`): one clear message and exit
+status 2 on bad input."""
 
 import argparse
 import re
 import sys
 from pathlib import Path
 
-from spec.errors import BundleError, ConfigError
-from spec.yamlio import atomic_write_text
+from .errors import BundleError, ConfigError
+from .yamlio import atomic_write_text
 
-__all__ = ["Parser", "fail", "run_main", "emit", "check_output_path", "float_or_list",
-           "verilog_name"]
+__all__ = ["Parser", "UsageError", "fail", "run_main", "emit", "check_output_path",
+           "float_or_list", "verilog_name"]
 
 
 class UsageError(Exception):
