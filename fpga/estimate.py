@@ -178,7 +178,8 @@ class Memory:
     has merged the register, or the read enable of `SyncFIFOBuffered`, into the port; in LUT
     RAM or logic it becomes flip-flops again). `rw_checked`: no `no_rw_check` attribute, so a
     read in the cycle of a write to its address must return the old word (FIFOs). `bit_enables`:
-    one write enable per bit. `block`: `ram_style "block"`. `columns`: for a ROM whose
+    one write enable per bit. `block`: `ram_style "block"`; `distributed`: `ram_style
+    "distributed"` (LUT RAM or logic only). `columns`: for a ROM whose
     contents the configuration gives, its distinct columns that are not constant (what remains
     of it in logic); None: the bound `_distinct`.
     """
@@ -192,6 +193,7 @@ class Memory:
     bit_enables: bool = False
     block: bool = False
     columns: int | None = None
+    distributed: bool = False
 
 
 #: Block RAM geometries (bits per word, words) and the cost of one block, per family.
@@ -273,8 +275,9 @@ def map_memory(mem, family):
         if ranges > 1:
             price += 0.5 * ranges * (mem.width if mem.bit_enables else 1)
         candidates.append((price, "lutram", units, ranges))
-    candidates += [(price, "bram", blocks, ranges)
-                   for price, blocks, ranges in _block_options(mem, family)]
+    if not mem.distributed:
+        candidates += [(price, "bram", blocks, ranges)
+                       for price, blocks, ranges in _block_options(mem, family)]
     best = None if mem.block else int(mem.width * mem.depth / (16 if mem.rom else 1))
     choice = None
     for candidate in candidates:
@@ -687,7 +690,8 @@ def estimate_core(config, family="ecp5"):
                         f"{type(config).__name__}")
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
-    placements = [(m, map_memory(Memory(m.name, m.width, m.depth), family))
+    placements = [(m, map_memory(Memory(m.name, m.width, m.depth,
+                                        distributed=m.style == "lutram"), family))
                   for m in config.memories()]
     return {
         "lut4": None, "ff": None,

@@ -37,6 +37,7 @@ class CoreMemory:
     width: int
     depth: int
     purpose: str
+    style: str = "auto"      # "lutram": small tables read beside block-RAM reads
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,16 @@ class CoreConfig(UnitConfig):
         Timesteps T. With T > 1 the LIF membranes of an output tile stay on chip across
         timesteps (`membrane` memory); with 1, the core has none.
     weight_words : int
-        Weight tile buffer, in words of `lanes` weights: one output group's weights of a layer
-        (`C_in x k x k` words) must fit.
+        Weight buffer, in words of `lanes` weights: one output group's weights of a layer
+        (`C_in x k x k` words; split by kernel rows or taps when they do not fit) must fit.
+        When two tiles' weights fit, the next tile's load overlaps the current tile's work.
     acc_words : int
         Accumulator tile, in words of `lanes` accumulators: an output tile (a band of output
         rows times a slice of output groups) must fit; at least one output row of one group.
+        The attention keeps its `K^T V` counts here too (one head at least).
     tile_groups : int
         Most output groups (of `lanes` channels) in one tile: the depth of the per-channel
         parameter memories.
-    kv_words : int
-        Attention buffer (SDSA-3/4 `K^T V` counts per head), in words of `lanes` counts:
-        `heads x head_dim x ceil(head_dim / lanes)` words must fit.
     axi_data_bits, axi_addr_bits, axi_id_bits : int
         The AXI4 master's data, address and ID widths.
     max_burst : int
@@ -100,10 +100,9 @@ class CoreConfig(UnitConfig):
     max_head_dim: int = 64
     max_tokens: int = 1024
     max_timesteps: int = 4
-    weight_words: int = 1536
+    weight_words: int = 2304
     acc_words: int = 512
     tile_groups: int = 16
-    kv_words: int = 512
     axi_data_bits: int = 64
     axi_addr_bits: int = 32
     axi_id_bits: int = 4
@@ -132,7 +131,6 @@ class CoreConfig(UnitConfig):
         _check_int("weight_words", self.weight_words, minimum=kernel_words, maximum=1 << 20)
         _check_int("acc_words", self.acc_words, minimum=1, maximum=1 << 20)
         _check_int("tile_groups", self.tile_groups, minimum=1, maximum=1024)
-        _check_int("kv_words", self.kv_words, minimum=1, maximum=1 << 20)
         _check_int("axi_data_bits", self.axi_data_bits, minimum=32)
         if self.axi_data_bits not in AXI_DATA_WIDTHS:
             raise ConfigError(f"axi_data_bits must be one of "
@@ -141,6 +139,10 @@ class CoreConfig(UnitConfig):
         _check_int("axi_addr_bits", self.axi_addr_bits, minimum=16, maximum=64)
         _check_int("axi_id_bits", self.axi_id_bits, minimum=1, maximum=16)
         _check_int("max_burst", self.max_burst, minimum=1, maximum=256)
+        if self.count_bits > self.acc_bits:
+            raise ConfigError(f"attention counts of max_tokens ({self.max_tokens}) need "
+                              f"{self.count_bits} bits, more than acc_bits ({self.acc_bits}), "
+                              f"where they are kept")
         if self.max_burst & (self.max_burst - 1):
             raise ConfigError(f"max_burst must be a power of two, not {self.max_burst}")
         if self.max_burst * self.axi_bytes > AXI_BOUNDARY_BYTES:
@@ -168,7 +170,8 @@ class CoreConfig(UnitConfig):
 
     @property
     def count_bits(self):
-        """Width of an attention count (`K^T V`, at most `max_tokens`)."""
+        """Width of an attention count (`K^T V`, at most `max_tokens`), kept in the
+        accumulator memory."""
         return self.max_tokens.bit_length()
 
     @property
@@ -186,8 +189,6 @@ class CoreConfig(UnitConfig):
                        "weight tile: C_in x k x k words of one output group"),
             CoreMemory("accumulators", self.lanes * self.acc_bits, self.acc_words,
                        "accumulator tile: band pixels x groups"),
-            CoreMemory("kv", self.lanes * self.count_bits, self.kv_words,
-                       "attention counts K^T V, per head"),
         ]
         if self.max_timesteps > 1:
             mems.append(CoreMemory("membranes", self.lanes * self.v_bits, self.acc_words,
@@ -200,8 +201,8 @@ class CoreConfig(UnitConfig):
             CoreMemory("lif", self.lanes * 2 * self.v_bits, self.tile_groups,
                        "per output channel: LIF threshold and bias"),
             CoreMemory("row_table", self.table_bits, self.max_map,
-                       "per input row: taps, accumulator and weight offsets"),
+                       "per input row: taps, accumulator and weight offsets", "lutram"),
             CoreMemory("col_table", self.table_bits, self.max_map,
-                       "per input column: taps, accumulator and weight offsets"),
+                       "per input column: taps, accumulator and weight offsets", "lutram"),
         ]
         return sorted(mems, key=lambda m: -m.width * m.depth)

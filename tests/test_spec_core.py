@@ -12,9 +12,9 @@ def test_defaults():
     cfg = CoreConfig()
     assert (cfg.lanes, cfg.in_lanes, cfg.w_bits, cfg.axi_data_bits) == (16, 16, 8, 64)
     assert cfg.axi_bytes == 8 and cfg.weight_word_bytes == 16 and cfg.count_bits == 11
-    assert cfg.table_bits == 3 + 9 + 11
+    assert cfg.table_bits == 3 + 9 + 12            # taps, accumulator and weight offsets
     names = [m.name for m in cfg.memories()]
-    assert sorted(names) == sorted(["weights", "accumulators", "kv", "membranes", "acc_bias",
+    assert sorted(names) == sorted(["weights", "accumulators", "membranes", "acc_bias",
                                     "shortcut", "lif", "row_table", "col_table"])
 
 
@@ -42,6 +42,9 @@ def test_no_membranes_at_one_timestep():
     ({"axi_data_bits": 16}, "axi_data_bits must be at least 32, not 16"),
     ({"axi_addr_bits": 8}, "axi_addr_bits must be at least 16, not 8"),
     ({"max_burst": 24}, "max_burst must be a power of two, not 24"),
+    ({"max_tokens": 4096, "acc_bits": 12},
+     "attention counts of max_tokens (4096) need 13 bits, more than acc_bits (12), where they "
+     "are kept"),
     ({"max_burst": 256, "axi_data_bits": 256},
      "max_burst (256) beats of 32 bytes cross a 4 KiB boundary; at most 128 beats"),
 ])
@@ -75,8 +78,8 @@ def test_default_core_memories_fit_an_ecp5_25f():
 
 
 def test_the_budget_check_can_fail():
-    """Can-fail check of the test above: a core sized for the paper's widest 3x3 layer
-    (C_in 512) does not fit the budget."""
+    """Can-fail check of the test above: a core holding the paper's widest 3x3 layer's
+    weights (C_in 512) whole does not fit the budget."""
     est = estimate_core(CoreConfig(weight_words=512 * 9))
     assert est["bram"] > 0.8 * CAPACITY["ecp5-25k"]["bram"]
 

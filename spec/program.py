@@ -1,0 +1,254 @@
+"""The overlay core's program and memory image, format version 1 (docs/overlay-format.md).
+
+An image is one little-endian byte string that the host places in the core's external memory at
+`base`. It starts with a header, then one fixed-size descriptor per layer operation, then the
+read-only data (weights, per-channel parameters, geometry tables, the input image) and finally
+the activation area that the core writes (every layer's output, each in its own region, so a
+testbench can compare them all after an image). All addresses in the image are absolute byte
+addresses (`base` included), every region starts on a multiple of `ALIGN` bytes.
+
+This module is the single description of the format: the compiler (`gen.program`) writes it,
+the reference executor (`sim.overlay`) and, later, the core's sequencer read it. A JSON layout
+beside the image names every region (`layout.json`, written by the compiler).
+
+Data layouts (the pixel order is raster order, timesteps outermost):
+
+- spikes: per timestep, per pixel, the channels as bits LSB first, padded with zero bits to a
+  multiple of `spike_unit(core)` channels (`spike_record_bytes`);
+- values (pixels, residual streams, depthwise sums): per timestep, per pixel, the channels as
+  signed (or unsigned) integers of 1, 2 or 4 bytes (`value_bytes`), padded to a multiple of
+  the core's `lanes` channels;
+- weights of a linear/conv layer: per output group of `lanes` channels, per (c_in, kh, kw),
+  one word of `lanes` weights (channel `g * lanes + l` in lane `l`), each weight sign-extended
+  to `weight_bytes`; depthwise: per group, per (kh, kw), one word of `lanes` weights;
+- per-channel parameters: per output group, for each parameter kind of the operation
+  (`PARAMS`), `lanes` little-endian int32 values.
+"""
+
+import hashlib
+import struct
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["MAGIC", "VERSION", "ALIGN", "HEADER_WORDS", "DESCRIPTOR_WORDS", "OPCODES",
+           "OPCODE_NAMES", "FIELDS", "HEADER_FIELDS", "PARAMS", "IN_SPIKES", "IN_UNSIGNED",
+           "IN_SIGNED", "MODES", "align", "core_fingerprint", "pack_header", "unpack_header",
+           "pack_descriptor", "unpack_descriptor", "checksum", "spike_unit",
+           "spike_record_bytes", "value_bytes", "value_record_bytes", "pack_spikes",
+           "unpack_spikes", "pack_values", "unpack_values", "ImageError"]
+
+MAGIC = 0x564F4653            # "SFOV" little-endian: spikeformer overlay
+VERSION = 1
+#: Every region starts on a multiple of this many bytes (the widest AXI beat is 32 bytes).
+ALIGN = 64
+HEADER_WORDS = 16
+DESCRIPTOR_WORDS = 64
+
+#: Operations: each is one fused chain of the integer network.
+OPCODES = {
+    "conv_lif": 1,      # spikes or values -> linear/conv engine -> LIF -> spikes
+    "conv_stream": 2,   # spikes or values -> linear/conv engine -> shortcut (+ residual) -> values
+    "depthwise": 3,     # spikes -> depthwise engine -> sums (signed values)
+    "lif": 4,           # values (a residual stream) -> LIF -> spikes
+    "sdsa": 5,          # q, k, v spikes -> K^T V per head, Q KV -> attention LIF -> spikes
+    "head": 6,          # values -> token sum -> LIF -> linear (bias) -> class scores per timestep
+}
+OPCODE_NAMES = {code: name for name, code in OPCODES.items()}
+
+#: Input kinds of an operation.
+IN_SPIKES, IN_UNSIGNED, IN_SIGNED = 0, 1, 2
+#: Engine modes (field `mode`).
+MODES = {"linear": 0, "conv": 1, "depthwise": 2}
+
+#: Per-channel parameter kinds of each operation, in their order within a group's record.
+PARAMS = {
+    "conv_lif": ("acc_bias", "v_th", "lif_bias"),
+    "conv_stream": ("acc_bias", "shift", "stream_bias"),
+    "depthwise": ("acc_bias",),
+    "lif": ("v_th", "lif_bias"),
+    "sdsa": ("v_th",),
+    "head": ("v_th", "lif_bias", "acc_bias"),
+}
+
+#: Header words (u32), in order.
+HEADER_FIELDS = (
+    "magic", "version", "core", "layers", "base", "descriptors", "image_bytes",
+    "activation_addr", "activation_bytes", "input_addr", "output_addr", "timesteps",
+    "classes", "reserved0", "reserved1", "checksum",
+)
+
+#: Descriptor words (u32), in order; the last is the checksum of the others.
+FIELDS = (
+    "opcode", "layer", "timesteps", "mode",
+    "in_channels", "out_channels", "in_height", "in_width",
+    "out_height", "out_width", "kernel", "stride",
+    "padding", "in_kind", "in_bits", "in_bytes",
+    "acc_bits", "out_bits", "lif_in_bits", "v_bits",
+    "frac_bits", "has_bias", "tile_groups", "tiles",
+    "band_rows", "bands", "weight_passes", "heads",
+    "head_dim", "sdsa_variant", "count_bits", "reserved",
+    "in_addr", "in_t_stride", "in_pixel_bytes", "out_addr",
+    "out_t_stride", "out_pixel_bytes", "out_bytes", "res_addr",
+    "res_t_stride", "res_pixel_bytes", "k_addr", "v_addr",
+    "weights_addr", "weights_tile_bytes", "params_addr", "params_tile_bytes",
+    "row_table_addr", "col_table_addr", "table_entries", "tokens",
+    "sum_bits", "weight_buffers", "spare1", "spare2",
+    "spare3", "spare4", "spare5", "spare6",
+    "spare7", "spare8", "spare9", "checksum",
+)
+assert len(FIELDS) == DESCRIPTOR_WORDS and len(set(FIELDS)) == DESCRIPTOR_WORDS
+assert len(HEADER_FIELDS) == HEADER_WORDS
+_MASK = 0xFFFFFFFF
+
+
+class ImageError(ConfigError):
+    """A program image (or its layout) that cannot be used; one message naming the problem."""
+
+
+def align(n):
+    """`n` rounded up to a multiple of `ALIGN`."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def core_fingerprint(core):
+    """32 bits identifying a core configuration: a program runs only on the core it was
+    compiled for (the header's `core` word)."""
+    text = repr(sorted(core.to_dict().items())).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
+
+
+def checksum(words):
+    """The checksum word of a header or descriptor: the 32-bit sum of the other words, then
+    inverted (so an all-zero record fails it)."""
+    return ~sum(words) & _MASK
+
+
+def _pack(names, values, what):
+    unknown = sorted(set(values) - set(names) - {"checksum"})
+    if unknown:
+        raise ValueError(f"unknown {what} field {unknown[0]!r}")
+    words = []
+    for name in names[:-1]:
+        value = int(values.get(name, 0))
+        if not 0 <= value <= _MASK:
+            raise ValueError(f"{what} field {name} = {value} does not fit 32 bits")
+        words.append(value)
+    words.append(checksum(words))
+    return struct.pack(f"<{len(words)}I", *words)
+
+
+def _unpack(names, data, what):
+    if len(data) != 4 * len(names):
+        raise ImageError(f"a {what} needs {4 * len(names)} bytes, not {len(data)}")
+    words = struct.unpack(f"<{len(names)}I", data)
+    if checksum(words[:-1]) != words[-1]:
+        raise ImageError(f"{what} checksum does not match")
+    return dict(zip(names, words, strict=True))
+
+
+def pack_header(values):
+    return _pack(HEADER_FIELDS, {"magic": MAGIC, "version": VERSION, **values}, "header")
+
+
+def unpack_header(data):
+    return _unpack(HEADER_FIELDS, data, "header")
+
+
+def pack_descriptor(values):
+    return _pack(FIELDS, values, "descriptor")
+
+
+def unpack_descriptor(data):
+    return _unpack(FIELDS, data, "descriptor")
+
+
+# -- data layouts ------------------------------------------------------------------------------
+
+
+def spike_unit(core):
+    """Channels of a spike record are padded to a multiple of this (bits: whole bytes, and
+    whole words of the engine's `lanes` and the encoder's `in_lanes`)."""
+    return max(8, core.lanes, core.in_lanes)
+
+
+def spike_record_bytes(channels, core):
+    unit = spike_unit(core)
+    return -(-channels // unit) * unit // 8
+
+
+def value_bytes(bits):
+    """Bytes of a value container for `bits`-bit integers: 1, 2 or 4."""
+    if not 1 <= bits <= 32:
+        raise ValueError(f"values of {bits} bits have no container (1 to 32 bits)")
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4
+
+
+def value_record_bytes(channels, bits, core):
+    return -(-channels // core.lanes) * core.lanes * value_bytes(bits)
+
+
+def pack_spikes(spikes, core):
+    """(T, C, H, W) spikes -> bytes: per timestep a plane of `align`-ed size."""
+    spikes = np.asarray(spikes)
+    t, c, h, w = spikes.shape
+    record = spike_record_bytes(c, core)
+    bits = np.zeros((t, h, w, record * 8), np.uint8)
+    bits[..., :c] = np.moveaxis(spikes, 1, -1)
+    planes = np.packbits(bits, axis=-1, bitorder="little").reshape(t, -1)
+    plane = align(planes.shape[1])
+    out = np.zeros((t, plane), np.uint8)
+    out[:, :planes.shape[1]] = planes
+    return out.tobytes()
+
+
+def unpack_spikes(data, timesteps, channels, height, width, core, t_stride=None):
+    """The inverse of `pack_spikes`: (T, C, H, W) uint8 spikes and the padding bits
+    (T, H, W, padding channels), which a correct writer leaves zero."""
+    record = spike_record_bytes(channels, core)
+    plane = height * width * record
+    stride = align(plane) if t_stride is None else t_stride
+    buf = np.frombuffer(data, np.uint8)
+    rows = np.stack([buf[t * stride:t * stride + plane] for t in range(timesteps)])
+    bits = np.unpackbits(rows.reshape(timesteps, height, width, record), axis=-1,
+                         bitorder="little")
+    return np.moveaxis(bits[..., :channels], -1, 1).copy(), bits[..., channels:]
+
+
+def pack_values(values, bits, core, *, signed=True):
+    """(T, C, H, W) integers -> bytes in containers of `value_bytes(bits)`, channels padded
+    to `lanes`; raises ValueError if a value does not fit `bits`."""
+    values = np.asarray(values, np.int64)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise ValueError(f"values {values.min()} .. {values.max()} do not fit {bits} "
+                         f"{'signed' if signed else 'unsigned'} bits")
+    t, c, h, w = values.shape
+    size = value_bytes(bits)
+    padded = -(-c // core.lanes) * core.lanes
+    grid = np.zeros((t, h, w, padded), np.int64)
+    grid[..., :c] = np.moveaxis(values, 1, -1)
+    kind = {1: "<i1", 2: "<i2", 4: "<i4"}[size] if signed else {1: "<u1", 2: "<u2",
+                                                                  4: "<u4"}[size]
+    planes = grid.astype(kind).reshape(t, -1).view(np.uint8)
+    plane = align(planes.shape[1])
+    out = np.zeros((t, plane), np.uint8)
+    out[:, :planes.shape[1]] = planes
+    return out.tobytes()
+
+
+def unpack_values(data, timesteps, channels, height, width, bits, core, *, signed=True,
+                  t_stride=None):
+    """The inverse of `pack_values`: (T, C, H, W) int64 values and the padding channels'
+    values (T, H, W, padding), which a correct writer leaves zero."""
+    size = value_bytes(bits)
+    padded = -(-channels // core.lanes) * core.lanes
+    plane = height * width * padded * size
+    stride = align(plane) if t_stride is None else t_stride
+    kind = {1: "<i1", 2: "<i2", 4: "<i4"}[size] if signed else {1: "<u1", 2: "<u2",
+                                                                  4: "<u4"}[size]
+    buf = np.frombuffer(data, np.uint8)
+    rows = np.stack([buf[t * stride:t * stride + plane] for t in range(timesteps)])
+    grid = rows.view(kind).astype(np.int64).reshape(timesteps, height, width, padded)
+    return np.moveaxis(grid[..., :channels], -1, 1).copy(), grid[..., channels:]

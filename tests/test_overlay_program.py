@@ -1,0 +1,333 @@
+"""Overlay programs: the compiler (`gen.program`), the image format (`spec.program`) and the
+reference executor (`sim.overlay`). Every operation's output region, computed from the image
+alone, equals the integer model's trace on small networks at T = 1 and T = 4, under default and
+deliberately small cores (tiles, weight passes, double buffering, bands); the checker names a
+corrupted value; the compiler refuses what a core cannot run, naming the layer and the limit."""
+
+import functools
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gen.program import CompileError, compile_network, geometry_tables
+from gen.program import main as program_main
+from sim.overlay import Divergence, check_outputs, read_descriptors, run_program
+from spec.cli import run_main
+from spec.core import CoreConfig
+from spec.netbundle import read_network_bundle
+from spec.network import Widths
+from spec.program import (
+    DESCRIPTOR_WORDS,
+    FIELDS,
+    ImageError,
+    pack_spikes,
+    pack_values,
+    unpack_spikes,
+    unpack_values,
+)
+from sw.netbundle import write_network_bundle
+from sw.quant import quantize
+from sw.seeded import seeded_network
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quant_helpers import digits, stats_model  # noqa: E402
+
+SAMPLES = 2
+
+
+@functools.cache
+def _bundle(tmp, timesteps):
+    net = quantize(stats_model(timesteps=timesteps, dims=(8, 16), heads=2, seed=3),
+                   digits()[0][:32])
+    path = Path(tmp) / f"net-t{timesteps}.zip"
+    pixels = net.to_input(digits()[2][:SAMPLES])
+    write_network_bundle(path, net, pixels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("overlay")
+
+
+def run_and_check(path, core):
+    """Compile, run every sample through the executor, check every region; returns the
+    image and the number of values compared per sample."""
+    _, net, bundle = read_network_bundle(path)
+    image = compile_network(net, core)
+    layout = image.layout()
+    compared = 0
+    for s in range(bundle.arrays["pixels"].shape[0]):
+        mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
+                          bundle.arrays["pixels"][s])
+        compared = check_outputs(mem, layout, core, bundle.arrays, s)
+        scores = unpack_values(mem.read(layout["regions"]["head:outputs"]["addr"],
+                                        layout["regions"]["head:outputs"]["bytes"]),
+                               net.timesteps, net.head.fc.out_channels, 1, 1, 32, core)[0]
+        assert np.array_equal(scores.sum(axis=0)[:, 0, 0], bundle.arrays["scores"][s])
+    return image, compared
+
+
+@pytest.mark.parametrize("timesteps", [1, 4])
+def test_default_core_matches_every_trace(folder, timesteps):
+    image, compared = run_and_check(_bundle(folder, timesteps), CoreConfig())
+    opcodes = {op.opcode for op in image.ops}
+    assert opcodes == {"conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head"}
+    assert compared > 10_000
+
+
+SMALL_CORES = {
+    "tiles-passes": dict(weight_words=64, tile_groups=1),          # 3x3 by taps, 1 group a tile
+    "rows-double": dict(weight_words=96, tile_groups=1),           # by kernel rows, 2 buffers
+    "lanes8": dict(lanes=8, in_lanes=8, axi_data_bits=32, max_burst=8),
+    "lanes32": dict(lanes=32, in_lanes=16, axi_data_bits=128),
+}
+
+
+@pytest.mark.parametrize("changes", SMALL_CORES.values(), ids=SMALL_CORES.keys())
+def test_tiled_cores_match_every_trace(folder, changes):
+    image, _ = run_and_check(_bundle(folder, 4), CoreConfig(**changes))
+    tilings = [op.tiling for op in image.ops]
+    if "weight_words" in changes:
+        assert any(t.passes > 1 for t in tilings) and any(t.tiles > 1 for t in tilings)
+    if changes.get("weight_words") == 96:
+        assert any(t.passes == 3 and t.buffers == 2 for t in tilings)
+
+
+def test_bands_match_every_trace(tmp_path):
+    """A 16 x 16 map on a core of 64 accumulator words: 4-row bands with halos."""
+    net = seeded_network("conv", channels=8, height=16, width=16, seed=5)
+    path = tmp_path / "conv16.zip"
+    write_network_bundle(path, net, np.random.default_rng(0).integers(0, 1 << net.input_bits,
+                                                                      (SAMPLES, 1, 16, 16)))
+    image, _ = run_and_check(path, CoreConfig(acc_words=64))
+    assert max(op.tiling.bands for op in image.ops) == 4
+
+
+def test_checker_names_a_corrupted_value(folder):
+    core = CoreConfig()
+    _, net, bundle = read_network_bundle(_bundle(folder, 1))
+    image = compile_network(net, core)
+    layout = image.layout()
+    mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
+                      bundle.arrays["pixels"][0])
+    op = next(o for o in layout["ops"] if o["opcode"] == "conv_lif")
+    region = layout["regions"][op["output"]]
+    record = region["record_bytes"]
+    at = region["addr"] + 5 * record                         # token 5 (row 0, column 5)
+    mem.data[at] ^= 0x04                                      # channel 2
+    got = bundle.arrays[f"trace/{region['trace'][0]}:spikes"][0, 0, 2, 0, 5]
+    with pytest.raises(Divergence) as info:
+        check_outputs(mem, layout, core, bundle.arrays, 0)
+    assert str(info.value) == (
+        f"{op['name']} (spikes of {region['trace'][0]}): first divergence at timestep 0, "
+        f"token 5 (row 0, column 5), channel 2: expected {got}, got {1 - got} "
+        f"(1 values differ)")
+
+
+def test_checker_refuses_nonzero_padding(folder):
+    core = CoreConfig()
+    _, net, bundle = read_network_bundle(_bundle(folder, 1))
+    image = compile_network(net, core)
+    layout = image.layout()
+    mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
+                      bundle.arrays["pixels"][0])
+    op = next(o for o in layout["ops"] if o["opcode"] == "lif")
+    region = layout["regions"][op["output"]]
+    assert region["shape"][1] == 8                           # 8 channels in a 16-bit record
+    mem.data[region["addr"] + 1] |= 0x80                     # channel 15: padding
+    with pytest.raises(Divergence, match="padding channels are not zero"):
+        check_outputs(mem, layout, core, bundle.arrays, 0)
+
+
+# -- format ---------------------------------------------------------------------------------------
+
+
+def test_packing_round_trips():
+    core = CoreConfig()
+    rng = np.random.default_rng(1)
+    spikes = rng.integers(0, 2, (3, 21, 4, 5))
+    data = pack_spikes(spikes, core)
+    got, pad = unpack_spikes(data, 3, 21, 4, 5, core)
+    assert np.array_equal(got, spikes) and not pad.any() and len(data) % 64 == 0
+    values = rng.integers(-(1 << 11), 1 << 11, (2, 5, 3, 3))
+    got, pad = unpack_values(pack_values(values, 12, core), 2, 5, 3, 3, 12, core)
+    assert np.array_equal(got, values) and not pad.any()
+    with pytest.raises(ValueError, match=f"^values {values.min()} .. {values.max()} do not "
+                                         f"fit 8 signed bits$"):
+        pack_values(values, 8, core)
+
+
+def test_geometry_tables_follow_the_engine():
+    from spec.sae import SAEConfig
+
+    sae = SAEConfig(mode="conv", in_channels=4, out_channels=16, kernel=3, stride=2, padding=1,
+                    height=7, width=5)
+    rows, cols = geometry_tables(sae)
+    for table, entries in ((rows, sae.depthwise_axis_table(7, sae.out_height)),
+                           (cols, sae.depthwise_axis_table(5, sae.out_width))):
+        assert [(int(v) & 15, (int(v) >> 4) & 0xFFFF, int(v) >> 20) for v in table] == [
+            tuple(e) for e in entries]
+
+
+def _image(folder, core=None):
+    core = core or CoreConfig()
+    _, net, bundle = read_network_bundle(_bundle(folder, 1))
+    return compile_network(net, core), bundle, core
+
+
+def _run(image, bundle, core, data=None):
+    return run_program(data if data is not None else image.data,
+                       len(image.data) + image.activation_bytes, 0, core,
+                       bundle.arrays["pixels"][0])
+
+
+def test_image_is_refused_when_damaged(folder):
+    image, bundle, core = _image(folder)
+    desc = image.regions["descriptors"]["addr"]
+    data = bytearray(image.data)
+    data[desc + 4 * FIELDS.index("kernel")] ^= 1
+    with pytest.raises(ImageError, match="^descriptor checksum does not match$"):
+        _run(image, bundle, core, bytes(data))
+    with pytest.raises(ImageError, match="^header checksum does not match$"):
+        _run(image, bundle, core, b"\0" * 4 + image.data[4:])
+
+
+def test_unknown_opcode_is_refused(folder):
+    image, bundle, core = _image(folder)
+    desc = image.regions["descriptors"]["addr"] + 3 * DESCRIPTOR_WORDS * 4
+    data = bytearray(image.data)
+    words = list(struct.unpack_from(f"<{DESCRIPTOR_WORDS}I", data, desc))
+    words[0] = 9
+    words[-1] = ~sum(words[:-1]) & 0xFFFFFFFF
+    struct.pack_into(f"<{DESCRIPTOR_WORDS}I", data, desc, *words)
+    with pytest.raises(ImageError, match="^layer 3: unknown opcode 9$"):
+        _run(image, bundle, core, bytes(data))
+
+
+def test_out_of_range_address_is_refused(folder):
+    image, bundle, core = _image(folder)
+    desc = image.regions["descriptors"]["addr"]
+    data = bytearray(image.data)
+    words = list(struct.unpack_from(f"<{DESCRIPTOR_WORDS}I", data, desc))
+    words[FIELDS.index("weights_addr")] = 0xFFFF0000
+    words[-1] = ~sum(words[:-1]) & 0xFFFFFFFF
+    struct.pack_into(f"<{DESCRIPTOR_WORDS}I", data, desc, *words)
+    with pytest.raises(ImageError, match=r"^read of \d+ bytes at 0xffff0000 is outside memory"):
+        _run(image, bundle, core, bytes(data))
+
+
+def test_program_for_another_core_is_refused(folder):
+    image, bundle, _ = _image(folder)
+    with pytest.raises(ImageError, match="compiled for another core configuration"):
+        _run(image, bundle, CoreConfig(acc_words=256))
+
+
+def test_descriptors_read_back(folder):
+    image, bundle, core = _image(folder)
+    mem = _run(image, bundle, core)
+    header, descs = read_descriptors(mem, 0)
+    assert header["layers"] == len(image.ops) == len(descs)
+    assert descs == [{**{f: 0 for f in FIELDS}, **d, "checksum": descs[n]["checksum"]}
+                     for n, d in enumerate(image.descriptors)]
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(max_channels=32, max_head_dim=32),
+     "layers.3.mlp.fc1: channels 64 exceeds the core's max_channels (32)"),
+    (dict(max_map=4, max_tokens=16), "layers.0.conv: map size 8 exceeds the core's max_map "
+                                     "(4)"),
+    (dict(max_timesteps=1), "layers.1.sep.pw2: multi-bit total width {wide} exceeds the core's "
+                            "acc_bits (a core without membrane memory keeps totals there) "
+                            "(20)"),
+    (dict(acc_words=4), "layers.0.conv: one output row (8 pixels) exceeds the core's acc_words "
+                        "(4)"),
+    (dict(acc_bits=11), "layers.1.sep.dw: accumulator width {acc} exceeds the core's "
+                        "acc_bits (11)"),
+    (dict(max_kernel=5, weight_words=25), "layers.1.sep.dw: kernel 7 exceeds the core's "
+                                          "max_kernel (5)"),
+])
+def test_core_too_small(folder, changes, message):
+    _, net, _ = read_network_bundle(_bundle(folder, 1))
+    widths = Widths(net.widths)
+    text = message.format(wide=net.layers[1].sep_pw2.conv.config(widths).acc_bits,
+                          acc=net.layers[1].sep_dw.config(widths).acc_bits)
+    with pytest.raises(CompileError) as info:
+        compile_network(net, CoreConfig(**changes))
+    assert str(info.value) == text
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv):
+    status = run_main("gen.program", program_main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_cli_writes_a_reproducible_program(capsys, folder, tmp_path):
+    bundle = _bundle(folder, 1)
+    status, out, err = run_cli(capsys, "--bundle", bundle, "--out", tmp_path / "a")
+    assert status == 0 and err == "" and out.startswith("gen.program: 20 operations, image ")
+    assert "cycle model" in out
+    run_cli(capsys, "--bundle", bundle, "--out", tmp_path / "b")
+    for name in ("image.bin", "layout.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    layout = json.loads((tmp_path / "a" / "layout.json").read_text())
+    assert layout["image_bytes"] == (tmp_path / "a" / "image.bin").stat().st_size
+    assert layout["cycles"]["samples"] == SAMPLES
+    assert str(tmp_path) not in (tmp_path / "a" / "layout.json").read_text()
+
+
+def test_cli_core_flags(capsys, folder, tmp_path):
+    core = tmp_path / "core.yaml"
+    CoreConfig(lanes=8).save(core)
+    status, _, _ = run_cli(capsys, "--bundle", _bundle(folder, 1), "--core", core, "--set",
+                           "acc_words=256", "--out", tmp_path / "p")
+    layout = json.loads((tmp_path / "p" / "layout.json").read_text())
+    assert status == 0 and layout["core"]["lanes"] == 8 and layout["core"]["acc_words"] == 256
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bundle", "{d}/none.zip", "--out", "{d}/p"], "bundle '{d}/none.zip' does not exist"),
+    (["--bundle", "{b}", "--out", "{d}/no/p"], "output folder '{d}/no' does not exist"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--set", "lanes"],
+     "--set takes KEY=VALUE, not 'lanes'"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--set", "lanes=x"],
+     "--set lanes: 'x' is not an integer"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--set", "lanes=12"],
+     "lanes must be one of 1, 2, 4, 8, 16, 32, not 12"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--set", "lane=8"],
+     "unknown core configuration key 'lane' (known: "),
+    (["--bundle", "{b}", "--out", "{d}/p", "--base", "0x10"],
+     "base address 0x10 must be a multiple of 64 within the core's 32-bit address space"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--base", "zero"],
+     "--base must be an integer address, not 'zero'"),
+    (["--bundle", "{b}", "--out", "{d}/p/"], "--out '{d}/p' is a folder that does not hold a "
+                                               "program; refusing to replace it"),
+    (["--bundle", "{b}", "--out", "{d}/p", "--set", "max_channels=32", "--set",
+      "max_head_dim=32"],
+     "layers.3.mlp.fc1: channels 64 exceeds the core's max_channels (32)"),
+])
+def test_cli_bad_input(capsys, folder, tmp_path, argv, message):
+    b = _bundle(folder, 1)
+    if argv[-1].endswith("/p/"):
+        (tmp_path / "p").mkdir()
+        (tmp_path / "p" / "mine.txt").write_text("keep me\n")
+        argv[-1] = argv[-1][:-1]
+    argv = [a.format(d=tmp_path, b=b) for a in argv]
+    status, out, err = run_cli(capsys, *argv)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"gen.program: error: {message.format(d=tmp_path)}")
+    assert err.count("\n") == 1
+    if (tmp_path / "p").exists():
+        assert [f.name for f in (tmp_path / "p").iterdir()] == ["mine.txt"]
+    assert sorted(f.name for f in tmp_path.iterdir()) in ([], ["p"])
