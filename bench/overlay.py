@@ -67,8 +67,13 @@ def paper_network(timesteps, images, seed=0):
     return net, net.to_input(calib)
 
 
+def log(text):
+    print(f"[bench.overlay] {text}", file=sys.stderr, flush=True)
+
+
 def measure(label, net, pixels, core, work, *, execute=True):
     """Compile, optionally execute and check every image, and model the cycles."""
+    log(f"{label}: tracing {len(pixels)} images")
     path = work / f"{label}.zip"
     t0 = time.perf_counter()
     write_network_bundle(path, net, pixels)
@@ -78,6 +83,7 @@ def measure(label, net, pixels, core, work, *, execute=True):
     image = compile_network(net, core)
     compiled = time.perf_counter() - t0
     checked = None
+    log(f"{label}: compiled in {compiled:.1f} s; executing and checking")
     if execute:
         t0 = time.perf_counter()
         layout = image.layout()
@@ -141,10 +147,12 @@ def main(argv=None):
         work = Path(tmp)
         runs = []
         for t in (1, 4):
+            log(f"digits T = {t}: quantizing")
             net, pixels = digits_network(t, args.images)
             runs.append(measure(f"digits-t{t}", net, pixels, core, work))
         if args.paper:
             for t in (1, 4):
+                log(f"metaspikformer_8_256 T = {t}: seeding and quantizing (minutes)")
                 net, pixels = paper_network(t, 1)
                 runs.append(measure(f"metaspikformer_8_256-t{t}", net, pixels, core, work))
     figures["runs"] = runs

@@ -364,22 +364,34 @@ def _engine_tiling(op, core, words_group, kernel, out_h, out_w, channels):
 
 def _sdsa_tiling(op, core):
     """Heads per tile: their `K^T V` counts (`d x ceil(d / lanes)` words a head) in the
-    accumulator memory, and with T > 1 their neurons' membranes (`tokens x ceil(d / lanes)`
-    words a head) in the membrane memory."""
+    accumulator memory and their parameters in `tile_groups`; with T > 1 their neurons'
+    membranes (`tokens x ceil(d / lanes)` words a head) in the membrane memory, in bands of
+    token rows when one head's do not fit (each band builds `K^T V` from all tokens again)."""
     cfg = op.sdsa
     d = cfg.head_dim
+    gph = -(-d // core.lanes)
     _limit(op, "heads", cfg.heads, core.max_heads, "max_heads")
     _limit(op, "head dimension", d, core.max_head_dim, "max_head_dim")
     _limit(op, "tokens", cfg.tokens, core.max_tokens, "max_tokens")
-    per_head = d * -(-d // core.lanes)
+    per_head = d * gph
     _limit(op, "K^T V words of one head", per_head, core.acc_words, "acc_words")
-    heads = min(cfg.heads, core.acc_words // per_head)
+    heads = min(cfg.heads, core.acc_words // per_head, core.tile_groups // gph)
+    if heads < 1:
+        raise CompileError(f"{op.name}: the parameters of one head ({gph} groups) exceed the "
+                           f"core's tile_groups ({core.tile_groups})")
+    h, w = op.inp.height, op.inp.width
+    rows = h
     if op.timesteps > 1:
-        words = cfg.tokens * -(-d // core.lanes)
-        _limit(op, "LIF membrane words of one head", words, core.acc_words, "acc_words")
-        heads = min(heads, core.acc_words // words)
-    return Tiling(groups=heads, tiles=-(-cfg.heads // heads), band_rows=op.inp.height,
-                  bands=1, passes=1)
+        if cfg.tokens * gph * heads > core.acc_words:
+            heads = max(1, min(heads, core.acc_words // (cfg.tokens * gph)))
+        if cfg.tokens * gph * heads > core.acc_words:
+            rows = core.acc_words // (w * gph)
+            if rows < 1:
+                raise CompileError(f"{op.name}: the membranes of one token row of one head "
+                                   f"({w * gph} words) exceed the core's acc_words "
+                                   f"({core.acc_words})")
+    return Tiling(groups=heads, tiles=-(-cfg.heads // heads), band_rows=rows,
+                  bands=-(-h // rows), passes=1)
 
 
 def plan(op, core):
@@ -669,8 +681,8 @@ def _bytes_moved(op, core):
     inp, out = op.inp, op.out
     plane = inp.height * inp.width * inp.record_bytes(core)
     if op.opcode == "sdsa":
-        per_t = 3 * plane * 1     # q, k and v once per head tile: each tile reads its slice
-        read = t * per_t
+        # q once, k and v once per band of token rows (each tile reads its heads' slice)
+        read = t * plane * (1 + 2 * tl.bands)
         written = t * out.height * out.width * out.record_bytes(core)
         return read + len(pack_params(op, core)[0]), written
     halo = 1.0
@@ -711,11 +723,19 @@ def op_cycles(op, core, x, k=None, v=None):
         ideal = op.timesteps * words
         model = OP_OVERHEAD + max(ideal, memory)
     elif op.opcode == "sdsa":
+        # SDSAConfig.ideal_cycles at the core's lanes, each head padded to whole groups:
+        # per timestep, building K^T V costs nnz(K) x groups per head and Y = Q KV
+        # nnz(Q) x groups per head, neither shorter than streaming the timestep's beats
         cfg = op.sdsa
-        as_tokens = [np.moveaxis(a, 1, -1).reshape(op.timesteps, -1, cfg.channels)[None]
-                     for a in (x, k, v)]
-        ideal = cfg.ideal_cycles(*[a for a in as_tokens])
-        model = OP_OVERHEAD + op.tiling.tiles * READ_LATENCY + max(ideal, memory)
+        gph = -(-cfg.head_dim // lanes)
+        beats = cfg.tokens * cfg.heads * gph
+        nk = np.asarray(k).reshape(op.timesteps, -1).sum(axis=1) * gph
+        nq = np.asarray(x).reshape(op.timesteps, -1).sum(axis=1) * gph
+        kv_phase = int(np.maximum(nk, beats).sum())
+        ideal = kv_phase + int(np.maximum(nq, beats).sum())
+        # each further band of token rows builds K^T V again
+        rebuild = (op.tiling.bands - 1) * kv_phase
+        model = OP_OVERHEAD + op.tiling.tiles * READ_LATENCY + max(ideal + rebuild, memory)
     elif op.opcode == "head":
         sae = op.sae
         c_groups = -(-op.inp.channels // lanes)

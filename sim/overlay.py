@@ -14,6 +14,7 @@ It is the transaction-level model of the core: what the RTL must produce, byte f
 
 import numpy as np
 
+from spec.csr import ERRORS
 from spec.lif import LIFConfig
 from spec.program import (
     DESCRIPTOR_WORDS,
@@ -26,7 +27,9 @@ from spec.program import (
     PARAMS,
     VERSION,
     ImageError,
-    core_fingerprint,
+    ProgramError,
+    check_descriptor,
+    check_header,
     pack_spikes,
     pack_values,
     unpack_descriptor,
@@ -63,20 +66,34 @@ class Memory:
         self.data[at:at + len(data)] = data
 
 
-def read_descriptors(mem, base):
-    """(header, [descriptor fields]) read from memory, checked (magic, version, checksums)."""
-    header = unpack_header(mem.read(base, HEADER_WORDS * 4))
-    if header["magic"] != MAGIC:
-        raise ImageError(f"not an overlay program (magic {header['magic']:#x})")
-    if header["version"] != VERSION:
-        raise ImageError(f"program format version {header['version']}; this reads "
-                         f"{VERSION}")
+def read_descriptors(mem, base, core=None):
+    """(header, [descriptor fields]) read from memory and checked as the core checks them
+    (magic, version, checksums, opcodes, and with `core` its fingerprint, the shapes against
+    its maxima and every address against the declared memory); raises `ProgramError` with the
+    error code and layer the core would report."""
+    try:
+        header = unpack_header(mem.read(base, HEADER_WORDS * 4))
+    except ProgramError:
+        raise
+    except ImageError as exc:
+        raise ProgramError(ERRORS["header_checksum"], 0, str(exc)) from None
+    if core is not None:
+        check_header(header, core)
+    elif header["magic"] != MAGIC or header["version"] != VERSION:
+        raise ProgramError(ERRORS["magic"], 0, f"not an overlay program of version {VERSION}")
     descs = []
     for n in range(header["layers"]):
-        d = unpack_descriptor(mem.read(header["descriptors"] + n * DESCRIPTOR_WORDS * 4,
-                                       DESCRIPTOR_WORDS * 4))
+        at = header["descriptors"] + n * DESCRIPTOR_WORDS * 4
+        try:
+            d = unpack_descriptor(mem.read(at, DESCRIPTOR_WORDS * 4))
+        except ProgramError:
+            raise
+        except ImageError as exc:
+            raise ProgramError(ERRORS["descriptor_checksum"], n, f"layer {n}: {exc}") from None
         if d["opcode"] not in OPCODE_NAMES:
-            raise ImageError(f"layer {n}: unknown opcode {d['opcode']}")
+            raise ProgramError(ERRORS["opcode"], n, f"layer {n}: unknown opcode {d['opcode']}")
+        if core is not None:
+            check_descriptor(d, header, core)
         descs.append(d)
     return header, descs
 
@@ -284,12 +301,17 @@ def _sdsa_op(mem, d, core):
         ch = slice(h0 * dim, (h0 + hs) * dim)
         qh, kh, vh = (np.moveaxis(a[:, ch], 1, -1).reshape(t, tokens, hs, dim)
                       for a in (q, k, v))
-        kv = np.einsum("tnhi,tnhj->thij", kh, vh)
-        att = np.einsum("tnhi,thij->tnhj", qh, kv).reshape(t, tokens, hs * dim)
-        cfg = _lif_config(d, hs * dim, tokens * hs * dim, params["v_th"][ch],
-                          np.zeros(hs * dim))
-        spikes, _ = lif_int(cfg, att.reshape(1, t, -1))
-        out[:, ch] = np.moveaxis(spikes.reshape(t, h, w, hs * dim), -1, 1)
+        for band in range(d["bands"]):
+            r0 = band * d["band_rows"]
+            r1 = min(h, r0 + d["band_rows"])
+            kv = np.einsum("tnhi,tnhj->thij", kh, vh)         # from every token, each band
+            band_q = qh[:, r0 * w:r1 * w]
+            att = np.einsum("tnhi,thij->tnhj", band_q, kv).reshape(t, -1)
+            n = (r1 - r0) * w
+            cfg = _lif_config(d, hs * dim, n * hs * dim, params["v_th"][ch],
+                              np.zeros(hs * dim))
+            spikes, _ = lif_int(cfg, att.reshape(1, t, -1))
+            out[:, ch, r0:r1] = np.moveaxis(spikes.reshape(t, r1 - r0, w, hs * dim), -1, 1)
     return out, True
 
 
@@ -332,9 +354,7 @@ def run_program(image, memory_bytes, base, core, pixels):
     and, after the run, every operation's output region."""
     mem = Memory(base, memory_bytes)
     mem.write(base, image)
-    header, descs = read_descriptors(mem, base)
-    if header["core"] != core_fingerprint(core):
-        raise ImageError("the program was compiled for another core configuration")
+    header, descs = read_descriptors(mem, base, core)
     first = descs[0]
     mem.write(header["input_addr"],
               pack_values(np.asarray(pixels)[None], first["in_bits"], core, signed=False))

@@ -30,6 +30,7 @@ import struct
 
 import numpy as np
 
+from .csr import ERRORS
 from .errors import ConfigError
 
 __all__ = ["MAGIC", "VERSION", "ALIGN", "HEADER_WORDS", "DESCRIPTOR_WORDS", "OPCODES",
@@ -37,7 +38,8 @@ __all__ = ["MAGIC", "VERSION", "ALIGN", "HEADER_WORDS", "DESCRIPTOR_WORDS", "OPC
            "IN_SIGNED", "MODES", "align", "core_fingerprint", "pack_header", "unpack_header",
            "pack_descriptor", "unpack_descriptor", "checksum", "spike_unit",
            "spike_record_bytes", "value_bytes", "value_record_bytes", "pack_spikes",
-           "unpack_spikes", "pack_values", "unpack_values", "ImageError"]
+           "unpack_spikes", "pack_values", "unpack_values", "ImageError", "ProgramError",
+           "SHAPE_LIMITS", "check_header", "check_descriptor"]
 
 MAGIC = 0x564F4653            # "SFOV" little-endian: spikeformer overlay
 VERSION = 1
@@ -252,3 +254,99 @@ def unpack_values(data, timesteps, channels, height, width, bits, core, *, signe
     rows = np.stack([buf[t * stride:t * stride + plane] for t in range(timesteps)])
     grid = rows.view(kind).astype(np.int64).reshape(timesteps, height, width, padded)
     return np.moveaxis(grid[..., :channels], -1, 1).copy(), grid[..., channels:]
+
+
+# -- what the core checks before it runs an operation -------------------------------------------
+
+
+class ProgramError(ImageError):
+    """A program the core refuses: `code` is the `spec.csr.ERRORS` code the core reports in its
+    ERROR register, `layer` the failing descriptor (0 for the header)."""
+
+    def __init__(self, code, layer, message):
+        super().__init__(message)
+        self.code, self.layer = code, layer
+
+
+#: (descriptor field, CoreConfig maximum) pairs the core compares before it runs a layer.
+SHAPE_LIMITS = (
+    ("timesteps", "max_timesteps"), ("in_channels", "max_channels"),
+    ("out_channels", "max_channels"), ("in_height", "max_map"), ("in_width", "max_map"),
+    ("out_height", "max_map"), ("out_width", "max_map"), ("kernel", "max_kernel"),
+    ("stride", "max_stride"), ("heads", "max_heads"), ("head_dim", "max_head_dim"),
+    ("tokens", "max_tokens"), ("v_bits", "v_bits"),
+)
+
+
+def _span(addr, t_stride, planes, plane_bytes):
+    """[first, end) of a region of `planes` planes (`t_stride` apart, 0: one plane)."""
+    planes = 1 if t_stride == 0 else planes
+    return addr, addr + t_stride * (planes - 1) + plane_bytes
+
+
+def check_header(header, core):
+    """Raise `ProgramError` for a header the core would refuse: magic or version, another core's
+    fingerprint."""
+    if header["magic"] != MAGIC or header["version"] != VERSION:
+        raise ProgramError(ERRORS["magic"], 0, f"not an overlay program of version {VERSION} "
+                           f"(magic {header['magic']:#x}, version {header['version']})")
+    if header["core"] != core_fingerprint(core):
+        raise ProgramError(ERRORS["core"], 0, "the program was compiled for another core "
+                           "configuration")
+
+
+def check_descriptor(d, header, core):
+    """Raise `ProgramError` for a descriptor the core would refuse before running it: an unknown
+    opcode, a size above the core's maxima, or a region outside the memory the header declares
+    (reads within the image and the activation area, writes within the activation area)."""
+    n = d["layer"]
+    if d["opcode"] not in OPCODE_NAMES:
+        raise ProgramError(ERRORS["opcode"], n, f"layer {n}: unknown opcode {d['opcode']}")
+    for fname, limit in SHAPE_LIMITS:
+        if d[fname] > getattr(core, limit):
+            raise ProgramError(ERRORS["shape"], n, f"layer {n}: {fname} {d[fname]} exceeds "
+                               f"the core's {limit} ({getattr(core, limit)})")
+    wide = d["in_kind"] != IN_SPIKES and d["mode"] != MODES["depthwise"] and d["opcode"] in (
+        OPCODES["conv_lif"], OPCODES["conv_stream"])
+    limit = "v_bits" if wide and core.max_timesteps > 1 else "acc_bits"
+    if d["acc_bits"] > getattr(core, limit):
+        raise ProgramError(ERRORS["shape"], n, f"layer {n}: acc_bits {d['acc_bits']} exceeds "
+                           f"the core's {limit} ({getattr(core, limit)})")
+    groups = d["tile_groups"]
+    if d["opcode"] == OPCODES["sdsa"]:              # tiles of heads: their channel groups
+        groups *= -(-d["head_dim"] // core.lanes)
+    if groups > core.tile_groups:
+        raise ProgramError(ERRORS["shape"], n, f"layer {n}: a tile of {groups} channel groups "
+                           f"exceeds the core's tile_groups ({core.tile_groups})")
+    base, image_end = header["base"], header["base"] + header["image_bytes"]
+    act, act_end = header["activation_addr"], header["activation_addr"] + header[
+        "activation_bytes"]
+    t = d["timesteps"]
+    reads = [("input", _span(d["in_addr"], d["in_t_stride"], t,
+                             d["in_height"] * d["in_width"] * d["in_pixel_bytes"]))]
+    if d["res_addr"]:
+        reads.append(("residual", _span(d["res_addr"], d["res_t_stride"], t,
+                                        d["out_height"] * d["out_width"]
+                                        * d["res_pixel_bytes"])))
+    for name in ("k_addr", "v_addr"):
+        if d[name]:
+            reads.append((name[0], _span(d[name], d["in_t_stride"], t,
+                                         d["in_height"] * d["in_width"]
+                                         * d["in_pixel_bytes"])))
+    if d["weights_addr"]:
+        reads.append(("weights", (d["weights_addr"],
+                                  d["weights_addr"] + d["tiles"] * d["weights_tile_bytes"])))
+    if d["params_addr"]:
+        tiles = 1 if d["opcode"] == OPCODES["head"] else d["tiles"]   # the head reads it whole
+        reads.append(("parameters", (d["params_addr"],
+                                     d["params_addr"] + tiles * d["params_tile_bytes"])))
+    for name, (lo, hi) in reads:
+        if not (base <= lo and hi <= act_end):
+            raise ProgramError(ERRORS["address"], n, f"layer {n}: its {name} [{lo:#x}, "
+                               f"{hi:#x}) is outside the program's memory [{base:#x}, "
+                               f"{act_end:#x})")
+    lo, hi = _span(d["out_addr"], d["out_t_stride"], t,
+                   d["out_height"] * d["out_width"] * d["out_pixel_bytes"])
+    if not (act <= lo and hi <= act_end and lo >= image_end):
+        raise ProgramError(ERRORS["address"], n, f"layer {n}: its output [{lo:#x}, {hi:#x}) "
+                           f"is outside the activation area [{act:#x}, {act_end:#x})")

@@ -18,12 +18,13 @@ from gen.program import main as program_main
 from sim.overlay import Divergence, check_outputs, read_descriptors, run_program
 from spec.cli import run_main
 from spec.core import CoreConfig
+from spec.csr import ERRORS
 from spec.netbundle import read_network_bundle
 from spec.network import Widths
 from spec.program import (
     DESCRIPTOR_WORDS,
     FIELDS,
-    ImageError,
+    ProgramError,
     pack_spikes,
     pack_values,
     unpack_spikes,
@@ -85,6 +86,7 @@ SMALL_CORES = {
     "rows-double": dict(weight_words=96, tile_groups=1),           # by kernel rows, 2 buffers
     "lanes8": dict(lanes=8, in_lanes=8, axi_data_bits=32, max_burst=8),
     "lanes32": dict(lanes=32, in_lanes=16, axi_data_bits=128),
+    "bands": dict(acc_words=32),                                   # 4-row bands, attention too
 }
 
 
@@ -96,6 +98,10 @@ def test_tiled_cores_match_every_trace(folder, changes):
         assert any(t.passes > 1 for t in tilings) and any(t.tiles > 1 for t in tilings)
     if changes.get("weight_words") == 96:
         assert any(t.passes == 3 and t.buffers == 2 for t in tilings)
+    if "acc_words" in changes:
+        sdsa = next(op for op in image.ops if op.opcode == "sdsa")
+        assert sdsa.tiling.bands == 2 and sdsa.tiling.tiles == 2
+        assert all(op.tiling.bands == 2 for op in image.ops if op.opcode == "conv_lif")
 
 
 def test_bands_match_every_trace(tmp_path):
@@ -186,45 +192,66 @@ def _run(image, bundle, core, data=None):
                        bundle.arrays["pixels"][0])
 
 
-def test_image_is_refused_when_damaged(folder):
+def _patched(image, layer, **fields):
+    """The image with descriptor `layer`'s fields changed and its checksum made right again
+    (a program that is well-formed but bad)."""
+    desc = image.regions["descriptors"]["addr"] + layer * DESCRIPTOR_WORDS * 4
+    data = bytearray(image.data)
+    words = list(struct.unpack_from(f"<{DESCRIPTOR_WORDS}I", data, desc))
+    for name, value in fields.items():
+        words[FIELDS.index(name)] = value
+    words[-1] = ~sum(words[:-1]) & 0xFFFFFFFF
+    struct.pack_into(f"<{DESCRIPTOR_WORDS}I", data, desc, *words)
+    return bytes(data)
+
+
+def _refused(image, bundle, core, data):
+    with pytest.raises(ProgramError) as info:
+        _run(image, bundle, core, data)
+    return info.value.code, info.value.layer, str(info.value)
+
+
+def test_damaged_image_is_refused(folder):
     image, bundle, core = _image(folder)
     desc = image.regions["descriptors"]["addr"]
     data = bytearray(image.data)
     data[desc + 4 * FIELDS.index("kernel")] ^= 1
-    with pytest.raises(ImageError, match="^descriptor checksum does not match$"):
-        _run(image, bundle, core, bytes(data))
-    with pytest.raises(ImageError, match="^header checksum does not match$"):
-        _run(image, bundle, core, b"\0" * 4 + image.data[4:])
+    assert _refused(image, bundle, core, bytes(data)) == (
+        ERRORS["descriptor_checksum"], 0, "layer 0: descriptor checksum does not match")
+    assert _refused(image, bundle, core, b"\0" * 4 + image.data[4:]) == (
+        ERRORS["header_checksum"], 0, "header checksum does not match")
 
 
 def test_unknown_opcode_is_refused(folder):
     image, bundle, core = _image(folder)
-    desc = image.regions["descriptors"]["addr"] + 3 * DESCRIPTOR_WORDS * 4
-    data = bytearray(image.data)
-    words = list(struct.unpack_from(f"<{DESCRIPTOR_WORDS}I", data, desc))
-    words[0] = 9
-    words[-1] = ~sum(words[:-1]) & 0xFFFFFFFF
-    struct.pack_into(f"<{DESCRIPTOR_WORDS}I", data, desc, *words)
-    with pytest.raises(ImageError, match="^layer 3: unknown opcode 9$"):
-        _run(image, bundle, core, bytes(data))
+    assert _refused(image, bundle, core, _patched(image, 3, opcode=9)) == (
+        ERRORS["opcode"], 3, "layer 3: unknown opcode 9")
 
 
-def test_out_of_range_address_is_refused(folder):
+def test_shape_above_the_maxima_is_refused(folder):
     image, bundle, core = _image(folder)
-    desc = image.regions["descriptors"]["addr"]
-    data = bytearray(image.data)
-    words = list(struct.unpack_from(f"<{DESCRIPTOR_WORDS}I", data, desc))
-    words[FIELDS.index("weights_addr")] = 0xFFFF0000
-    words[-1] = ~sum(words[:-1]) & 0xFFFFFFFF
-    struct.pack_into(f"<{DESCRIPTOR_WORDS}I", data, desc, *words)
-    with pytest.raises(ImageError, match=r"^read of \d+ bytes at 0xffff0000 is outside memory"):
-        _run(image, bundle, core, bytes(data))
+    assert _refused(image, bundle, core, _patched(image, 2, kernel=9)) == (
+        ERRORS["shape"], 2, "layer 2: kernel 9 exceeds the core's max_kernel (7)")
+
+
+def test_out_of_range_addresses_are_refused(folder):
+    image, bundle, core = _image(folder)
+    end = image.activation_addr + image.activation_bytes
+    code, layer, text = _refused(image, bundle, core, _patched(image, 0,
+                                                               weights_addr=0xFFFF0000))
+    assert (code, layer) == (ERRORS["address"], 0)
+    assert text.startswith("layer 0: its weights [0xffff0000, ") and text.endswith(
+        f") is outside the program's memory [0x0, {end:#x})")
+    code, layer, text = _refused(image, bundle, core, _patched(image, 1, out_addr=64))
+    assert (code, layer) == (ERRORS["address"], 1)
+    assert text.startswith("layer 1: its output [0x40, ") and text.endswith(
+        f") is outside the activation area [{image.activation_addr:#x}, {end:#x})")
 
 
 def test_program_for_another_core_is_refused(folder):
     image, bundle, _ = _image(folder)
-    with pytest.raises(ImageError, match="compiled for another core configuration"):
-        _run(image, bundle, CoreConfig(acc_words=256))
+    assert _refused(image, bundle, CoreConfig(acc_words=256), image.data) == (
+        ERRORS["core"], 0, "the program was compiled for another core configuration")
 
 
 def test_descriptors_read_back(folder):
