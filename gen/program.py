@@ -675,6 +675,20 @@ OP_OVERHEAD = 32
 READ_LATENCY = 16
 
 
+def _input_rows_read(op):
+    """Input rows an engine operation streams per tile, timestep and pass: every band's rows
+    with its halo, clipped at the map's border."""
+    sae, tl = op.sae, op.tiling
+    total = 0
+    for band in range(tl.bands):
+        r0 = band * tl.band_rows
+        r1 = min(sae.out_height, r0 + tl.band_rows)
+        lo = r0 * sae.stride - sae.padding
+        hi = (r1 - 1) * sae.stride - sae.padding + sae.kernel
+        total += max(0, min(hi, sae.height) - max(lo, 0))
+    return total
+
+
 def _bytes_moved(op, core):
     """(bytes read, bytes written) of one image (all timesteps) under `op.tiling`."""
     t, tl = op.timesteps, op.tiling
@@ -685,11 +699,15 @@ def _bytes_moved(op, core):
         read = t * plane * (1 + 2 * tl.bands)
         written = t * out.height * out.width * out.record_bytes(core)
         return read + len(pack_params(op, core)[0]), written
-    halo = 1.0
-    if op.sae is not None and tl.bands > 1:
-        rows_in = (tl.band_rows - 1) * op.sae.stride + op.sae.kernel
-        halo = min(inp.height, rows_in * tl.bands) / inp.height
-    read = t * plane * halo * tl.tiles * tl.passes
+    rows = _input_rows_read(op) if op.sae is not None else inp.height
+    if op.sae is not None and op.sae.mode == "depthwise":
+        # each tile reads its own groups' slice of every record, a whole beat at least
+        groups_total = -(-op.sae.out_channels // core.lanes)
+        per_pixel = sum(max(core.axi_bytes, min(tl.groups, groups_total - n * tl.groups)
+                            * core.lanes // 8) for n in range(tl.tiles))
+        read = t * rows * inp.width * per_pixel
+    else:
+        read = t * plane * rows / inp.height * tl.tiles * tl.passes
     if op.weight is not None:
         weights = len(pack_weights(op, core)[0])
         read += weights if tl.passes == 1 else weights * tl.bands * t
@@ -782,10 +800,7 @@ def _engine_cycles(op, core, x):
         touched = np.outer(-(-rows // r), -(-cols // c))
     else:
         touched = np.outer(rows, cols)
-    halo_beats = 0
-    if tl.bands > 1:
-        rows_in = (tl.band_rows - 1) * sae.stride + sae.kernel
-        halo_beats = max(0, rows_in * tl.bands - sae.height) * sae.width * beats * frames
+    extra_rows = _input_rows_read(op) - sae.height          # halo rows scanned again
     groups_total = -(-sae.out_channels // lanes)
     weight_tile = -(-pack_weights(op, core)[1] // core.axi_bytes) if op.weight is not None \
         else 0
@@ -794,8 +809,16 @@ def _engine_cycles(op, core, x):
     compute, exposed = 0, 0
     for tile in range(tl.tiles):
         g = min(tl.groups, groups_total - tile * tl.groups)
-        updates = events * (touched * g)[None, None] / tl.passes
-        work = int(np.ceil(np.maximum(updates, 1)).sum()) * tl.passes + halo_beats
+        if sae.mode == "depthwise":
+            # a tile scans only its own groups' beats; an event updates one window per block
+            tile_events = events[:, tile * tl.groups:tile * tl.groups + g]
+            updates = tile_events * touched[None, None]
+            scanned = g
+        else:
+            updates = events * (touched * g)[None, None] / tl.passes
+            scanned = beats
+        work = int(np.ceil(np.maximum(updates, 1)).sum()) * tl.passes
+        work += extra_rows * sae.width * scanned * frames * tl.passes
         work += frames * tl.bands * tl.passes * (SAEConfig.UPDATE_DISTANCE + 1)
         work += frames * (sae.out_height * sae.out_width * g
                           + tl.bands * SAEConfig.DRAIN_LATENCY)
