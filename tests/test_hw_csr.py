@@ -4,8 +4,11 @@ its AXI4-Lite port driven by hand: every register's access kind, write-1-to-clea
 soft-reset pulses, irq, strobes, the three orders of write address and data, unknown offsets,
 the 64-bit counter latch, the error latch, and the AXI handshake rules."""
 
+from pathlib import Path
+
 import pytest
 from amaranth import Module, Signal
+from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
@@ -195,6 +198,8 @@ def test_for_core():
     dut = ControlStatusRegisters.for_core(config)
     assert dut.core_id == core_fingerprint(config)
     assert (dut.version, dut.addr_bits) == (VERSION, 48)
+    assert len(dut.core.program) == 48
+    Fragment.get(dut, None)          # elaborates (and marks it used)
 
 
 @pytest.mark.parametrize(("kw", "message"), [
@@ -689,3 +694,18 @@ def test_read_response_check_catches_slverr():
 
     with pytest.raises(AssertionError, match="read of 0x00: RRESP 2, not OKAY"):
         simulate(Mutant("slverr"), bench)
+
+
+def test_register_table_in_the_format_document_matches_spec():
+    """docs/overlay-format.md's register table names every register of spec.csr with its
+    offset and access kind, and nothing else."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "overlay-format.md").read_text()
+    section = text.split("## Control and status registers", 1)[1]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("0x"):
+            offsets = [int(o, 16) for o in cells[0].split(",")]
+            names = [n.strip().strip("`") for n in cells[1].split(",")]
+            rows += [(n, o, cells[2]) for n, o in zip(names, offsets, strict=True)]
+    assert rows == [(r.name, r.offset, r.access) for r in REGISTERS]
