@@ -26,10 +26,7 @@ Steps:
 """
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +62,7 @@ from spec.program import (
     value_record_bytes,
 )
 from spec.sae import SAEConfig
-from spec.yamlio import atomic_write_bytes, atomic_write_text, umask
+from spec.yamlio import atomic_write_folder
 
 __all__ = ["CompileError", "Tensor", "Op", "Tiling", "lower", "plan", "compile_network",
            "Image", "main"]
@@ -889,28 +886,13 @@ def _core_from_args(args):
 
 
 def write_program(out, image, report):
-    """Write `image.bin` and `layout.json` (with the cycle report) as folder `out`: into a
-    temporary sibling first, then renamed into place (an earlier program folder is replaced),
-    so nothing is left half-written."""
-    out = Path(out)
+    """Write `image.bin` and `layout.json` (with the cycle report) as the folder `out`,
+    atomically (an earlier program folder is replaced whole)."""
     layout = image.layout()
     layout["cycles"] = report
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~umask())
-        atomic_write_bytes(tmp / "image.bin", image.data)
-        atomic_write_text(tmp / "layout.json", json.dumps(layout, indent=1, sort_keys=True)
-                          + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "p")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_write_folder(Path(out), {
+        "image.bin": image.data,
+        "layout.json": (json.dumps(layout, indent=1, sort_keys=True) + "\n").encode()})
 
 
 def _check_out(out):

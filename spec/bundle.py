@@ -21,9 +21,6 @@ holds). Arrays are numbers only (`allow_pickle=False`).
 
 import hashlib
 import io
-import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError, ConfigError
-from .yamlio import atomic_write_bytes, dump_yaml, parse_yaml_mapping, umask
+from .yamlio import atomic_write_bytes, atomic_write_folder, dump_yaml, parse_yaml_mapping
 
 __all__ = ["Bundle", "read_bundle", "write_bundle", "FORMAT_NAME", "FORMAT_VERSION",
            "MAX_MEMBER_BYTES"]
@@ -119,25 +116,9 @@ def write_bundle(path, *, unit, config, arrays, meta=None, overwrite=True):
                 zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_DATE), contents[name])
         atomic_write_bytes(path, buf.getvalue())
         return path
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
-    try:
-        os.chmod(tmpdir, 0o777 & ~umask())      # as mkdir would make it, not mkdtemp's 0700
-        for name, data in contents.items():
-            (tmpdir / name).write_bytes(data)
-        if path.exists():
-            if not (path / MANIFEST).is_file():
-                raise BundleError(
-                    f"refusing to replace {str(path)!r}: it exists and is not a bundle"
-                )
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
-            os.replace(path, old / "b")
-            os.replace(tmpdir, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmpdir, path)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
+    if path.exists() and not (path / MANIFEST).is_file():
+        raise BundleError(f"refusing to replace {str(path)!r}: it exists and is not a bundle")
+    atomic_write_folder(path, contents)
     return path
 
 

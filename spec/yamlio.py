@@ -1,6 +1,7 @@
 """YAML reading and atomic file writing shared by configurations and bundles."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,3 +62,26 @@ def atomic_write_bytes(path, data: bytes):
 
 def atomic_write_text(path, text: str):
     atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_folder(path, files):
+    """Write `files` ({name: bytes}) as the folder `path`: into a temporary sibling, then
+    renamed into place, replacing an existing folder whole; never half-written. The folder
+    gets the mode `mkdir` would give it (not mkdtemp's 0700). Callers decide beforehand
+    whether an existing `path` may be replaced."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~umask())
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

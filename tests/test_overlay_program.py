@@ -114,14 +114,19 @@ def test_bands_match_every_trace(tmp_path):
     assert max(op.tiling.bands for op in image.ops) == 4
 
 
-def test_checker_names_a_corrupted_value(folder):
+def _executed(folder, opcode):
+    """(core, bundle, layout, memory after one image, the first operation of `opcode`)."""
     core = CoreConfig()
     _, net, bundle = read_network_bundle(_bundle(folder, 1))
     image = compile_network(net, core)
     layout = image.layout()
     mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
                       bundle.arrays["pixels"][0])
-    op = next(o for o in layout["ops"] if o["opcode"] == "conv_lif")
+    return core, bundle, layout, mem, next(o for o in layout["ops"] if o["opcode"] == opcode)
+
+
+def test_checker_names_a_corrupted_value(folder):
+    core, bundle, layout, mem, op = _executed(folder, "conv_lif")
     region = layout["regions"][op["output"]]
     record = region["record_bytes"]
     at = region["addr"] + 5 * record                         # token 5 (row 0, column 5)
@@ -136,13 +141,7 @@ def test_checker_names_a_corrupted_value(folder):
 
 
 def test_checker_refuses_nonzero_padding(folder):
-    core = CoreConfig()
-    _, net, bundle = read_network_bundle(_bundle(folder, 1))
-    image = compile_network(net, core)
-    layout = image.layout()
-    mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
-                      bundle.arrays["pixels"][0])
-    op = next(o for o in layout["ops"] if o["opcode"] == "lif")
+    core, bundle, layout, mem, op = _executed(folder, "lif")
     region = layout["regions"][op["output"]]
     assert region["shape"][1] == 8                           # 8 channels in a 16-bit record
     mem.data[region["addr"] + 1] |= 0x80                     # channel 15: padding
