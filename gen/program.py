@@ -56,7 +56,6 @@ from spec.program import (
     core_fingerprint,
     pack_descriptor,
     pack_header,
-    pack_values,
     spike_record_bytes,
     value_bytes,
     value_record_bytes,
@@ -654,12 +653,6 @@ def compile_network(net, core, *, base=0):
                               "kind": "descriptors"}
     return Image(core, base, bytes(image), ops, regions, descriptors, activation_addr,
                  cursor - activation_addr)
-
-
-def input_bytes(image, pixels):
-    """The input region's bytes for one image of integer `pixels` (C, H, W)."""
-    first = image.ops[0].inp
-    return pack_values(np.asarray(pixels)[None], first.bits, image.core, signed=False)
 
 
 # -- cycle model ---------------------------------------------------------------------------------

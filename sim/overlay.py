@@ -68,26 +68,23 @@ class Memory:
 
 def read_descriptors(mem, base, core=None):
     """(header, [descriptor fields]) read from memory and checked as the core checks them
-    (magic, version, checksums, opcodes, and with `core` its fingerprint, the shapes against
-    its maxima and every address against the declared memory); raises `ProgramError` with the
-    error code and layer the core would report."""
+    (magic, version, checksums, opcodes, and with `core` its fingerprint, the program's address,
+    the shapes against its maxima and every address against the declared memory); raises
+    `ProgramError` with the error code and layer the core would report."""
+    data = mem.read(base, HEADER_WORDS * 4)
     try:
-        header = unpack_header(mem.read(base, HEADER_WORDS * 4))
-    except ProgramError:
-        raise
+        header = unpack_header(data)
     except ImageError as exc:
         raise ProgramError(ERRORS["header_checksum"], 0, str(exc)) from None
     if core is not None:
-        check_header(header, core)
+        check_header(header, core, base)
     elif header["magic"] != MAGIC or header["version"] != VERSION:
         raise ProgramError(ERRORS["magic"], 0, f"not an overlay program of version {VERSION}")
     descs = []
     for n in range(header["layers"]):
-        at = header["descriptors"] + n * DESCRIPTOR_WORDS * 4
+        data = mem.read(header["descriptors"] + n * DESCRIPTOR_WORDS * 4, DESCRIPTOR_WORDS * 4)
         try:
-            d = unpack_descriptor(mem.read(at, DESCRIPTOR_WORDS * 4))
-        except ProgramError:
-            raise
+            d = unpack_descriptor(data)
         except ImageError as exc:
             raise ProgramError(ERRORS["descriptor_checksum"], n, f"layer {n}: {exc}") from None
         if d["opcode"] not in OPCODE_NAMES:

@@ -284,15 +284,24 @@ def _span(addr, t_stride, planes, plane_bytes):
     return addr, addr + t_stride * (planes - 1) + plane_bytes
 
 
-def check_header(header, core):
+def check_header(header, core, at):
     """Raise `ProgramError` for a header the core would refuse: magic or version, another core's
-    fingerprint."""
+    fingerprint, a program compiled for another address than `at` (where the header was
+    read: every address in a program is absolute), descriptors outside the image."""
     if header["magic"] != MAGIC or header["version"] != VERSION:
         raise ProgramError(ERRORS["magic"], 0, f"not an overlay program of version {VERSION} "
                            f"(magic {header['magic']:#x}, version {header['version']})")
     if header["core"] != core_fingerprint(core):
         raise ProgramError(ERRORS["core"], 0, "the program was compiled for another core "
                            "configuration")
+    if header["base"] != at:
+        raise ProgramError(ERRORS["address"], 0, f"the program was compiled for address "
+                           f"{header['base']:#x}, not {at:#x}")
+    lo = header["descriptors"]
+    hi = lo + header["layers"] * DESCRIPTOR_WORDS * 4
+    if not (at <= lo and hi <= at + header["image_bytes"]):
+        raise ProgramError(ERRORS["address"], 0, f"the descriptors [{lo:#x}, {hi:#x}) are "
+                           f"outside the image")
 
 
 def check_descriptor(d, header, core):

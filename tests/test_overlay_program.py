@@ -357,3 +357,18 @@ def test_cli_bad_input(capsys, folder, tmp_path, argv, message):
     if (tmp_path / "p").exists():
         assert [f.name for f in (tmp_path / "p").iterdir()] == ["mine.txt"]
     assert sorted(f.name for f in tmp_path.iterdir()) in ([], ["p"])
+
+
+def test_image_placed_at_a_base_address(folder):
+    """Every address is absolute: the same network compiled for base 0x10000 runs there."""
+    core = CoreConfig()
+    _, net, bundle = read_network_bundle(_bundle(folder, 1))
+    image = compile_network(net, core, base=0x10000)
+    mem = run_program(image.data, len(image.data) + image.activation_bytes, 0x10000, core,
+                      bundle.arrays["pixels"][1])
+    assert check_outputs(mem, image.layout(), core, bundle.arrays, 1) > 10_000
+    with pytest.raises(ProgramError) as info:
+        run_program(compile_network(net, core).data, 1 << 20, 0x10000, core,
+                    bundle.arrays["pixels"][1])
+    assert (info.value.code, str(info.value)) == (
+        ERRORS["address"], "the program was compiled for address 0x0, not 0x10000")
