@@ -100,8 +100,13 @@ def _forward(m, outer, inner):
 class BurstPlanner(wiring.Component):
     """Splits commands (address, bytes) into the bursts of `spec.axi.bursts`, one per cycle.
 
-    Counters and adders only: the beats to the next 4 KiB boundary are `page_beats - offset`,
-    and the burst is the least of those, the beats left and `max_burst` (comparators).
+    Counters, adders and comparators only, and one long carry chain per cycle (the address and
+    count updates). With `top = min(max_burst, beats per 4 KiB page)`, a power of two, a burst
+    is the least of the beats left, `top`, and the beats to the page's end; the last is less
+    than `top` only when the page offset's bits above `log2(top)` are all ones and the bits
+    below (`low`) are not all zero, and then it is `top - low`. So every choice is a test of
+    high bits or a comparison `log2(top) + 1` bits wide.
+
     A command of 0 bytes gives no burst. `flush` drops the command in progress and the planned
     burst, and holds `cmd` while high.
 
@@ -134,25 +139,40 @@ class BurstPlanner(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         shift = cfg.size
-        page_bits = (AXI_BOUNDARY_BYTES // cfg.beat_bytes).bit_length() - 1
+        page_beats = AXI_BOUNDARY_BYTES // cfg.beat_bytes
+        page_bits = page_beats.bit_length() - 1
+        top = min(cfg.max_burst, page_beats)
+        j = top.bit_length() - 1                        # top = 2^j
         m = Module()
 
         beat_addr = Signal(cfg.addr_bits - shift)       # the next burst's address, in beats
         beats_left = Signal(cfg.length_bits - shift)
         active = Signal()
 
-        to_page = Signal(page_bits + 1)
-        m.d.comb += to_page.eq((1 << page_bits) - beat_addr[:page_bits])
-        if cfg.max_burst >= 1 << page_bits:
-            cap = to_page
-        else:
-            cap = Mux(to_page < cfg.max_burst, to_page, cfg.max_burst)
-        beats = Signal(range(cfg.max_burst + 1))
+        # the least of beats_left, top and the beats to the page's end; is it the command's last
+        left_small = Signal()           # beats_left <= top
+        page_short = Signal()           # the page ends less than `top` beats ahead ...
+        to_page = Signal(range(top + 1))                # ... after this many beats
+        page_first = Signal()           # ... before the command does (when beats_left <= top)
+        beats = Signal(range(top + 1))
         final = Signal()
-        m.d.comb += [
-            beats.eq(Mux(beats_left < cap, beats_left, cap)),
-            final.eq(beats_left <= cap),
-        ]
+        m.d.comb += left_small.eq((beats_left >> j == 0) | (beats_left == top))
+        if j > 0:
+            offset = beat_addr[:page_bits]
+            low = offset[:j]
+            high_ones = offset[j:] == (1 << (page_bits - j)) - 1 if j < page_bits else 1
+            m.d.comb += [
+                page_short.eq(high_ones & (low != 0)),
+                to_page.eq(top - low),
+                page_first.eq(beats_left[:j + 1] + low > top),
+            ]
+        with m.If(left_small):
+            with m.If(page_short & page_first):
+                m.d.comb += beats.eq(to_page)
+            with m.Else():
+                m.d.comb += [beats.eq(beats_left), final.eq(1)]
+        with m.Else():
+            m.d.comb += beats.eq(Mux(page_short, to_page, top))
 
         out = self.burst
         load = Signal()
