@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 from spec.axi import AXI_BURST_INCR, AXI_RESP_OKAY, AXI_RESP_SLVERR
 from spec.ports import pack, unpack
 
-__all__ = ["Source", "Sink", "AxiSlaveModel", "run_parts", "first_difference"]
+__all__ = ["Source", "Sink", "AxiSlaveModel", "run_parts"]
 
 
 class Source:
@@ -310,17 +310,3 @@ def run_parts(dut, parts, *, until, max_cycles, on_cycle=None):
     sim.run()
     return result["cycles"]
 
-
-def first_difference(expected, got, *, what="byte", base=0):
-    """None when the two sequences (byte strings, lists of bursts) are equal, else a message
-    naming the first differing element (`what` and its place, `base + index`) and both
-    values."""
-    def show(value):
-        return f"{value:#04x}" if isinstance(value, int) else repr(value)
-
-    for n, (want, have) in enumerate(zip(expected, got, strict=False)):
-        if want != have:
-            return f"{what} {base + n:#x}: expected {show(want)}, got {show(have)}"
-    if len(expected) != len(got):
-        return f"{len(expected)} {what}s expected, got {len(got)}"
-    return None

@@ -8,10 +8,18 @@ shown to catch a corrupted expectation."""
 import random
 
 import pytest
-from amaranth_axi import AxiSlaveModel, Sink, Source, first_difference, run_parts
+from amaranth_axi import AxiSlaveModel, Sink, Source, run_parts
 
 from gen.verilog import to_verilog
 from hw.axi import AXI4Signature, AxiMaster, AxiReader, AxiWriter, BurstPlanner
+from sim.axi import (
+    beats_bytes,
+    expected_read,
+    first_difference,
+    planned_bursts,
+    random_transfers,
+    write_beats,
+)
 from spec.axi import AxiConfig
 
 MEMORY = 64 * 1024
@@ -27,62 +35,7 @@ PLANNER_CONFIGS = {**CONFIGS, "d256-b256": AxiConfig(data_bits=256, max_burst=25
 
 
 def random_commands(cfg, rng, count, max_beats, *, disjoint=True):
-    """`count` transfers inside MEMORY: every third one ends just past a 4 KiB boundary, every
-    fifth may be empty; with `disjoint`, none overlaps an earlier one's bytes (so written data
-    is unambiguous)."""
-    bb, taken, out = cfg.beat_bytes, [], []
-    for _ in range(100 * count):
-        if len(out) == count:
-            return out
-        n = len(out)
-        beats = rng.randint(0 if n % 5 == 4 else 1, max_beats)
-        if n % 3 == 0:
-            boundary = rng.randrange(1, MEMORY // 4096) * 4096
-            addr = boundary - rng.randint(1, max(1, min(beats, 4096 // bb))) * bb
-        else:
-            addr = rng.randrange(0, MEMORY - beats * bb + 1, bb)
-        end = addr + beats * bb
-        if addr < 0 or end > MEMORY or (disjoint and any(addr < e and s < end
-                                                         for s, e in taken)):
-            continue
-        taken.append((addr, end))
-        out.append({"addr": addr, "length": beats * bb})
-    raise ValueError(f"{count} disjoint transfers of up to {max_beats} beats do not fit")
-
-
-def planned(cfg, commands):
-    return [b for c in commands for b in cfg.bursts(c["addr"], c["length"])]
-
-
-def expected_read(cfg, memory, commands):
-    """The bytes of every command and the `last` flag of every beat, in order."""
-    data, last = bytearray(), []
-    for c in commands:
-        data += memory[c["addr"]:c["addr"] + c["length"]]
-        beats = c["length"] // cfg.beat_bytes
-        last += [n == beats - 1 for n in range(beats)]
-    return bytes(data), last
-
-
-def beats_bytes(cfg, beats):
-    return b"".join(b["data"].to_bytes(cfg.beat_bytes, "little") for b in beats)
-
-
-def write_beats(cfg, rng, commands, memory, *, partial=0.2):
-    """Data beats for `commands` with random bytes and (with chance `partial`) random strobes;
-    applies them to `memory` (the expectation)."""
-    beats = []
-    for c in commands:
-        for n in range(c["length"] // cfg.beat_bytes):
-            word = rng.randbytes(cfg.beat_bytes)
-            full = (1 << cfg.beat_bytes) - 1
-            strb = rng.randrange(full + 1) if rng.random() < partial else full
-            at = c["addr"] + n * cfg.beat_bytes
-            for i in range(cfg.beat_bytes):
-                if strb >> i & 1:
-                    memory[at + i] = word[i]
-            beats.append({"data": int.from_bytes(word, "little"), "strb": strb})
-    return beats
+    return random_transfers(cfg, rng, count, max_beats, memory_bytes=MEMORY, disjoint=disjoint)
 
 
 class Status:
@@ -164,7 +117,7 @@ def test_planner_matches_bursts_back_to_back(name):
     dut = BurstPlanner(cfg)
     source = Source(dut.cmd, cfg.command_fields(), commands)
     sink = Sink(dut.burst, cfg.burst_fields())
-    want = planned(cfg, commands)
+    want = planned_bursts(cfg, commands)
     cycles = run_parts(dut, [source, sink], max_cycles=10 * len(want) + 100,
                        until=lambda ctx: len(sink.beats) == len(want) and source.empty)
     got = [(b["addr"], b["beats"]) for b in sink.beats]
@@ -175,6 +128,36 @@ def test_planner_matches_bursts_back_to_back(name):
     assert cycles <= len(want) + empty + 2
 
 
+def edge_commands(cfg):
+    """Transfers starting 0, 1, top - 1, top and top + 1 beats before a 4 KiB boundary, each
+    ending just before, on or just after it, or `top` or `2 top` beats long (`top`: the
+    longest burst, max_burst or a page); some are empty."""
+    bb = cfg.beat_bytes
+    top = min(cfg.max_burst, 4096 // bb)
+    out = []
+    for before in sorted({0, 1, top - 1, top, top + 1}):
+        addr = 0x3000 - before * bb
+        for beats in sorted({1, before, before + 1, max(before - 1, 1), top, top + 1, 2 * top}):
+            out.append({"addr": addr, "length": beats * bb})
+    return out
+
+
+@pytest.mark.parametrize("name", PLANNER_CONFIGS)
+def test_planner_edge_cases(name):
+    cfg = PLANNER_CONFIGS[name]
+    commands = edge_commands(cfg)
+    dut = BurstPlanner(cfg)
+    source = Source(dut.cmd, cfg.command_fields(), commands)
+    sink = Sink(dut.burst, cfg.burst_fields(), stall=0.2, seed=3)
+    want = planned_bursts(cfg, commands)
+    run_parts(dut, [source, sink], max_cycles=10 * len(want) + 100,
+              until=lambda ctx: len(sink.beats) == len(want) and source.empty)
+    got = [(b["addr"], b["beats"]) for b in sink.beats]
+    assert first_difference(want, got, what="burst") is None
+    ends = [n for n, b in enumerate(sink.beats) if b["final"]]
+    assert len(ends) == sum(1 for c in commands if c["length"]) and ends[-1] == len(want) - 1
+
+
 @pytest.mark.parametrize("name", ["d64-b16", "d256-b8"])
 def test_planner_with_stalls(name):
     cfg = CONFIGS[name]
@@ -183,7 +166,7 @@ def test_planner_with_stalls(name):
     dut = BurstPlanner(cfg)
     source = Source(dut.cmd, cfg.command_fields(), commands, stall=0.5, seed=1)
     sink = Sink(dut.burst, cfg.burst_fields(), stall=0.5, seed=2)
-    want = planned(cfg, commands)
+    want = planned_bursts(cfg, commands)
     run_parts(dut, [source, sink], max_cycles=20 * len(want) + 200,
               until=lambda ctx: len(sink.beats) == len(want) and source.empty)
     assert [(b["addr"], b["beats"]) for b in sink.beats] == want
@@ -217,7 +200,7 @@ def test_reader_bursts_data_and_last(name):
     commands = random_commands(cfg, rng, 12, max_beats=min(600, max(40, 4 * cfg.max_burst + 9)))
     memory, model, sink, status, _ = run_reader(cfg, commands, seed=12)
     data, last = expected_read(cfg, memory, commands)
-    assert first_difference(planned(cfg, commands), model.ar_bursts, what="AR burst") is None
+    assert first_difference(planned_bursts(cfg, commands), model.ar_bursts, what="AR burst") is None
     assert first_difference(data, beats_bytes(cfg, sink.beats)) is None
     assert [bool(b["last"]) for b in sink.beats] == last
     assert status.values["bytes"] == len(data) and status.values["error"] == 0
@@ -344,7 +327,7 @@ def test_reader_soft_reset_mid_transfer(name):
     after = sink.beats[state["mark"]:]
     assert first_difference(data, beats_bytes(cfg, after)) is None
     assert [bool(b["last"]) for b in after] == last
-    assert model.ar_bursts[len(state["drained"]):] == planned(cfg, new)
+    assert model.ar_bursts[len(state["drained"]):] == planned_bursts(cfg, new)
     assert model.quiet
 
 
@@ -375,7 +358,7 @@ def test_writer_bursts_and_memory(name):
     expected = bytearray(memory)
     beats = write_beats(cfg, rng, commands, expected)
     model, status, _ = run_writer(cfg, commands, beats, memory, seed=42)
-    want = planned(cfg, commands)
+    want = planned_bursts(cfg, commands)
     assert first_difference(want, model.aw_bursts, what="AW burst") is None
     assert first_difference(expected, memory) is None
     assert status.values["responses"] == len(want)
@@ -395,7 +378,7 @@ def test_writer_error_is_sticky_and_nothing_hangs():
     model, status, _ = run_writer(cfg, commands, beats, memory, seed=52, errors={0x1000})
     assert memory == expected, "every beat still written"
     assert status.values["error"] == 1 and not status.error_fell
-    assert status.values["responses"] == len(planned(cfg, commands)) and model.quiet
+    assert status.values["responses"] == len(planned_bursts(cfg, commands)) and model.quiet
 
 
 @pytest.mark.parametrize("name", ["d64-b16", "d256-b8"])
@@ -442,7 +425,7 @@ def test_writer_soft_reset_mid_burst(name):
     assert model.strobed_off > 0, "the reset did not fall inside a burst"
     after = state["after"]
     assert all(after[a] in (background[a], written[a]) for a in range(MEMORY))
-    assert model.aw_bursts[state["bursts"]:] == planned(cfg, new)
+    assert model.aw_bursts[state["bursts"]:] == planned_bursts(cfg, new)
     for c in new:
         span = slice(c["addr"], c["addr"] + c["length"])
         assert first_difference(expected[span], memory[span], base=c["addr"]) is None
@@ -480,7 +463,8 @@ def test_master_reads_and_writes_independently():
     assert seen["writes_done"] == 0
     assert beats_bytes(cfg, sink.beats) == want_read
     assert memory == expected
-    assert model.ar_bursts == planned(cfg, reads) and model.aw_bursts == planned(cfg, writes)
+    assert model.ar_bursts == planned_bursts(cfg, reads)
+    assert model.aw_bursts == planned_bursts(cfg, writes)
     assert model.r_stall_cycles == 0
 
 
@@ -498,7 +482,7 @@ def test_checkers_catch_a_corrupted_expectation():
     bad[77] ^= 0x10
     assert first_difference(bad, got) == (f"byte 0x4d: expected {bad[77]:#04x}, "
                                           f"got {data[77]:#04x}")
-    want = planned(cfg, commands)
+    want = planned_bursts(cfg, commands)
     wrong = want[:2] + [(want[2][0], want[2][1] + 1)] + want[3:]
     assert first_difference(wrong, model.ar_bursts, what="AR burst") == \
         f"AR burst 0x2: expected {wrong[2]!r}, got {want[2]!r}"
