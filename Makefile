@@ -5,7 +5,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check -qq
 
-.PHONY: setup demo unit-demo test lint bench bench-sae bench-sdsa clean
+.PHONY: setup demo unit-demo test test-slow lint bench bench-sae bench-sdsa clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
@@ -28,6 +28,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/pytest -n 2 -q
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -n 2 -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -475,7 +475,8 @@ def ice40_builds(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("design", list(SMALL))
+@pytest.mark.parametrize("design", [d if d == "lif" else pytest.param(d, marks=pytest.mark.slow)
+                                    for d in SMALL])
 def test_smallest_unit_fits_ice40_without_multipliers(design, ice40_builds):
     out, report = ice40_builds(design)
     assert (report["design"], report["target"], report["family"]) == (design, "ice40-up5k",

@@ -35,7 +35,7 @@ def bundles(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("kind", ["conv", "downsample"])
+@pytest.mark.parametrize("kind", [pytest.param("conv", marks=pytest.mark.slow), "downsample"])
 def test_seeded_layer_is_reproducible(kind, capsys):
     first = block.run(capsys, "--kind", kind, *SMALL, "--quiet")
     second = block.run(capsys, "--kind", kind, *SMALL, "--quiet")
@@ -61,6 +61,7 @@ def test_block_bundle_equals_network_layer(bundles, capsys):
     assert_reproducible_text(from_block, bundles)
 
 
+@pytest.mark.slow      # tb/test_network.py co-simulates networks with taps
 def test_network_with_taps(bundles, capsys):
     plain = network.generate(capsys, "--bundle", bundles / "net", "--quiet")
     tapped = network.generate(capsys, "--bundle", bundles / "net", "--taps", "--quiet")

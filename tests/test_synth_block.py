@@ -41,6 +41,7 @@ def test_layer_has_no_multiplier(kind):
     assert config["units"]      # the report lists the units
 
 
+@pytest.mark.slow      # the blocks and first layer above are checked in the default run
 def test_network_has_no_multiplier():
     from quant_helpers import digits, stats_model
 
