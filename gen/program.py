@@ -309,7 +309,7 @@ def _check_common(op, core):
         _limit(op, "map size", max(t.height, t.width), core.max_map, "max_map")
     if op.lif is not None:
         _limit(op, "LIF membrane width", op.lif.v_bits, core.v_bits, "v_bits")
-    if op.out.kind == "values" and op.opcode in ("conv_stream",):
+    if op.opcode == "conv_stream":
         _limit(op, "stream width", op.out_bits, core.stream_bits, "stream_bits")
     if op.res is not None:
         _limit(op, "residual stream width", op.res.bits, core.stream_bits, "stream_bits")

@@ -98,24 +98,27 @@ def read_descriptors(mem, base, core=None):
 # -- tensors in memory ---------------------------------------------------------------------------
 
 
-def _read_input(mem, d, core, addr=None, channels=None, height=None, width=None, kind=None):
-    t = d["timesteps"]
-    addr = d["in_addr"] if addr is None else addr
-    channels = d["in_channels"] if channels is None else channels
-    height = d["in_height"] if height is None else height
-    width = d["in_width"] if width is None else width
-    kind = d["in_kind"] if kind is None else kind
-    stride = d["in_t_stride"]
-    planes = 1 if stride == 0 else t
-    record = d["in_pixel_bytes"]
-    data = mem.read(addr, stride * (planes - 1) + record * height * width)
+def _read_tensor(mem, core, timesteps, addr, t_stride, record_bytes, shape, kind, bits):
+    """(T, C, H, W) int64 activations at `addr`: planes `t_stride` apart (0: one plane read at
+    every timestep) of `record_bytes` per pixel, of `kind` (spikes or values of `bits`)."""
+    channels, height, width = shape
+    planes = 1 if t_stride == 0 else timesteps
+    data = mem.read(addr, t_stride * (planes - 1) + record_bytes * height * width)
     if kind == IN_SPIKES:
-        x, _ = unpack_spikes(data, planes, channels, height, width, core, t_stride=stride)
+        x, _ = unpack_spikes(data, planes, channels, height, width, core, t_stride=t_stride)
     else:
-        x, _ = unpack_values(data, planes, channels, height, width, d["in_bits"], core,
-                             signed=kind == IN_SIGNED, t_stride=stride)
+        x, _ = unpack_values(data, planes, channels, height, width, bits, core,
+                             signed=kind == IN_SIGNED, t_stride=t_stride)
     x = x.astype(np.int64)
-    return np.repeat(x, t, axis=0) if planes == 1 and t > 1 else x
+    return np.repeat(x, timesteps, axis=0) if planes == 1 and timesteps > 1 else x
+
+
+def _read_input(mem, d, core, addr=None, kind=None):
+    """The operation's input (or, with `addr`, its K or V) as (T, C, H, W)."""
+    return _read_tensor(mem, core, d["timesteps"], d["in_addr"] if addr is None else addr,
+                        d["in_t_stride"], d["in_pixel_bytes"],
+                        (d["in_channels"], d["in_height"], d["in_width"]),
+                        d["in_kind"] if kind is None else kind, d["in_bits"])
 
 
 def _write_output(mem, d, core, out, spikes):
@@ -248,10 +251,9 @@ def _engine_op(mem, d, core):
     if name == "conv_stream":
         residual = None
         if d["res_addr"]:
-            residual = _read_input(mem, {**d, "in_t_stride": d["res_t_stride"],
-                                         "in_pixel_bytes": d["res_pixel_bytes"],
-                                         "in_bits": d["out_bits"]}, core, addr=d["res_addr"],
-                                   channels=c_out, height=oh, width=ow, kind=IN_SIGNED)
+            residual = _read_tensor(mem, core, t, d["res_addr"], d["res_t_stride"],
+                                    d["res_pixel_bytes"], (c_out, oh, ow), IN_SIGNED,
+                                    d["out_bits"])
         shift, sbias = params["shift"][:c_out], params["stream_bias"][:c_out]
         return shortcut_int(out, shift, sbias, d["out_bits"], residual, channel_axis=1), False
     return out, False
