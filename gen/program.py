@@ -354,6 +354,10 @@ def _engine_tiling(op, core, words_group, kernel, out_h, out_w, channels):
         if not (one_tile and passes == 1) and core.weight_words // (2 * per_group) >= 1:
             buffers, fit = 2, core.weight_words // (2 * per_group)
     g = max(1, min(groups, core.tile_groups, fit, acc_fit))
+    if words_group:
+        # a power of two: the core's weight buffer keeps a tile's groups at a stride of
+        # `tile_groups` words, found by a shift rather than a multiplication
+        g = 1 << (g.bit_length() - 1)
     return Tiling(groups=g, tiles=-(-groups // g), band_rows=rows, bands=-(-out_h // rows),
                   passes=passes, buffers=buffers)
 
@@ -435,29 +439,20 @@ def pack_weights(op, core):
     kind = "<i1" if core.weight_bytes == 1 else "<i2"
     w = np.asarray(op.weight, np.int64)
     if sae.mode == "depthwise":
-        # (C, 1, k, k) -> per group: (kh, kw, lane)
+        # (C, 1, k, k) -> per tile: (kh, kw, group, lane)
         padded = np.zeros((groups * lanes, k, k), np.int64)
         padded[:sae.out_channels] = w[:, 0]
-        words = padded.reshape(groups, lanes, k, k).transpose(0, 2, 3, 1)   # g, kh, kw, lane
-        tiles = [words[t * tiling.groups:(t + 1) * tiling.groups]
-                 for t in range(tiling.tiles)]
-        chunks = [tile.astype(kind).tobytes() for tile in tiles]
+        words = padded.reshape(groups, lanes, k, k)                         # g, lane, kh, kw
+        chunks = [words[t * tiling.groups:(t + 1) * tiling.groups].transpose(2, 3, 0, 1)
+                  .astype(kind).tobytes() for t in range(tiling.tiles)]
     else:
         padded = np.zeros((groups * lanes, sae.in_channels, k, k), np.int64)
         padded[:sae.out_channels] = w
-        # g, lane, c_in, kh, kw -> g, c_in, kh, kw, lane
-        words = padded.reshape(groups, lanes, sae.in_channels, k, k).transpose(0, 2, 3, 4, 1)
-        chunks = []
-        for t in range(tiling.tiles):
-            tile = words[t * tiling.groups:(t + 1) * tiling.groups]   # g, c, kh, kw, lane
-            tile = tile.transpose(1, 2, 3, 0, 4)                         # c, kh, kw, g, lane
-            if tiling.passes == 1:
-                parts = [tile]
-            elif tiling.passes == k:
-                parts = [tile[:, kh] for kh in range(k)]
-            else:
-                parts = [tile[:, kh, kw] for kh in range(k) for kw in range(k)]
-            chunks.append(b"".join(p.astype(kind).tobytes() for p in parts))
+        words = padded.reshape(groups, lanes, sae.in_channels, k, k)       # g, lane, c, kh, kw
+        # per tile (kh, kw, c, g, lane): a pass (a kernel row, or one tap) is a run of taps,
+        # so every pass is one contiguous part of its tile
+        chunks = [words[t * tiling.groups:(t + 1) * tiling.groups].transpose(3, 4, 2, 0, 1)
+                  .astype(kind).tobytes() for t in range(tiling.tiles)]
     full = len(chunks[0])
     return b"".join(chunks), full
 

@@ -152,20 +152,13 @@ def _weights(mem, d, core, tile, groups):
     size = np.dtype(kind).itemsize
     addr = d["weights_addr"] + tile * d["weights_tile_bytes"]
     if d["mode"] == MODES["depthwise"]:
-        data = mem.read(addr, groups * k * k * lanes * size)
-        w = np.frombuffer(data, kind).astype(np.int64).reshape(groups, k, k, lanes)
-        return w.transpose(0, 3, 1, 2).reshape(groups * lanes, 1, k, k)
+        data = mem.read(addr, k * k * groups * lanes * size)
+        w = np.frombuffer(data, kind).astype(np.int64).reshape(k, k, groups, lanes)
+        return w.transpose(2, 3, 0, 1).reshape(groups * lanes, 1, k, k)
     c = d["in_channels"]
-    data = mem.read(addr, c * k * k * groups * lanes * size)
-    flat = np.frombuffer(data, kind).astype(np.int64)
-    passes = d["weight_passes"]
-    if passes == 1:
-        w = flat.reshape(c, k, k, groups, lanes)
-    elif passes == k:
-        w = flat.reshape(k, c, k, groups, lanes).transpose(1, 0, 2, 3, 4)
-    else:
-        w = flat.reshape(k, k, c, groups, lanes).transpose(2, 0, 1, 3, 4)
-    return w.transpose(3, 4, 0, 1, 2).reshape(groups * lanes, c, k, k)
+    data = mem.read(addr, k * k * c * groups * lanes * size)
+    w = np.frombuffer(data, kind).astype(np.int64).reshape(k, k, c, groups, lanes)
+    return w.transpose(3, 4, 2, 0, 1).reshape(groups * lanes, c, k, k)
 
 
 def _pass_taps(d):

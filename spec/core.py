@@ -143,6 +143,10 @@ class CoreConfig(UnitConfig):
             raise ConfigError(f"attention counts of max_tokens ({self.max_tokens}) need "
                               f"{self.count_bits} bits, more than acc_bits ({self.acc_bits}), "
                               f"where they are kept")
+        if self.lanes < self.axi_bytes:
+            raise ConfigError(f"lanes ({self.lanes}) must be at least the bytes of an AXI beat "
+                              f"({self.axi_bytes}, axi_data_bits {self.axi_data_bits}): a word "
+                              f"of lanes values of 1 byte or more fills whole beats")
         if self.max_burst & (self.max_burst - 1):
             raise ConfigError(f"max_burst must be a power of two, not {self.max_burst}")
         if self.max_burst * self.axi_bytes > AXI_BOUNDARY_BYTES:

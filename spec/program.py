@@ -18,9 +18,10 @@ Data layouts (the pixel order is raster order, timesteps outermost):
 - values (pixels, residual streams, depthwise sums): per timestep, per pixel, the channels as
   signed (or unsigned) integers of 1, 2 or 4 bytes (`value_bytes`), padded to a multiple of
   the core's `lanes` channels;
-- weights of a linear/conv layer: per output group of `lanes` channels, per (c_in, kh, kw),
-  one word of `lanes` weights (channel `g * lanes + l` in lane `l`), each weight sign-extended
-  to `weight_bytes`; depthwise: per group, per (kh, kw), one word of `lanes` weights;
+- weights of a linear/conv layer: per tile, per (kh, kw, c_in, group of the tile), one word of
+  `lanes` weights (channel `g * lanes + l` in lane `l`), each weight sign-extended to
+  `weight_bytes`; depthwise: per tile, per (kh, kw, group), one word of `lanes` weights (so a
+  weight pass, a run of taps, is one contiguous part of its tile);
 - per-channel parameters: per output group, for each parameter kind of the operation
   (`PARAMS`), `lanes` little-endian int32 values.
 """
@@ -170,9 +171,10 @@ def unpack_descriptor(data):
 
 
 def spike_unit(core):
-    """Channels of a spike record are padded to a multiple of this (bits: whole bytes, and
-    whole words of the engine's `lanes` and the encoder's `in_lanes`)."""
-    return max(8, core.lanes, core.in_lanes)
+    """Channels of a spike record are padded to a multiple of this: whole bytes, whole words
+    of the engine's `lanes` and the encoder's `in_lanes`, and whole AXI beats (so every record
+    starts on a beat and the core never splits a beat between two pixels)."""
+    return max(8, core.lanes, core.in_lanes, core.axi_data_bits)
 
 
 def spike_record_bytes(channels, core):

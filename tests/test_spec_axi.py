@@ -100,7 +100,7 @@ def test_config_defaults_and_derived():
 
 
 def test_config_from_core():
-    core = CoreConfig(axi_data_bits=256, max_burst=8, axi_id_bits=2)
+    core = CoreConfig(axi_data_bits=256, lanes=32, max_burst=8, axi_id_bits=2)
     cfg = AxiConfig.from_core(core, outstanding=2)
     assert (cfg.data_bits, cfg.addr_bits, cfg.id_bits, cfg.max_burst, cfg.outstanding) == \
         (256, 32, 2, 8, 2)

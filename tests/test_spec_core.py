@@ -45,8 +45,11 @@ def test_no_membranes_at_one_timestep():
     ({"max_tokens": 4096, "acc_bits": 12},
      "attention counts of max_tokens (4096) need 13 bits, more than acc_bits (12), where they "
      "are kept"),
-    ({"max_burst": 256, "axi_data_bits": 256},
+    ({"max_burst": 256, "axi_data_bits": 256, "lanes": 32},
      "max_burst (256) beats of 32 bytes cross a 4 KiB boundary; at most 128 beats"),
+    ({"axi_data_bits": 256},
+     "lanes (16) must be at least the bytes of an AXI beat (32, axi_data_bits 256): a word "
+     "of lanes values of 1 byte or more fills whole beats"),
 ])
 def test_bad_values(changes, message):
     with pytest.raises(ConfigError) as info:
@@ -60,10 +63,10 @@ def test_unknown_key():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = CoreConfig(lanes=8, max_timesteps=1, axi_data_bits=128)
+    cfg = CoreConfig(lanes=16, max_timesteps=1, axi_data_bits=128)
     cfg.save(tmp_path / "core.yaml")
     assert CoreConfig.load(tmp_path / "core.yaml") == cfg
-    assert (tmp_path / "core.yaml").read_text().startswith("unit: core\nconfig: {lanes: 8,")
+    assert (tmp_path / "core.yaml").read_text().startswith("unit: core\nconfig: {lanes: 16,")
 
 
 def test_default_core_memories_fit_an_ecp5_25f():
