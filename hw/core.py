@@ -1,0 +1,1255 @@
+"""The overlay core: one set of engines runs any compiled network from external memory.
+
+A host writes the program's address and `start` over AXI4-Lite (`hw.csr`); the core reads the
+program header and, layer after layer, each descriptor over its AXI4 master (`hw.axi`), checks
+them as `spec.program.check_header` / `check_descriptor` say, and runs the operation: weights,
+per-channel parameters, geometry tables and activations come from memory, every layer's output
+goes back to memory. The format is `spec.program` (docs/overlay-format.md); the reference of
+what the core computes, byte for byte, is `sim.overlay.run_program`.
+
+Datapath (one of each, reused by every layer):
+
+- an **event source**: an input beat (a record's bits, or its values' magnitudes' bits) gives
+  one event per set bit, lowest channel first, one per cycle;
+- a **target generator**: per event, the output pixels it touches (the layer's row and column
+  geometry tables, loaded per layer: taps, first output row or column, first kernel index;
+  further taps one output back and `stride` kernel rows on) and the tile's output groups, one
+  update a cycle;
+- an **update pipeline**: read the accumulator word and the weight word, add (`w << bit`,
+  negated for a negative value), saturate to the layer's `acc_bits` (multi-bit inputs: exact,
+  in the wide store), write back; a read in the cycle of a write to the same word sees the
+  written value, so back-to-back updates of one word need no stall;
+- a **drain**: per output pixel and group, the accumulator (+ bias) through the LIF (its
+  membrane in the membrane memory across timesteps) or the shortcut (+ the residual stream),
+  or as it is (depthwise sums); the results are packed into the output record's bytes and
+  written; the accumulator is cleared as it is read.
+
+Addresses are counters and running sums (no multiplier, no divider): per-layer tables hold
+`row * out_width` (accumulator rows), `group * band pixels`, and per kernel tap its weight
+offset `tap * C_in * tile_groups`, all filled by repeated addition when a layer starts.
+
+Loop order per engine layer: tile (a power-of-two number of output groups) -> band of output
+rows -> timestep -> weight pass (the part of the tile's weights for a run of taps) -> the band's
+input rows, streamed once; then the band's drain. Every accumulator adds its events in the
+order (kh, kw, c_in), the integer model's.
+
+Implemented operations: `conv_lif`, `conv_stream`, `depthwise`, `lif`. `sdsa` and `head` are
+refused with the `opcode` error by this version of the core (see docs/ARCHITECTURE.md).
+
+Checks: the header and every descriptor as `spec.program` says; the address rule on every
+transfer before it is issued (reads inside `[base, activation end)`, writes inside the
+activation area and past the image); an AXI error response. Any of them stops the core with
+the error code and layer, after the transfers in flight have finished.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.axi import AxiConfig
+from spec.core import CoreConfig
+from spec.csr import ERRORS
+from spec.program import (
+    DESCRIPTOR_WORDS,
+    FIELDS,
+    HEADER_FIELDS,
+    HEADER_WORDS,
+    IN_SIGNED,
+    IN_SPIKES,
+    MAGIC,
+    MODES,
+    OPCODES,
+    SHAPE_LIMITS,
+    VERSION,
+    core_fingerprint,
+)
+
+from .axi import AXI4Signature, AxiMaster
+from .common import struct_layout
+from .csr import AXIL_PORT, AXI4LiteSignature, ControlStatusRegisters
+
+__all__ = ["OverlayCore", "IMPLEMENTED_OPS", "MAX_LAYERS"]
+
+#: Operations this version of the core runs; any other opcode is refused (`ERRORS["opcode"]`).
+IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif")
+#: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
+MAX_LAYERS = 256
+
+
+def _log2(n):
+    return (n - 1).bit_length()
+
+
+def _lowest(value):
+    """(index, found) of the lowest set bit of `value`: isolate it (`v & -v`), then OR the
+    one-hot bits into a binary index."""
+    width = len(value)
+    onehot = Signal(width)
+    onehot_eq = onehot.eq(value & (~value + 1))
+    bits = []
+    for k in range(max(1, _log2(width))):
+        bits.append(Cat(*[onehot[i] for i in range(width) if (i >> k) & 1]).any())
+    return onehot_eq, Cat(*bits), value.any()
+
+
+def _sat_bounds(bits_sig, width):
+    """(lo, hi) of the signed `bits_sig`-bit range as `width`-bit signed values (a shift of a
+    constant: no multiplier)."""
+    hi = Signal(signed(width))
+    lo = Signal(signed(width))
+    n = (bits_sig - 1)[:len(bits_sig)]
+    return hi, lo, [hi.eq((Const(1, signed(width + 1)) << n) - 1),
+                    lo.eq(-(Const(1, signed(width + 1)) << n))]
+
+
+def _clamp(value, lo, hi):
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+class OverlayCore(wiring.Component):
+    """The overlay core (module docstring).
+
+    Parameters
+    ----------
+    config : spec.core.CoreConfig
+
+    Attributes
+    ----------
+    s_axil : In(AXI4LiteSignature) -- control and status registers (`spec.csr`)
+    m_axi : Out(AXI4Signature) -- memory
+    irq : Out(1)
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if config.lanes < 8:
+            raise ValueError(f"the core packs a group's spikes in whole bytes: lanes must be at "
+                             f"least 8, not {config.lanes}")
+        if config.max_stride > 2:
+            raise ValueError(f"the core's geometry steps by shifts: max_stride must be 1 or 2, "
+                             f"not {config.max_stride}")
+        self._config = config
+        self._axi = AxiConfig.from_core(config)
+        self._csr = ControlStatusRegisters.for_core(config)
+        super().__init__({
+            AXIL_PORT: In(AXI4LiteSignature(addr_bits=8)),
+            "m_axi": Out(AXI4Signature.of(self._axi)),
+            "irq": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.csr = csr = self._csr
+        m.submodules.axi = axi = AxiMaster(self._axi)
+        wiring.connect(m, wiring.flipped(getattr(self, AXIL_PORT)), getattr(csr, AXIL_PORT))
+        wiring.connect(m, axi.m_axi, wiring.flipped(self.m_axi))
+        m.d.comb += self.irq.eq(csr.irq)
+        ctl = csr.core
+
+        # -- run control: start, abort (soft reset or fault), done ----------------------------
+        abort = Signal()
+        seq = _Sequencer(cfg, self._axi)
+        m.submodules.seq = ResetInserter(abort)(seq)
+        wiring.connect(m, seq.rd_cmd, axi.read_cmd)
+        wiring.connect(m, axi.read_data, seq.rd_data)
+        wiring.connect(m, seq.wr_cmd, axi.write_cmd)
+        wiring.connect(m, seq.wr_data, axi.write_data)
+
+        busy = Signal()
+        code = Signal(8)
+        err_layer = Signal(16)
+        flushing = Signal()            # AXI soft reset until every burst in flight is done
+        report_error = Signal()
+        cycles = Signal(64)
+        events = Signal(64)
+        read_base = Signal(32)
+        write_base = Signal(32)
+        layer_cycles = Signal(32)
+        lc_mem = memory.Memory(shape=unsigned(32), depth=MAX_LAYERS, init=[])
+        m.submodules.layer_cycles = lc_mem
+        lc_wr = lc_mem.write_port()
+        lc_rd = lc_mem.read_port(domain="comb")
+        m.d.comb += [lc_rd.addr.eq(ctl.layer_select), ctl.layer_cycles.eq(lc_rd.data)]
+
+        fault = Signal()
+        fault_code = Signal(8)
+        with m.If(axi.read_error | axi.write_error):
+            m.d.comb += [fault.eq(busy), fault_code.eq(ERRORS["bus"])]
+        with m.Elif(seq.fault):
+            m.d.comb += [fault.eq(busy), fault_code.eq(seq.fault_code)]
+
+        m.d.comb += [
+            seq.program.eq(ctl.program),
+            abort.eq(ctl.soft_reset | fault | flushing | ~busy),
+            axi.soft_reset.eq(ctl.soft_reset | fault),
+            ctl.busy.eq(busy | flushing),
+            ctl.layer.eq(seq.layer),
+            ctl.cycles.eq(cycles), ctl.events.eq(events),
+            ctl.bytes_read.eq(axi.read_bytes - read_base),
+            ctl.bytes_written.eq(axi.write_bytes - write_base),
+            ctl.error_code.eq(code), ctl.error_layer.eq(err_layer),
+            seq.start.eq(0),
+        ]
+        m.d.sync += [ctl.done.eq(0), ctl.error.eq(0)]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(seq.event):
+                m.d.sync += events.eq(events + 1)
+            m.d.sync += layer_cycles.eq(layer_cycles + 1)
+        with m.If(seq.layer_done):
+            m.d.comb += [lc_wr.addr.eq(seq.layer), lc_wr.data.eq(layer_cycles + 1),
+                         lc_wr.en.eq(seq.layer < MAX_LAYERS)]
+            m.d.sync += layer_cycles.eq(0)
+
+        with m.If(ctl.start & ~busy & ~flushing):
+            m.d.sync += [busy.eq(1), cycles.eq(0), events.eq(0), layer_cycles.eq(0),
+                         read_base.eq(axi.read_bytes), write_base.eq(axi.write_bytes)]
+            m.d.comb += [abort.eq(0), seq.start.eq(1)]
+        with m.Elif(ctl.soft_reset):
+            m.d.sync += [busy.eq(0), flushing.eq(1), report_error.eq(0)]
+        with m.Elif(fault):
+            m.d.sync += [busy.eq(0), flushing.eq(1), report_error.eq(1), code.eq(fault_code),
+                         err_layer.eq(seq.layer)]
+        with m.Elif(busy & seq.done & axi.write_idle):
+            m.d.sync += [busy.eq(0), ctl.done.eq(1)]
+        with m.Elif(flushing & axi.read_idle & axi.write_idle):
+            m.d.sync += [flushing.eq(0), report_error.eq(0), ctl.error.eq(report_error)]
+        return m
+
+
+class _Sequencer(wiring.Component):
+    """Fetches and checks the program, and runs its operations (the module docstring)."""
+
+    def __init__(self, config, axi):
+        self._config = config
+        self._axi = axi
+        command = stream.Signature(struct_layout(axi.command_fields()))
+        super().__init__({
+            "start": In(1),
+            "program": In(config.axi_addr_bits),
+            "rd_cmd": Out(command),
+            "rd_data": In(stream.Signature(struct_layout(axi.read_fields()))),
+            "wr_cmd": Out(command),
+            "wr_data": Out(stream.Signature(struct_layout(axi.write_fields()))),
+            "done": Out(1),
+            "fault": Out(1),
+            "fault_code": Out(8),
+            "layer": Out(16),
+            "layer_done": Out(1),
+            "event": Out(1),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 -- one sequencer, one FSM
+        m = Module()
+        cfg, axi = self._config, self._axi
+        L, LGL = cfg.lanes, _log2(cfg.lanes)
+        AB, LGAB, AW = axi.beat_bytes, _log2(axi.beat_bytes), axi.data_bits
+        ADDR = cfg.axi_addr_bits
+        WB = cfg.weight_bytes                      # bytes a weight travels in
+        WWORD = L * WB                             # bytes of a weight word
+        V = cfg.v_bits
+        A = cfg.acc_bits
+        has_v = cfg.max_timesteps > 1
+        WIDE = max(A, V) if has_v else A           # lane width of the update pipeline
+        KB = max(1, _log2(cfg.max_kernel))         # bits of a kernel index
+        MAPB = max(1, cfg.max_map.bit_length())
+        ACCB = max(1, _log2(cfg.acc_words))
+        WGB = max(1, _log2(cfg.weight_words))
+        CHB = max(1, cfg.max_channels.bit_length())
+        GB = max(1, cfg.tile_groups.bit_length())
+
+        rd, wr = self.rd_data, self.wr_data
+        m.d.comb += [self.rd_cmd.valid.eq(0), self.wr_cmd.valid.eq(0), wr.valid.eq(0),
+                     rd.ready.eq(0), self.layer_done.eq(0), self.event.eq(0)]
+
+        # -- header and descriptor registers: shift registers of words --------------------------
+        hdr = Signal(HEADER_WORDS * 32)
+        dsc = Signal(DESCRIPTOR_WORDS * 32)
+        H = {name: hdr[32 * i:32 * i + 32] for i, name in enumerate(HEADER_FIELDS)}
+        D = {name: dsc[32 * i:32 * i + 32] for i, name in enumerate(FIELDS)}
+        words = [rd.payload.data[32 * i:32 * i + 32] for i in range(AB // 4)]
+        beat_sum = Signal(32)
+        m.d.comb += beat_sum.eq(sum(words))
+        csum = Signal(32)
+        count = Signal(16)                          # beats received of a record
+
+        layer = Signal(16)
+        layers = Signal(32)
+        daddr = Signal(32)
+        m.d.comb += self.layer.eq(layer)
+
+        fault_code = Signal(8)
+        m.d.comb += self.fault_code.eq(fault_code)
+
+        def fault(code):
+            return [self.fault.eq(1), fault_code.eq(ERRORS[code])]
+
+        # fault raised combinationally for one cycle (the top aborts on it)
+        m.d.comb += self.fault.eq(0)
+
+        # -- the memory map a program may touch (from the header) -----------------------------
+        base = Signal(33)
+        image_end = Signal(33)
+        act = Signal(33)
+        act_end = Signal(33)
+
+        def read_ok(addr, length):
+            end = addr + length
+            return (addr >= base) & (end <= act_end) & (end >= addr)
+
+        def write_ok(addr, length):
+            end = addr + length
+            return (addr >= act) & (addr >= image_end) & (end <= act_end)
+
+        def aligned(value):
+            return value[:LGAB] == 0 if LGAB else Const(1)
+
+        # -- per-layer derived values -----------------------------------------------------------
+        op = D["opcode"]
+        is_conv_lif = op == OPCODES["conv_lif"]
+        is_stream = op == OPCODES["conv_stream"]
+        is_dw = op == OPCODES["depthwise"]
+        is_lif = op == OPCODES["lif"]
+        is_engine = is_conv_lif | is_stream | is_dw
+        k = D["kernel"][:KB + 1]
+        s2 = D["stride"] == 2
+        pad = D["padding"][:KB + 1]
+        tsteps = D["timesteps"][:5]
+        c_in = D["in_channels"][:CHB]
+        multibit = D["in_kind"] != IN_SPIKES
+        wide = Signal()                              # accumulate into the wide store
+        m.d.comb += wide.eq(is_engine & multibit)
+        lg_tg = Signal(range(GB + 1))                # log2 of tile_groups (a power of two)
+        for b in range(GB):
+            with m.If(D["tile_groups"][b]):
+                m.d.comb += lg_tg.eq(b)
+        groups_total = Signal(CHB)
+        m.d.comb += groups_total.eq((D["out_channels"][:CHB] + L - 1) >> LGL)
+        kk = Signal(8)                               # k * k, a constant table
+        with m.Switch(k):
+            for kv in range(cfg.max_kernel + 1):
+                with m.Case(kv):
+                    m.d.comb += kk.eq(kv * kv)
+        passes = D["weight_passes"]
+        pass_rows = passes == k                      # (k > 1) parts by kernel row
+        pass_taps = (passes == kk) & (kk > 1)        # parts of one tap
+        pass_all = passes == 1
+        tpp = Signal(8)                              # taps per part
+        m.d.comb += tpp.eq(Mux(pass_all, kk, Mux(pass_taps, 1, k)))
+
+        def bytes_log(field):                        # 1, 2, 4 -> 0, 1, 2
+            return Mux(field == 4, 2, Mux(field == 2, 1, 0))
+        lg_in_vb = Signal(2)
+        lg_out_vb = Signal(2)
+        m.d.comb += [lg_in_vb.eq(bytes_log(D["in_bytes"])),
+                     lg_out_vb.eq(bytes_log(D["out_bytes"]))]
+        in_signed = D["in_kind"] == IN_SIGNED
+
+        # runtime saturation bounds
+        acc_hi, acc_lo, eqs = _sat_bounds(D["acc_bits"][:6], WIDE + 2)
+        m.d.comb += eqs
+        v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], 70)
+        m.d.comb += eqs
+        o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 72)
+        m.d.comb += eqs
+
+        # -- memories ---------------------------------------------------------------------------
+        def mem(name, width, depth):
+            mm = memory.Memory(shape=unsigned(width), depth=depth, init=[])
+            m.submodules[name] = mm
+            return mm
+
+        wmem = mem("weights", L * cfg.w_bits, cfg.weight_words)
+        w_wr = wmem.write_port()
+        w_rd = wmem.read_port()
+        amem = mem("accumulators", L * A, cfg.acc_words)
+        a_wr = amem.write_port()
+        a_rd = amem.read_port(transparent_for=(a_wr,))
+        if has_v:
+            vmem = mem("membranes", L * V, cfg.acc_words)
+            v_wr = vmem.write_port()
+            v_rd = vmem.read_port(transparent_for=(v_wr,))
+        pmems = [mem(f"params{i}", L * 32, cfg.tile_groups) for i in range(3)]
+        p_wr = [p.write_port() for p in pmems]
+        p_rd = [p.read_port(domain="comb") for p in pmems]
+        rt_mem = mem("row_table", 24, cfg.max_map)
+        ct_mem = mem("col_table", 24, cfg.max_map)
+        rt_wr, ct_wr = rt_mem.write_port(), ct_mem.write_port()
+        rt_rd, ct_rd = rt_mem.read_port(domain="comb"), ct_mem.read_port(domain="comb")
+        ro_mem = mem("row_offsets", ACCB + 1, cfg.max_map)
+        ro_wr, ro_rd = ro_mem.write_port(), ro_mem.read_port(domain="comb")
+        tap_idx_bits = 2 * KB
+        tb_mem = mem("tap_bases", WGB + 1 + 8, 1 << tap_idx_bits)   # weight offset, part
+        tb_wr, tb_rd = tb_mem.write_port(), tb_mem.read_port(domain="comb")
+        gbase = Array(Signal(ACCB + 1, name=f"gbase{g}") for g in range(cfg.tile_groups))
+
+        for port in (w_wr, a_wr, rt_wr, ct_wr, ro_wr, tb_wr, *p_wr):
+            m.d.comb += port.en.eq(0)
+        if has_v:
+            m.d.comb += v_wr.en.eq(0)
+
+        # -- loop registers ---------------------------------------------------------------------
+        tile = Signal(CHB)
+        g0 = Signal(CHB)                             # first group of the tile
+        gt = Signal(GB + 1)                          # groups in this tile
+        band = Signal(MAPB + 1)
+        r0 = Signal(MAPB + 1)
+        r1 = Signal(MAPB + 1)
+        band_rows = D["band_rows"][:MAPB + 1]
+        ow = D["out_width"][:MAPB + 1]
+        ts = Signal(5)                               # timestep
+        part = Signal(8)
+        cnt = Signal(32)                             # a loop counter
+        acc32 = Signal(33)                           # a running sum
+        band_pixels = Signal(ACCB + 2)
+        rowbytes = Signal(32)
+        in_off = Signal(32)                          # of the band's first input row
+        in_len = Signal(32)
+        t_in = Signal(32)                            # timestep offsets
+        t_out = Signal(32)
+        t_res = Signal(32)
+        w_tile = Signal(33)                          # this tile's weights
+        w_part = Signal(33)                          # this part's weights
+        part_bytes = Signal(32)
+        cg_words = Signal(32)
+        p_addr = Signal(33)
+        out_off = Signal(32)                         # of the band's first output pixel
+        res_off = Signal(32)
+        next_out_off = Signal(32)
+        next_res_off = Signal(32)
+
+        def sub_clip(a, b):                          # max(a - b, 0), on unsigned values
+            return Mux(a > b, a - b, 0)
+
+        # -- beat assembler: words of L x 8, 16 or 32 bits from beats ---------------------------
+        asm = Signal(L * 32)
+        asm_n = Signal(8)                            # beats collected
+        asm_shift = asm.eq(Cat(asm[AW:], rd.payload.data))
+
+        def asm_word(lg_bytes):
+            """The assembled word of L values of 2^lg_bytes bytes, as L signed 32-bit lanes
+            (sign-extended when `sext`)."""
+            return {lb: asm[L * 32 - L * 8 * (1 << lb):] for lb in range(3)}[lg_bytes]
+
+        def lanes_of(word, lb, sext=True):
+            bits = 8 << lb
+            return [word[bits * i:bits * (i + 1)].as_signed() if sext
+                    else word[bits * i:bits * (i + 1)] for i in range(L)]
+
+        # -- event source -----------------------------------------------------------------------
+        src_active = Signal()                         # consuming the band's input beats
+        beats_left = Signal(32)
+        pix_row = Signal(MAPB + 1)
+        pix_col = Signal(MAPB + 1)
+        beat_j = Signal(16)                           # beat index within the pixel record
+        bpp = Signal(16)                              # beats per input pixel
+        m.d.comb += bpp.eq(D["in_pixel_bytes"][:16 + LGAB] >> LGAB)
+
+        have = Signal()                               # a beat is held
+        hold = Signal(AW)                             # spikes, or the values' beat
+        h_rt = Signal(24)
+        h_ct = Signal(24)
+        h_cbase = Signal(CHB + 1)
+        nz = Signal(AB)                               # values: slots not yet expanded
+        mag = Signal(33)
+        mag_neg = Signal()
+        mag_c = Signal(CHB + 1)
+        mag_on = Signal()
+
+        # event handshake to the target generator
+        ev_valid = Signal()
+        ev_ready = Signal()
+        ev_c = Signal(CHB + 1)
+        ev_b = Signal(6)
+        ev_neg = Signal()
+
+        oh_eq, spike_idx, spike_any = _lowest(hold)
+        m.d.comb += oh_eq
+        slot_vals = []
+        for lb in range(3):
+            per = AB >> lb
+            vals = []
+            for s in range(per):
+                raw = hold[(8 << lb) * s:(8 << lb) * (s + 1)]
+                vals.append(Mux(in_signed, raw.as_signed(), raw.as_unsigned()))
+            slot_vals.append(vals)
+        nz_oh_eq, nz_idx, nz_any = _lowest(nz)
+        m.d.comb += nz_oh_eq
+        slot_val = Signal(signed(34))
+        with m.Switch(lg_in_vb):
+            for lb in range(3):
+                with m.Case(lb):
+                    with m.Switch(nz_idx):
+                        for s, v in enumerate(slot_vals[lb]):
+                            with m.Case(s):
+                                m.d.comb += slot_val.eq(v)
+        mag_eq, mag_idx, mag_any = _lowest(mag)
+        m.d.comb += mag_eq
+
+        # an event is offered from the held beat
+        with m.If(have & ~multibit):
+            m.d.comb += [ev_valid.eq(spike_any), ev_c.eq(h_cbase + spike_idx), ev_b.eq(0),
+                         ev_neg.eq(0)]
+        with m.If(have & multibit & mag_on):
+            m.d.comb += [ev_valid.eq(1), ev_c.eq(mag_c), ev_b.eq(mag_idx), ev_neg.eq(mag_neg)]
+        ev_take = Signal()
+        m.d.comb += ev_take.eq(ev_valid & ev_ready)
+        with m.If(ev_take):
+            m.d.comb += self.event.eq(1)
+            with m.If(multibit):
+                m.d.sync += mag.eq(mag & ~(Const(1, 33) << mag_idx))
+                with m.If((mag & ~(Const(1, 33) << mag_idx)) == 0):
+                    m.d.sync += mag_on.eq(0)
+            with m.Else():
+                m.d.sync += hold.eq(hold & ~(Const(1, AW) << spike_idx))
+        # values: load the next non-zero slot's magnitude
+        with m.If(have & multibit & ~mag_on & nz_any):
+            m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
+                         mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx), mag_on.eq(1),
+                         nz.eq(nz & ~(Const(1, AB) << nz_idx))]
+        beat_spent = Signal()
+        m.d.comb += beat_spent.eq(Mux(multibit, ~mag_on & ~nz_any, ~spike_any))
+        with m.If(have & beat_spent):
+            m.d.sync += have.eq(0)
+        # take the next beat
+        m.d.comb += [rt_rd.addr.eq(pix_row), ct_rd.addr.eq(pix_col)]
+        take_beat = Signal()
+        with m.If(src_active & (beats_left != 0) & (~have | beat_spent)):
+            m.d.comb += [rd.ready.eq(1), take_beat.eq(rd.valid)]
+        with m.If(take_beat):
+            nzs = Signal(AB)
+            with m.Switch(lg_in_vb):
+                for lb in range(3):
+                    with m.Case(lb):
+                        m.d.comb += nzs.eq(Cat(*[
+                            rd.payload.data[(8 << lb) * s:(8 << lb) * (s + 1)].any()
+                            for s in range(AB >> lb)]))
+            m.d.sync += [have.eq(1), hold.eq(rd.payload.data), nz.eq(nzs), mag_on.eq(0),
+                         h_rt.eq(rt_rd.data), h_ct.eq(ct_rd.data),
+                         h_cbase.eq(Mux(multibit, (beat_j << LGAB) >> lg_in_vb,
+                                             beat_j << _log2(AW))),
+                         beats_left.eq(beats_left - 1)]
+            with m.If(beat_j + 1 == bpp):
+                m.d.sync += beat_j.eq(0)
+                with m.If(pix_col + 1 == D["in_width"][:MAPB + 1]):
+                    m.d.sync += [pix_col.eq(0), pix_row.eq(pix_row + 1)]
+                with m.Else():
+                    m.d.sync += pix_col.eq(pix_col + 1)
+            with m.Else():
+                m.d.sync += beat_j.eq(beat_j + 1)
+
+        # -- target generator -------------------------------------------------------------------
+        tg_busy = Signal()
+        tg_c = Signal(CHB + 1)
+        tg_b = Signal(6)
+        tg_neg = Signal()
+        tg_i, tg_j = Signal(4), Signal(4)
+        tg_ntr, tg_ntc = Signal(4), Signal(4)
+        tg_orow, tg_ocol = Signal(signed(MAPB + 3)), Signal(signed(MAPB + 3))
+        tg_krow, tg_kcol = Signal(KB + 2), Signal(KB + 2)
+        tg_ocol0, tg_kcol0 = Signal(signed(MAPB + 3)), Signal(KB + 2)
+        tg_g = Signal(GB + 1)
+        tg_dwg = Signal(CHB + 1)                      # depthwise: the event's group in the tile
+        tg_lane = Signal(LGL + 1)
+        part_cur = Signal(8)
+
+        in_band = (tg_orow >= r0) & (tg_orow < r1)
+        m.d.comb += tb_rd.addr.eq(Cat(tg_kcol[:KB], tg_krow[:KB]))
+        tb_off = tb_rd.data[:WGB + 1]
+        tb_part = tb_rd.data[WGB + 1:]
+        m.d.comb += ro_rd.addr.eq((tg_orow - r0)[:MAPB])
+        tap_ok = in_band & (tb_part == part_cur)
+        last_g = Mux(is_dw, 1, tg_g + 1 == gt)
+        last_j = tg_j + 1 == tg_ntc
+        last_i = tg_i + 1 == tg_ntr
+        finishing = Signal()
+        emit = Signal()
+        m.d.comb += [emit.eq(tg_busy & tap_ok),
+                     finishing.eq(tg_busy & (~in_band | ~tap_ok | last_g) & last_j & last_i
+                                  | tg_busy & ~in_band & last_i)]
+        with m.If(tg_busy):
+            with m.If(~in_band):                      # the whole row of taps is outside the band
+                with m.If(last_i):
+                    m.d.sync += tg_busy.eq(0)
+                with m.Else():
+                    m.d.sync += [tg_i.eq(tg_i + 1), tg_orow.eq(tg_orow - 1),
+                                 tg_krow.eq(tg_krow + Mux(s2, 2, 1)), tg_j.eq(0),
+                                 tg_ocol.eq(tg_ocol0), tg_kcol.eq(tg_kcol0), tg_g.eq(0)]
+            with m.Elif(tap_ok & ~last_g):
+                m.d.sync += tg_g.eq(tg_g + 1)
+            with m.Else():
+                m.d.sync += tg_g.eq(0)
+                with m.If(~last_j):
+                    m.d.sync += [tg_j.eq(tg_j + 1), tg_ocol.eq(tg_ocol - 1),
+                                 tg_kcol.eq(tg_kcol + Mux(s2, 2, 1))]
+                with m.Elif(~last_i):
+                    m.d.sync += [tg_i.eq(tg_i + 1), tg_orow.eq(tg_orow - 1),
+                                 tg_krow.eq(tg_krow + Mux(s2, 2, 1)), tg_j.eq(0),
+                                 tg_ocol.eq(tg_ocol0), tg_kcol.eq(tg_kcol0)]
+                with m.Else():
+                    m.d.sync += tg_busy.eq(0)
+        m.d.comb += ev_ready.eq(~tg_busy | finishing)
+        with m.If(ev_take):
+            ntr, ntc = h_rt[:4], h_ct[:4]
+            grp = ev_c >> LGL
+            dwg = (grp - g0)[:CHB + 1]
+            skip = (ntr == 0) | (ntc == 0) | is_dw & ((grp < g0) | (grp >= g0 + gt))
+            m.d.sync += [tg_busy.eq(~skip), tg_c.eq(ev_c), tg_b.eq(ev_b), tg_neg.eq(ev_neg),
+                         tg_i.eq(0), tg_j.eq(0), tg_ntr.eq(ntr), tg_ntc.eq(ntc),
+                         tg_orow.eq(h_rt[4:20]), tg_krow.eq(h_rt[20:24]),
+                         tg_ocol.eq(h_ct[4:20]), tg_ocol0.eq(h_ct[4:20]),
+                         tg_kcol.eq(h_ct[20:24]), tg_kcol0.eq(h_ct[20:24]),
+                         tg_g.eq(0), tg_dwg.eq(dwg), tg_lane.eq(ev_c[:LGL])]
+
+        # -- update pipeline --------------------------------------------------------------------
+        s0_valid = Signal()
+        s0_acc = Signal(ACCB + 1)
+        s0_w = Signal(WGB + 1)
+        s0_b = Signal(6)
+        s0_neg = Signal()
+        s0_lane = Signal(LGL + 1)
+        s0_dw = Signal()
+        s1_valid = Signal()
+        s1_acc = Signal(ACCB + 1)
+        s1_b = Signal(6)
+        s1_neg = Signal()
+        s1_lane = Signal(LGL + 1)
+        s1_dw = Signal()
+        g_used = Mux(is_dw, tg_dwg, tg_g)
+        pix_in_band = ro_rd.data + tg_ocol[:ACCB + 1]
+        m.d.sync += s0_valid.eq(emit)
+        with m.If(emit):
+            m.d.sync += [
+                s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
+                s0_w.eq(tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
+                s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_lane.eq(tg_lane), s0_dw.eq(is_dw),
+            ]
+        m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc), s1_b.eq(s0_b),
+                     s1_neg.eq(s0_neg), s1_lane.eq(s0_lane), s1_dw.eq(s0_dw)]
+
+        # acc memory ports: the pipeline while streaming, the drain otherwise
+        drain_addr = Signal(ACCB + 1)
+        draining = Signal()
+        m.d.comb += [a_rd.addr.eq(Mux(draining, drain_addr, s0_acc)),
+                     w_rd.addr.eq(s0_w)]
+        if has_v:
+            m.d.comb += v_rd.addr.eq(Mux(draining, drain_addr, s0_acc))
+        acc_lanes = [a_rd.data[A * i:A * (i + 1)].as_signed() for i in range(L)]
+        if has_v:
+            wide_lanes = [v_rd.data[V * i:V * (i + 1)].as_signed() for i in range(L)]
+        else:
+            wide_lanes = acc_lanes
+        w_lanes = [w_rd.data[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed() for i in range(L)]
+        upd = []
+        for i in range(L):
+            src = Mux(wide, wide_lanes[i], acc_lanes[i])
+            w = Signal(signed(cfg.w_bits + 34), name=f"upd_w{i}")
+            m.d.comb += w.eq(w_lanes[i] << s1_b)
+            mine = ~s1_dw | (s1_lane == i)
+            add = Mux(mine, Mux(s1_neg, -w, w), 0)
+            total = Signal(signed(WIDE + 2), name=f"upd_sum{i}")
+            m.d.comb += total.eq(src + add)
+            upd.append(Mux(wide, total, _clamp(total, acc_lo, acc_hi)))
+        with m.If(s1_valid):
+            with m.If(wide & has_v):
+                if has_v:
+                    m.d.comb += [v_wr.addr.eq(s1_acc), v_wr.en.eq(1),
+                                 v_wr.data.eq(Cat(*[u[:V] for u in upd]))]
+            with m.Else():
+                m.d.comb += [a_wr.addr.eq(s1_acc), a_wr.en.eq(1),
+                             a_wr.data.eq(Cat(*[u[:A] for u in upd]))]
+        stream_idle = Signal()
+        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~s0_valid & ~s1_valid)
+
+        # -- drain datapath ---------------------------------------------------------------------
+        d_g = Signal(GB + 1)
+        d_pix = Signal(ACCB + 2)                      # pixel within the band
+        d_npix = Signal(ACCB + 2)
+        x_lanes = [Signal(signed(34), name=f"x{i}") for i in range(L)]
+        res_lanes = [Signal(signed(34), name=f"res{i}") for i in range(L)]
+        out_word = Signal(L * 32)
+        spike_word = Signal(L)
+        bias = lanes_of(p_rd[0].data, 2)
+        prm1 = lanes_of(p_rd[1].data, 2)
+        prm2 = lanes_of(p_rd[2].data, 2)
+        for pr in p_rd:
+            m.d.comb += pr.addr.eq(d_g)
+        frac = D["frac_bits"][:5]
+        first_t = ts == 0
+        last_t = ts + 1 == tsteps
+        v_new = []
+        for i in range(L):
+            # x: the accumulator (+ bias), or the stream value (lif op)
+            if has_v:
+                vold = Mux(first_t, 0, wide_lanes[i])
+            else:
+                vold = Const(0, signed(V))
+            th = Mux(is_lif, bias[i], prm1[i])
+            lbias = Mux(is_lif, prm1[i], prm2[i])
+            charge = Signal(signed(72), name=f"charge{i}")
+            m.d.comb += charge.eq(_clamp((x_lanes[i] << frac) + lbias, v_lo, v_hi))
+            h = Signal(signed(72), name=f"h{i}")
+            m.d.comb += h.eq(_clamp(vold + ((charge - vold) >> 1), v_lo, v_hi))
+            fired = h >= th
+            m.d.comb += spike_word[i].eq(fired)
+            v_new.append(Mux(fired, 0, h))
+            # shortcut: sat(res + sat((acc << shift) + bias)) ; shift = prm1, stream bias = prm2
+            sh = prm1[i]
+            moved = Signal(signed(72), name=f"moved{i}")
+            m.d.comb += moved.eq(Mux(sh >= 0, x_lanes[i] << sh[:5], x_lanes[i] >> (-sh)[:5]))
+            branch = Signal(signed(72), name=f"branch{i}")
+            m.d.comb += branch.eq(_clamp(moved + prm2[i], o_lo, o_hi))
+            val = Mux(is_stream, _clamp(branch + res_lanes[i], o_lo, o_hi), x_lanes[i])
+            m.d.comb += out_word[32 * i:32 * (i + 1)].eq(val)
+
+        # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
+        packed = {lb: Cat(*[out_word[32 * i:32 * i + (8 << lb)] for i in range(L)])
+                  for lb in range(3)}
+        o_beat = Signal(8)
+        o_nbeats = Signal(8)                          # beats of a value chunk
+        m.d.comb += o_nbeats.eq(Mux(lg_out_vb == 2, (L * 4) // AB,
+                                    Mux(lg_out_vb == 1, (L * 2) // AB, L // AB)))
+        chunk_beat = Signal(AW)
+        with m.Switch(lg_out_vb):
+            for lb in range(3):
+                with m.Case(lb):
+                    with m.Switch(o_beat):
+                        for bi in range((L << lb) // AB):
+                            with m.Case(bi):
+                                m.d.comb += chunk_beat.eq(packed[lb][AW * bi:AW * (bi + 1)])
+        sbuf = Signal(AW)
+        sstrb = Signal(AB)
+        spk_beat = Signal(AW)
+        spk_strb = Signal(AB)
+        s_byte = Signal(16)                           # byte of the group's spikes in the record
+        SPB = max(1, L // 8)                          # bytes of a group's spikes
+        out_spikes = is_conv_lif | is_lif
+
+        # stream (residual, or the lif op's input) of a pixel's tile slice
+        s_need = Signal()
+        m.d.comb += s_need.eq(is_lif | is_stream & (D["res_addr"] != 0))
+        s_lgvb = Mux(is_lif, lg_in_vb, lg_out_vb)
+        s_nbeats = Mux(s_lgvb == 2, (L * 4) // AB, Mux(s_lgvb == 1, (L * 2) // AB, L // AB))
+        s_pb = Mux(is_lif, D["in_pixel_bytes"], D["res_pixel_bytes"])
+        s_base = Mux(is_lif, D["in_addr"], D["res_addr"])
+        s_tstride = Mux(is_lif, D["in_t_stride"], D["res_t_stride"])
+
+        # -- the sequencer FSM ------------------------------------------------------------------
+        core_id = core_fingerprint(cfg)
+        hdr_beats = HEADER_WORDS * 4 // AB
+        dsc_beats = DESCRIPTOR_WORDS * 4 // AB
+        KINDS = Signal(2)
+        m.d.comb += KINDS.eq(Mux(is_conv_lif | is_stream, 3, Mux(is_lif, 2, 1)))
+        kind = Signal(2)
+        pw_beats = (L * 4) // AB                      # beats of a parameter word
+        ww_beats = WWORD // AB                        # beats of a weight word
+        fill_g, fill_c, fill_t = Signal(GB + 1), Signal(CHB + 1), Signal(8)
+        fill_cbase = Signal(WGB + 2)
+        fill_tbase = Signal(WGB + 2)
+        tb_run = Signal(WGB + 2)
+        tb_kr, tb_kc = Signal(KB + 1), Signal(KB + 1)
+        tb_tip = Signal(8)
+        tb_partn = Signal(8)
+        out_pix = Signal(33)
+        res_pix = Signal(33)
+        cmd_addr = Signal(33)
+        cmd_len = Signal(32)
+        need_load = Signal()
+
+        def read_cmd(addr, length, nxt, check=True):
+            m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length)]
+            if check:
+                with m.If(~read_ok(addr, length) | ~aligned(addr)):
+                    m.d.comb += fault("address")
+                with m.Else():
+                    m.d.comb += self.rd_cmd.valid.eq(1)
+                    with m.If(self.rd_cmd.ready):
+                        m.next = nxt
+            else:
+                m.d.comb += self.rd_cmd.valid.eq(1)
+                with m.If(self.rd_cmd.ready):
+                    m.next = nxt
+
+        def write_cmd(addr, length, nxt):
+            m.d.comb += [self.wr_cmd.payload.addr.eq(addr), self.wr_cmd.payload.length.eq(length)]
+            with m.If(~write_ok(addr, length) | ~aligned(addr)):
+                m.d.comb += fault("address")
+            with m.Else():
+                m.d.comb += self.wr_cmd.valid.eq(1)
+                with m.If(self.wr_cmd.ready):
+                    m.next = nxt
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [layer.eq(0), count.eq(0), csum.eq(0)]
+                    m.next = "HDR_CMD"
+
+            with m.State("HDR_CMD"):
+                with m.If(~aligned(self.program)):
+                    m.d.comb += fault("address")
+                with m.Else():
+                    read_cmd(self.program, HEADER_WORDS * 4, "HDR_RX", check=False)
+
+            with m.State("HDR_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [hdr.eq(Cat(hdr[AW:], rd.payload.data)), count.eq(count + 1),
+                                 csum.eq(csum + beat_sum)]
+                    with m.If(count + 1 == hdr_beats):
+                        m.next = "HDR_CHECK"
+
+            with m.State("HDR_CHECK"):
+                # csum holds the sum of all 16 words; the checksum word w15 = ~sum(w0..w14)
+                d_lo = H["descriptors"]
+                d_hi = d_lo + (H["layers"] << 8)
+                with m.If((H["magic"] != MAGIC) | (H["version"] != VERSION)):
+                    m.d.comb += fault("magic")
+                with m.Elif(csum != 0xFFFFFFFF):
+                    m.d.comb += fault("header_checksum")
+                with m.Elif(H["core"] != core_id):
+                    m.d.comb += fault("core")
+                with m.Elif((H["base"] != self.program)
+                            | (d_lo < H["base"]) | (d_hi > H["base"] + H["image_bytes"])
+                            | (H["layers"] >= 1 << 16) | ~aligned(d_lo)):
+                    m.d.comb += fault("address")
+                with m.Else():
+                    m.d.sync += [base.eq(H["base"]), image_end.eq(H["base"] + H["image_bytes"]),
+                                 act.eq(H["activation_addr"]),
+                                 act_end.eq(H["activation_addr"] + H["activation_bytes"]),
+                                 layers.eq(H["layers"]), daddr.eq(d_lo), layer.eq(0)]
+                    m.next = "NEXT"
+
+            with m.State("NEXT"):
+                with m.If(layer == layers):
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += [count.eq(0), csum.eq(0)]
+                    m.next = "DSC_CMD"
+
+            with m.State("DSC_CMD"):
+                read_cmd(daddr, DESCRIPTOR_WORDS * 4, "DSC_RX", check=False)
+
+            with m.State("DSC_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [dsc.eq(Cat(dsc[AW:], rd.payload.data)), count.eq(count + 1),
+                                 csum.eq(csum + beat_sum)]
+                    with m.If(count + 1 == dsc_beats):
+                        m.next = "DSC_CHECK"
+
+            with m.State("DSC_CHECK"):
+                shape_bad = Const(0)
+                for fname, limit in SHAPE_LIMITS:
+                    shape_bad = shape_bad | (D[fname] > getattr(cfg, limit))
+                wide_limit = V if has_v else A
+                acc_bad = Mux(wide, D["acc_bits"] > wide_limit, D["acc_bits"] > A)
+                tg = D["tile_groups"]
+                pow2 = (tg & (tg - 1)) == 0
+                engine_bad = is_engine & (
+                    (k == 0) | (D["stride"] == 0) | (D["stride"] > 2)
+                    | ~(pass_all | pass_rows | pass_taps) | ~pow2
+                    | (D["in_pixel_bytes"] == 0)
+                    | (D["in_height"] > cfg.max_map) | (D["in_width"] > cfg.max_map)
+                    | is_conv_lif & multibit & (tsteps > 1)
+                    | (D["in_bytes"] != 1) & (D["in_bytes"] != 2) & (D["in_bytes"] != 4)
+                    & multibit | is_dw & multibit)
+                common_bad = ((tg == 0) | (tg > cfg.tile_groups) | (D["tiles"] == 0)
+                              | (D["band_rows"] == 0) | (D["bands"] == 0)
+                              | (tsteps == 0) | (D["frac_bits"] > 31)
+                              | (D["acc_bits"] == 0) & is_engine
+                              | (D["out_bits"] == 0) | (D["out_bits"] > 32)
+                              | (D["v_bits"] == 0) & (is_conv_lif | is_lif)
+                              | (D["out_pixel_bytes"] == 0))
+                align_bad = ~aligned(D["in_addr"]) | ~aligned(D["in_t_stride"]) \
+                    | ~aligned(D["in_pixel_bytes"]) | ~aligned(D["out_addr"]) \
+                    | ~aligned(D["out_t_stride"]) | ~aligned(D["out_pixel_bytes"]) \
+                    | ~aligned(D["res_addr"]) | ~aligned(D["res_t_stride"]) \
+                    | ~aligned(D["res_pixel_bytes"]) | ~aligned(D["weights_addr"]) \
+                    | ~aligned(D["weights_tile_bytes"]) | ~aligned(D["params_addr"]) \
+                    | ~aligned(D["params_tile_bytes"]) | ~aligned(D["row_table_addr"]) \
+                    | ~aligned(D["col_table_addr"])
+                with m.If(csum != 0xFFFFFFFF):
+                    m.d.comb += fault("descriptor_checksum")
+                with m.Elif(~(is_engine | is_lif)):
+                    m.d.comb += fault("opcode")
+                with m.Elif(shape_bad | acc_bad | engine_bad | common_bad):
+                    m.d.comb += fault("shape")
+                with m.Elif(align_bad):
+                    m.d.comb += fault("address")
+                with m.Else():
+                    m.d.sync += [tile.eq(0), g0.eq(0), w_tile.eq(D["weights_addr"]),
+                                 p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0)]
+                    with m.If(is_engine):
+                        m.next = "ROWTAB_CMD"
+                    with m.Else():
+                        m.next = "ROWOFF"
+
+            # geometry tables ----------------------------------------------------------------
+            with m.State("ROWTAB_CMD"):
+                m.d.sync += cnt.eq(0)
+                read_cmd(D["row_table_addr"],
+                         ((D["in_height"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "ROWTAB_RX")
+            with m.State("ROWTAB_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    # one beat: AB/4 entries, written one per beat slot over cycles would stall;
+                    # store them by shifting: write the beat's entries one at a time
+                    m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
+                    m.next = "ROWTAB_WR"
+            with m.State("ROWTAB_WR"):
+                entry = hold[:24]
+                m.d.comb += [rt_wr.addr.eq(cnt), rt_wr.data.eq(entry),
+                             rt_wr.en.eq(cnt < D["in_height"])]
+                m.d.sync += [cnt.eq(cnt + 1), hold.eq(hold >> 32), count.eq(count + 1)]
+                with m.If(count + 1 == AB // 4):
+                    with m.If(cnt + 1 >= ((D["in_height"] + AB // 4 - 1) & ~(AB // 4 - 1))):
+                        m.next = "COLTAB_CMD"
+                    with m.Else():
+                        m.next = "ROWTAB_RX"
+            with m.State("COLTAB_CMD"):
+                m.d.sync += cnt.eq(0)
+                read_cmd(D["col_table_addr"],
+                         ((D["in_width"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "COLTAB_RX")
+            with m.State("COLTAB_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
+                    m.next = "COLTAB_WR"
+            with m.State("COLTAB_WR"):
+                m.d.comb += [ct_wr.addr.eq(cnt), ct_wr.data.eq(hold[:24]),
+                             ct_wr.en.eq(cnt < D["in_width"])]
+                m.d.sync += [cnt.eq(cnt + 1), hold.eq(hold >> 32), count.eq(count + 1)]
+                with m.If(count + 1 == AB // 4):
+                    with m.If(cnt + 1 >= ((D["in_width"] + AB // 4 - 1) & ~(AB // 4 - 1))):
+                        m.d.sync += [cnt.eq(0), tb_run.eq(0), tb_kr.eq(0), tb_kc.eq(0),
+                                     tb_tip.eq(0), tb_partn.eq(0)]
+                        m.next = "TAPBASE"
+                    with m.Else():
+                        m.next = "COLTAB_RX"
+
+            # per kernel tap: its part and its weight offset within the part ------------------
+            with m.State("TAPBASE"):
+                stride_words = Mux(is_dw, 1, c_in) << lg_tg
+                m.d.comb += [tb_wr.addr.eq(Cat(tb_kc[:KB], tb_kr[:KB])),
+                             tb_wr.data.eq(Cat(tb_run[:WGB + 1], tb_partn)), tb_wr.en.eq(1)]
+                last_kc = tb_kc + 1 == k
+                with m.If(tb_tip + 1 == tpp):
+                    m.d.sync += [tb_tip.eq(0), tb_run.eq(0), tb_partn.eq(tb_partn + 1)]
+                with m.Else():
+                    m.d.sync += [tb_tip.eq(tb_tip + 1), tb_run.eq(tb_run + stride_words)]
+                with m.If(last_kc):
+                    m.d.sync += [tb_kc.eq(0), tb_kr.eq(tb_kr + 1)]
+                    with m.If(tb_kr + 1 == k):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "ROWBYTES"
+                with m.Else():
+                    m.d.sync += tb_kc.eq(tb_kc + 1)
+            with m.State("ROWBYTES"):               # rowbytes = in_width * in_pixel_bytes
+                with m.If(cnt == D["in_width"]):
+                    m.d.sync += [rowbytes.eq(acc32), cnt.eq(0), acc32.eq(0)]
+                    m.next = "ROWOFF"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + D["in_pixel_bytes"]), cnt.eq(cnt + 1)]
+
+            # row offsets in the accumulator tile: j * out_width --------------------------------
+            with m.State("ROWOFF"):
+                m.d.comb += [ro_wr.addr.eq(cnt), ro_wr.data.eq(acc32), ro_wr.en.eq(1)]
+                with m.If(cnt + 1 >= band_rows):
+                    m.d.sync += [band_pixels.eq(acc32 + ow), cnt.eq(0)]
+                    m.next = "TILE"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
+
+            # tiles ----------------------------------------------------------------------------
+            with m.State("TILE"):
+                with m.If((tile == D["tiles"]) | (g0 >= groups_total)):
+                    m.next = "LAYER_END"
+                with m.Else():
+                    left = groups_total - g0
+                    m.d.sync += [gt.eq(Mux(left < D["tile_groups"], left, D["tile_groups"])),
+                                 count.eq(0), cnt.eq(0), kind.eq(0), asm_n.eq(0)]
+                    m.next = "PAR_CMD"
+            with m.State("PAR_CMD"):
+                nbytes = Signal(32)
+                with m.Switch(KINDS):
+                    for kn in (1, 2, 3):
+                        with m.Case(kn):
+                            m.d.comb += nbytes.eq(sum(gt << (LGL + 2 + b)
+                                                      for b in range(2) if (kn >> b) & 1))
+                read_cmd(p_addr, nbytes, "PAR_RX")
+            with m.State("PAR_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                    with m.If(asm_n + 1 == pw_beats):
+                        m.d.sync += asm_n.eq(0)
+                        m.next = "PAR_WR"
+            with m.State("PAR_WR"):
+                for i in range(3):
+                    m.d.comb += [p_wr[i].addr.eq(cnt), p_wr[i].data.eq(asm),
+                                 p_wr[i].en.eq(kind == i)]
+                with m.If(kind + 1 == KINDS):
+                    m.d.sync += [kind.eq(0), cnt.eq(cnt + 1)]
+                    with m.If(cnt + 1 == gt):
+                        m.d.sync += [cnt.eq(0), acc32.eq(0)]
+                        m.next = "GBASE"
+                    with m.Else():
+                        m.next = "PAR_RX"
+                with m.Else():
+                    m.d.sync += kind.eq(kind + 1)
+                    m.next = "PAR_RX"
+            with m.State("GBASE"):
+                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc32 + band_pixels),
+                             cnt.eq(cnt + 1)]
+                with m.If(cnt + 1 >= gt):
+                    m.d.sync += [cnt.eq(0), acc32.eq(0)]
+                    m.next = "CGW"
+            # words of one part: tpp x C_in x gt (depthwise: tpp x gt), by repeated addition
+            with m.State("CGW"):
+                with m.If(cnt == gt):
+                    m.d.sync += [cg_words.eq(acc32), cnt.eq(0), acc32.eq(0)]
+                    m.next = "PARTW"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + Mux(is_dw, 1, c_in)), cnt.eq(cnt + 1)]
+            with m.State("PARTW"):
+                with m.If(cnt == tpp):
+                    m.d.sync += [part_bytes.eq(acc32 << _log2(WWORD)), cnt.eq(0),
+                                 band.eq(0), r0.eq(0), out_off.eq(0), res_off.eq(0),
+                                 need_load.eq(1)]
+                    m.next = "BAND"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + cg_words), cnt.eq(cnt + 1)]
+
+            # bands ----------------------------------------------------------------------------
+            with m.State("BAND"):
+                with m.If((band == D["bands"]) | (r0 >= D["out_height"])):
+                    m.d.sync += [tile.eq(tile + 1), g0.eq(g0 + D["tile_groups"]),
+                                 w_tile.eq(w_tile + D["weights_tile_bytes"]),
+                                 p_addr.eq(p_addr + D["params_tile_bytes"])]
+                    m.next = "TILE"
+                with m.Else():
+                    end = r0 + band_rows
+                    m.d.sync += [r1.eq(Mux(end > D["out_height"], D["out_height"], end)),
+                                 cnt.eq(0), in_off.eq(0), in_len.eq(0), ts.eq(0),
+                                 t_in.eq(0), t_out.eq(0), t_res.eq(0)]
+                    with m.If(is_engine):
+                        m.next = "BAND_IN"
+                    with m.Else():
+                        m.next = "T_START"
+            with m.State("BAND_IN"):
+                # input rows [lo, hi) of the band, clipped to the map: their offset and length
+                lo = Signal(signed(MAPB + 4))
+                hi = Signal(signed(MAPB + 4))
+                m.d.comb += [lo.eq(Mux(s2, r0 << 1, r0) - pad),
+                             hi.eq(Mux(s2, (r1 - 1) << 1, r1 - 1) - pad + k)]
+                row = cnt[:MAPB + 2].as_signed()
+                with m.If((row >= hi) | (cnt >= D["in_height"])):
+                    m.d.sync += [pix_row.eq(Mux(lo < 0, 0, lo))]
+                    m.next = "T_START"
+                with m.Elif(row < lo):
+                    m.d.sync += [in_off.eq(in_off + rowbytes), cnt.eq(cnt + 1)]
+                with m.Else():
+                    m.d.sync += [in_len.eq(in_len + rowbytes), cnt.eq(cnt + 1)]
+
+            # timesteps ------------------------------------------------------------------------
+            with m.State("T_START"):
+                with m.If(ts == tsteps):
+                    m.d.sync += [band.eq(band + 1), r0.eq(r0 + band_rows),
+                                 out_off.eq(next_out_off), res_off.eq(next_res_off)]
+                    m.next = "BAND"
+                with m.Else():
+                    m.d.sync += part.eq(0)
+                    with m.If(is_engine):
+                        m.next = "PART"
+                    with m.Else():
+                        m.next = "DRAIN"
+                        m.d.sync += [d_pix.eq(0), out_pix.eq(0), res_pix.eq(0)]
+            with m.State("PART"):
+                with m.If(part == passes):
+                    m.d.sync += [d_pix.eq(0)]
+                    m.next = "DRAIN"
+                with m.Elif(need_load | ~pass_all):
+                    m.d.sync += [w_part.eq(Mux(part == 0, w_tile, w_part + part_bytes)),
+                                 fill_g.eq(0), fill_c.eq(0), fill_t.eq(0), fill_cbase.eq(0),
+                                 fill_tbase.eq(0), asm_n.eq(0), need_load.eq(0)]
+                    m.next = "W_CMD"
+                with m.Else():
+                    m.next = "S_CMD"
+            with m.State("W_CMD"):
+                read_cmd(w_part, part_bytes, "W_RX")
+            with m.State("W_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                    with m.If(asm_n + 1 == ww_beats):
+                        m.d.sync += asm_n.eq(0)
+                        m.next = "W_WR"
+            with m.State("W_WR"):
+                raw = asm[L * 32 - WWORD * 8:]
+                m.d.comb += [w_wr.addr.eq(fill_tbase + fill_cbase + fill_g),
+                             w_wr.data.eq(Cat(*[raw[8 * WB * i:8 * WB * i + cfg.w_bits]
+                                                for i in range(L)])),
+                             w_wr.en.eq(1)]
+                m.next = "W_RX"
+                with m.If(fill_g + 1 < gt):
+                    m.d.sync += fill_g.eq(fill_g + 1)
+                with m.Else():
+                    m.d.sync += fill_g.eq(0)
+                    with m.If(~is_dw & (fill_c + 1 < c_in)):
+                        m.d.sync += [fill_c.eq(fill_c + 1),
+                                     fill_cbase.eq(fill_cbase + (1 << lg_tg))]
+                    with m.Else():
+                        m.d.sync += [fill_c.eq(0), fill_cbase.eq(0)]
+                        with m.If(fill_t + 1 < tpp):
+                            m.d.sync += [fill_t.eq(fill_t + 1),
+                                         fill_tbase.eq(fill_tbase + (Mux(is_dw, 1, c_in)
+                                                                      << lg_tg))]
+                        with m.Else():
+                            m.next = "S_CMD"
+            with m.State("S_CMD"):
+                m.d.sync += [beats_left.eq(in_len >> LGAB), beat_j.eq(0), pix_col.eq(0),
+                             part_cur.eq(part)]
+                with m.If(in_len == 0):
+                    m.d.sync += part.eq(part + 1)
+                    m.next = "PART"
+                with m.Else():
+                    read_cmd(D["in_addr"] + t_in + in_off, in_len, "STREAM")
+            with m.State("STREAM"):
+                m.d.comb += src_active.eq(1)
+                with m.If(stream_idle):
+                    m.d.sync += part.eq(part + 1)
+                    m.next = "REWIND"
+            with m.State("REWIND"):
+                # back to the band's first input row for the next part
+                lo2 = Mux(s2, r0 << 1, r0) - pad
+                m.d.sync += pix_row.eq(Mux(lo2.as_signed() < 0, 0, lo2))
+                m.next = "PART"
+
+            # drain: per pixel of the band, per group of the tile ------------------------------
+            with m.State("DRAIN"):
+                m.d.sync += [d_npix.eq((r1 - r0) << 0), cnt.eq(0), acc32.eq(0)]
+                m.next = "D_NPIX"
+            with m.State("D_NPIX"):                 # pixels of this band: (r1 - r0) * ow
+                with m.If(cnt == r1 - r0):
+                    m.d.sync += [d_npix.eq(acc32), d_pix.eq(0), out_pix.eq(out_off),
+                                 res_pix.eq(res_off), cnt.eq(0)]
+                    m.next = "D_PIX"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
+            with m.State("D_PIX"):
+                with m.If(d_pix == d_npix):
+                    m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
+                                 t_out.eq(t_out + D["out_t_stride"]),
+                                 t_res.eq(t_res + s_tstride),
+                                 next_out_off.eq(out_pix), next_res_off.eq(res_pix)]
+                    m.next = "T_START"
+                with m.Else():
+                    m.d.sync += [d_g.eq(0), o_beat.eq(0), sbuf.eq(0), sstrb.eq(0),
+                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0)]
+                    m.next = "D_WCMD"
+            with m.State("D_WCMD"):
+                oaddr = D["out_addr"] + t_out + out_pix
+                with m.If(out_spikes):
+                    first = (g0 << _log2(SPB)) >> LGAB
+                    lastb = (((g0 + gt) << _log2(SPB)) - 1) >> LGAB
+                    write_cmd(oaddr + (first << LGAB), (lastb - first + 1) << LGAB, "D_RCMD")
+                with m.Else():
+                    off = g0 << (LGL + lg_out_vb)
+                    write_cmd(oaddr + off, gt << (LGL + lg_out_vb), "D_RCMD")
+            with m.State("D_RCMD"):
+                with m.If(s_need):
+                    off = g0 << (LGL + s_lgvb)
+                    read_cmd(s_base + t_res + res_pix + off, gt << (LGL + s_lgvb), "D_WAIT")
+                    m.d.sync += asm_n.eq(0)
+                with m.Else():
+                    m.next = "D_WAIT"
+            with m.State("D_WAIT"):
+                # the group's stream word (when needed), then the accumulator read
+                with m.If(s_need & (asm_n != s_nbeats)):
+                    m.d.comb += rd.ready.eq(1)
+                    with m.If(rd.valid):
+                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                with m.Else():
+                    m.d.sync += drain_addr.eq(gbase[d_g[:GB]] + d_pix)
+                    m.next = "D_READ"
+            with m.State("D_READ"):
+                m.d.comb += draining.eq(1)
+                m.next = "D_CALC"
+            with m.State("D_CALC"):
+                m.d.comb += draining.eq(1)
+                sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
+                for i in range(L):
+                    sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
+                    accv = Mux(wide, wide_lanes[i], acc_lanes[i])
+                    withb = Mux(wide, accv + bias[i], _clamp(accv + bias[i], acc_lo, acc_hi))
+                    m.d.sync += [
+                        x_lanes[i].eq(Mux(is_lif, sval, Mux(D["has_bias"] != 0, withb, accv))),
+                        res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
+                    ]
+                # clear the accumulator as it is read
+                with m.If(~is_lif):
+                    with m.If(wide & has_v):
+                        if has_v:
+                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                         v_wr.data.eq(0)]
+                    with m.Else():
+                        m.d.comb += [a_wr.addr.eq(drain_addr), a_wr.en.eq(1), a_wr.data.eq(0)]
+                m.next = "D_LIF"
+            with m.State("D_LIF"):
+                m.d.comb += draining.eq(1)
+                if has_v:
+                    with m.If(out_spikes & ~last_t):
+                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                with m.If(out_spikes):
+                    byte = s_byte[:LGAB] if LGAB else Const(0)
+                    nb = Signal(AW)
+                    m.d.comb += nb.eq(sbuf | (spike_word << (byte << 3)))
+                    ns = Signal(AB)
+                    m.d.comb += ns.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
+                    m.d.sync += [sbuf.eq(nb), sstrb.eq(ns), s_byte.eq(s_byte + SPB)]
+                    flush = (byte + SPB == AB) | (d_g + 1 == gt)
+                    with m.If(flush):
+                        m.d.sync += [spk_beat.eq(nb), spk_strb.eq(ns), sbuf.eq(0), sstrb.eq(0)]
+                        m.next = "D_SOUT"
+                    with m.Else():
+                        m.next = "D_NEXTG"
+                with m.Else():
+                    m.d.sync += o_beat.eq(0)
+                    m.next = "D_VOUT"
+            with m.State("D_SOUT"):
+                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(spk_beat),
+                             wr.payload.strb.eq(spk_strb)]
+                with m.If(wr.ready):
+                    m.next = "D_NEXTG"
+            with m.State("D_VOUT"):
+                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(chunk_beat),
+                             wr.payload.strb.eq((1 << AB) - 1)]
+                with m.If(wr.ready):
+                    m.d.sync += o_beat.eq(o_beat + 1)
+                    with m.If(o_beat + 1 == o_nbeats):
+                        m.next = "D_NEXTG"
+            with m.State("D_NEXTG"):
+                with m.If(d_g + 1 == gt):
+                    m.d.sync += [d_pix.eq(d_pix + 1), out_pix.eq(out_pix + D["out_pixel_bytes"]),
+                                 res_pix.eq(res_pix + s_pb)]
+                    m.next = "D_PIX"
+                with m.Else():
+                    m.d.sync += [d_g.eq(d_g + 1), asm_n.eq(0)]
+                    m.next = "D_WAIT"
+
+            with m.State("LAYER_END"):
+                m.d.comb += self.layer_done.eq(1)
+                m.d.sync += [layer.eq(layer + 1), daddr.eq(daddr + DESCRIPTOR_WORDS * 4)]
+                m.next = "NEXT"
+
+            with m.State("FINISH"):
+                m.d.comb += self.done.eq(1)
+        return m
