@@ -471,15 +471,22 @@ def pack_params(op, core):
                              -(-classes // lanes) * lanes).reshape(-1, lanes)
         data = lif.transpose(1, 0, 2).astype("<i4").tobytes() + bias.astype("<i4").tobytes()
         return data, len(data)
+    if op.opcode == "sdsa":
+        # per head, its channels in whole groups (zero past the head dimension), so a tile of
+        # heads is one contiguous read and a head's neurons line up with the lanes
+        dim, heads = op.sdsa.head_dim, op.sdsa.heads
+        gph = -(-dim // lanes)
+        v_th = _int32(op.params["v_th"], "v_th", op).reshape(heads, dim)
+        rows = np.zeros((heads, gph * lanes), np.int64)
+        rows[:, :dim] = v_th
+        return rows.astype("<i4").tobytes(), op.tiling.groups * gph * lanes * 4
     kinds = PARAMS[op.opcode]
     channels = op.out.channels
     groups = -(-channels // lanes)
     rows = np.stack([_pad_channels(_int32(op.params[k], k, op), groups * lanes)
                      for k in kinds]).reshape(len(kinds), groups, lanes)
     data = rows.transpose(1, 0, 2).astype("<i4").tobytes()
-    groups_per_tile = op.tiling.groups if op.opcode != "sdsa" else \
-        op.tiling.groups * -(-op.sdsa.head_dim // lanes)
-    return data, groups_per_tile * len(kinds) * lanes * 4
+    return data, op.tiling.groups * len(kinds) * lanes * 4
 
 
 def geometry_tables(sae):

@@ -65,13 +65,13 @@ from spec.program import (
 )
 
 from .axi import AXI4Signature, AxiMaster
-from .common import struct_layout
+from .common import mul_const, struct_layout
 from .csr import AXIL_PORT, AXI4LiteSignature, ControlStatusRegisters
 
 __all__ = ["OverlayCore", "IMPLEMENTED_OPS", "MAX_LAYERS"]
 
 #: Operations this version of the core runs; any other opcode is refused (`ERRORS["opcode"]`).
-IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif")
+IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head")
 #: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
 MAX_LAYERS = 256
 
@@ -126,6 +126,10 @@ class OverlayCore(wiring.Component):
         if config.lanes < 8:
             raise ValueError(f"the core packs a group's spikes in whole bytes: lanes must be at "
                              f"least 8, not {config.lanes}")
+        if config.max_head_dim > config.axi_data_bits:
+            raise ValueError(f"the core takes a head's bits from two AXI beats: max_head_dim "
+                             f"must be at most axi_data_bits ({config.axi_data_bits}), not "
+                             f"{config.max_head_dim}")
         if config.max_stride > 2:
             raise ValueError(f"the core's geometry steps by shifts: max_stride must be 1 or 2, "
                              f"not {config.max_stride}")
@@ -160,6 +164,7 @@ class OverlayCore(wiring.Component):
         wiring.connect(m, axi.read_data, seq.rd_data)
         wiring.connect(m, seq.wr_cmd, axi.write_cmd)
         wiring.connect(m, seq.wr_data, axi.write_data)
+        m.d.comb += seq.write_idle.eq(axi.write_idle)
 
         busy = Signal()
         code = Signal(8)
@@ -243,6 +248,7 @@ class _Sequencer(wiring.Component):
             "layer": Out(16),
             "layer_done": Out(1),
             "event": Out(1),
+            "write_idle": In(1),
         })
 
     def elaborate(self, platform):  # noqa: C901 -- one sequencer, one FSM
@@ -316,6 +322,8 @@ class _Sequencer(wiring.Component):
         is_stream = op == OPCODES["conv_stream"]
         is_dw = op == OPCODES["depthwise"]
         is_lif = op == OPCODES["lif"]
+        is_sdsa = op == OPCODES["sdsa"]
+        is_head = op == OPCODES["head"]
         is_engine = is_conv_lif | is_stream | is_dw
         k = D["kernel"][:KB + 1]
         s2 = D["stride"] == 2
@@ -357,6 +365,8 @@ class _Sequencer(wiring.Component):
         v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], 70)
         m.d.comb += eqs
         o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 72)
+        m.d.comb += eqs
+        sum_hi, sum_lo, eqs = _sat_bounds(D["sum_bits"][:6], V + 2)
         m.d.comb += eqs
 
         # -- memories ---------------------------------------------------------------------------
@@ -469,6 +479,8 @@ class _Sequencer(wiring.Component):
         ev_b = Signal(6)
         ev_neg = Signal()
 
+        vmode = Signal()                              # events from values' magnitudes
+        m.d.comb += vmode.eq(multibit & is_engine)
         oh_eq, spike_idx, spike_any = _lowest(hold)
         m.d.comb += oh_eq
         slot_vals = []
@@ -493,28 +505,28 @@ class _Sequencer(wiring.Component):
         m.d.comb += mag_eq
 
         # an event is offered from the held beat
-        with m.If(have & ~multibit):
+        with m.If(have & ~vmode):
             m.d.comb += [ev_valid.eq(spike_any), ev_c.eq(h_cbase + spike_idx), ev_b.eq(0),
                          ev_neg.eq(0)]
-        with m.If(have & multibit & mag_on):
+        with m.If(have & vmode & mag_on):
             m.d.comb += [ev_valid.eq(1), ev_c.eq(mag_c), ev_b.eq(mag_idx), ev_neg.eq(mag_neg)]
         ev_take = Signal()
         m.d.comb += ev_take.eq(ev_valid & ev_ready)
         with m.If(ev_take):
             m.d.comb += self.event.eq(1)
-            with m.If(multibit):
+            with m.If(vmode):
                 m.d.sync += mag.eq(mag & ~(Const(1, 33) << mag_idx))
                 with m.If((mag & ~(Const(1, 33) << mag_idx)) == 0):
                     m.d.sync += mag_on.eq(0)
             with m.Else():
                 m.d.sync += hold.eq(hold & ~(Const(1, AW) << spike_idx))
         # values: load the next non-zero slot's magnitude
-        with m.If(have & multibit & ~mag_on & nz_any):
+        with m.If(have & vmode & ~mag_on & nz_any):
             m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
                          mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx), mag_on.eq(1),
                          nz.eq(nz & ~(Const(1, AB) << nz_idx))]
         beat_spent = Signal()
-        m.d.comb += beat_spent.eq(Mux(multibit, ~mag_on & ~nz_any, ~spike_any))
+        m.d.comb += beat_spent.eq(Mux(vmode, ~mag_on & ~nz_any, ~spike_any))
         with m.If(have & beat_spent):
             m.d.sync += have.eq(0)
         # take the next beat
@@ -532,7 +544,7 @@ class _Sequencer(wiring.Component):
                             for s in range(AB >> lb)]))
             m.d.sync += [have.eq(1), hold.eq(rd.payload.data), nz.eq(nzs), mag_on.eq(0),
                          h_rt.eq(rt_rd.data), h_ct.eq(ct_rd.data),
-                         h_cbase.eq(Mux(multibit, (beat_j << LGAB) >> lg_in_vb,
+                         h_cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
                                              beat_j << _log2(AW))),
                          beats_left.eq(beats_left - 1)]
             with m.If(beat_j + 1 == bpp):
@@ -621,22 +633,36 @@ class _Sequencer(wiring.Component):
         s1_neg = Signal()
         s1_lane = Signal(LGL + 1)
         s1_dw = Signal()
+        s0_cnt = Signal()                            # attention: add 0/1 counts `s0_bits`
+        s0_bits = Signal(L)
+        s1_cnt = Signal()
+        s1_bits = Signal(L)
+        kv_emit = Signal()                           # the attention's K^T V updates
+        kv_addr = Signal(ACCB + 1)
+        kv_bits = Signal(L)
         g_used = Mux(is_dw, tg_dwg, tg_g)
         pix_in_band = ro_rd.data + tg_ocol[:ACCB + 1]
-        m.d.sync += s0_valid.eq(emit)
+        m.d.sync += s0_valid.eq(emit | kv_emit)
         with m.If(emit):
             m.d.sync += [
                 s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
                 s0_w.eq(tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
                 s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_lane.eq(tg_lane), s0_dw.eq(is_dw),
+                s0_cnt.eq(0),
             ]
+        with m.If(kv_emit):
+            m.d.sync += [s0_acc.eq(kv_addr), s0_bits.eq(kv_bits), s0_cnt.eq(1), s0_b.eq(0),
+                         s0_neg.eq(0), s0_dw.eq(0)]
         m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc), s1_b.eq(s0_b),
-                     s1_neg.eq(s0_neg), s1_lane.eq(s0_lane), s1_dw.eq(s0_dw)]
+                     s1_neg.eq(s0_neg), s1_lane.eq(s0_lane), s1_dw.eq(s0_dw),
+                     s1_cnt.eq(s0_cnt), s1_bits.eq(s0_bits)]
 
         # acc memory ports: the pipeline while streaming, the drain otherwise
         drain_addr = Signal(ACCB + 1)
         draining = Signal()
-        m.d.comb += [a_rd.addr.eq(Mux(draining, drain_addr, s0_acc)),
+        y_read = Signal()                             # the attention's Q KV reads
+        y_addr = Signal(ACCB + 1)
+        m.d.comb += [a_rd.addr.eq(Mux(y_read, y_addr, Mux(draining, drain_addr, s0_acc))),
                      w_rd.addr.eq(s0_w)]
         if has_v:
             m.d.comb += v_rd.addr.eq(Mux(draining, drain_addr, s0_acc))
@@ -652,10 +678,10 @@ class _Sequencer(wiring.Component):
             w = Signal(signed(cfg.w_bits + 34), name=f"upd_w{i}")
             m.d.comb += w.eq(w_lanes[i] << s1_b)
             mine = ~s1_dw | (s1_lane == i)
-            add = Mux(mine, Mux(s1_neg, -w, w), 0)
+            add = Mux(s1_cnt, s1_bits[i], Mux(mine, Mux(s1_neg, -w, w), 0))
             total = Signal(signed(WIDE + 2), name=f"upd_sum{i}")
             m.d.comb += total.eq(src + add)
-            upd.append(Mux(wide, total, _clamp(total, acc_lo, acc_hi)))
+            upd.append(Mux(wide | s1_cnt, total, _clamp(total, acc_lo, acc_hi)))
         with m.If(s1_valid):
             with m.If(wide & has_v):
                 if has_v:
@@ -690,8 +716,8 @@ class _Sequencer(wiring.Component):
                 vold = Mux(first_t, 0, wide_lanes[i])
             else:
                 vold = Const(0, signed(V))
-            th = Mux(is_lif, bias[i], prm1[i])
-            lbias = Mux(is_lif, prm1[i], prm2[i])
+            th = Mux(is_lif | is_sdsa, bias[i], prm1[i])
+            lbias = Mux(is_sdsa, 0, Mux(is_lif, prm1[i], prm2[i]))
             charge = Signal(signed(72), name=f"charge{i}")
             m.d.comb += charge.eq(_clamp((x_lanes[i] << frac) + lbias, v_lo, v_hi))
             h = Signal(signed(72), name=f"h{i}")
@@ -734,11 +760,96 @@ class _Sequencer(wiring.Component):
         # stream (residual, or the lif op's input) of a pixel's tile slice
         s_need = Signal()
         m.d.comb += s_need.eq(is_lif | is_stream & (D["res_addr"] != 0))
-        s_lgvb = Mux(is_lif, lg_in_vb, lg_out_vb)
+        s_lgvb = Mux(is_lif | is_head, lg_in_vb, lg_out_vb)
         s_nbeats = Mux(s_lgvb == 2, (L * 4) // AB, Mux(s_lgvb == 1, (L * 2) // AB, L // AB))
         s_pb = Mux(is_lif, D["in_pixel_bytes"], D["res_pixel_bytes"])
         s_base = Mux(is_lif, D["in_addr"], D["res_addr"])
         s_tstride = Mux(is_lif, D["in_t_stride"], D["res_t_stride"])
+
+        # -- attention: record slices, head windows, K^T V and Q KV -------------------------------
+        NB = -(-cfg.tile_groups * L // AW) + 1       # beats of a tile's slice of a record
+        MAXD = cfg.max_head_dim
+        GPH = -(-MAXD // L)
+        LGAW = _log2(AW)
+        bufs = {name: Array(Signal(AW, name=f"{name}buf{j}") for j in range(NB + 1))
+                for name in ("k", "v", "q", "o")}
+        dim = D["head_dim"][:8]
+        gph = Signal(4)
+        m.d.comb += gph.eq((dim + L - 1) >> LGL)
+        dmask = Signal(MAXD)
+        m.d.comb += dmask.eq((Const(1, MAXD + 1) << dim) - 1)
+        win_sel = Signal(2)
+        win_rel = Signal(16)
+        window = Signal(MAXD)
+        with m.Switch(win_sel):
+            for n_, name in enumerate(("k", "v", "q")):
+                with m.Case(n_):
+                    bi = win_rel >> LGAW
+                    two = Cat(bufs[name][bi], bufs[name][bi + 1])
+                    m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
+        h0 = Signal(16)
+        hs = Signal(16)
+        base0 = Signal(24)
+        fb = Signal(16)
+        nb = Signal(16)
+        hsdim = Signal(24)
+        dgw = Signal(ACCB + 2)
+        tile_bits = Signal(24)
+        hl = Signal(16)
+        rel = Signal(16)
+        jw = Signal(GB + 4)
+        grp = Signal(4)
+        kscan = Signal(MAXD)
+        vreg = Signal(MAXD)
+        qscan = Signal(MAXD)
+        ntok = Signal(24)
+        tok_n = Signal(24)
+        kv_off = Signal(32)
+        y_off = Signal(32)
+        yo_off = Signal(32)
+        yband_off = Signal(32)
+        oband_off = Signal(32)
+        next_y = Signal(32)
+        next_yo = Signal(32)
+        mrow = Signal(ACCB + 2)
+        ATTB = max(2, (cfg.max_head_dim * cfg.max_tokens).bit_length() + 1)
+        att = [[Signal(ATTB, name=f"att{gi}_{i}") for i in range(L)] for gi in range(GPH)]
+        y_v = Signal()
+        y_grp = Signal(4)
+        k_eq, k_idx, k_any = _lowest(kscan)
+        q_eq, q_idx, q_any = _lowest(qscan)
+        m.d.comb += [k_eq, q_eq]
+
+        def times_gph(value):
+            out = Signal(ACCB + 2)
+            with m.Switch(gph):
+                for c in range(1, GPH + 1):
+                    with m.Case(c):
+                        m.d.comb += out.eq(mul_const(value, c))
+            return out
+        kv_row = times_gph(k_idx)
+        q_row = times_gph(q_idx)
+        with m.If(y_v):
+            for gi in range(GPH):
+                with m.If(y_grp == gi):
+                    m.d.sync += [att[gi][i].eq(att[gi][i] + a_rd.data[A * i:A * (i + 1)])
+                                 for i in range(L)]
+        m.d.sync += [y_v.eq(0)]
+        SUMBASE = cfg.acc_words // 2                 # the head's token sums
+        hd_cg = Signal(CHB)
+        m.d.comb += hd_cg.eq((D["in_channels"][:CHB] + L - 1) >> LGL)
+        hd_g = Signal(CHB)
+        hd_spikes = Signal(L)
+
+        def wide_write(addr, lanes):
+            """Write a word of the wide store (the membrane memory; the accumulators when the
+            core keeps no membranes)."""
+            if has_v:
+                m.d.comb += [v_wr.addr.eq(addr), v_wr.data.eq(Cat(*[x[:V] for x in lanes])),
+                             v_wr.en.eq(1)]
+            else:
+                m.d.comb += [a_wr.addr.eq(addr), a_wr.data.eq(Cat(*[x[:A] for x in lanes])),
+                             a_wr.en.eq(1)]
 
         # -- the sequencer FSM ------------------------------------------------------------------
         core_id = core_fingerprint(cfg)
@@ -823,8 +934,26 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [base.eq(H["base"]), image_end.eq(H["base"] + H["image_bytes"]),
                                  act.eq(H["activation_addr"]),
                                  act_end.eq(H["activation_addr"] + H["activation_bytes"]),
-                                 layers.eq(H["layers"]), daddr.eq(d_lo), layer.eq(0)]
-                    m.next = "NEXT"
+                                 layers.eq(H["layers"]), daddr.eq(d_lo), layer.eq(0),
+                                 cnt.eq(0)]
+                    m.next = "CLR_START"
+
+            # the accumulators and membranes start at zero (a soft reset may have left them
+            # mid-layer); every operation leaves the accumulators zero again, and an engine
+            # with multi-bit inputs clears the membranes (its wide store) before it starts
+            def clear(state, amem_too, vmem_too, nxt):
+                with m.State(state):
+                    if amem_too:
+                        m.d.comb += [a_wr.addr.eq(cnt), a_wr.data.eq(0), a_wr.en.eq(1)]
+                    if vmem_too and has_v:
+                        m.d.comb += [v_wr.addr.eq(cnt), v_wr.data.eq(0), v_wr.en.eq(1)]
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt + 1 >= cfg.acc_words):
+                        m.d.sync += [cnt.eq(0), acc32.eq(0)]
+                        m.next = nxt
+            clear("CLR_START", True, True, "NEXT")
+            clear("CLR_WIDE", False, True, "ROWTAB_CMD")
+            clear("SD_END", True, False, "LAYER_END")
 
             with m.State("NEXT"):
                 with m.If(layer == layers):
@@ -867,6 +996,20 @@ class _Sequencer(wiring.Component):
                               | (D["out_bits"] == 0) | (D["out_bits"] > 32)
                               | (D["v_bits"] == 0) & (is_conv_lif | is_lif)
                               | (D["out_pixel_bytes"] == 0))
+                sdsa_bad = is_sdsa & ((dim == 0) | (D["heads"] == 0) | (D["tokens"] == 0) | (D["v_bits"] == 0)
+                                      | (D["in_height"] > cfg.max_map)
+                                      | (D["in_width"] > cfg.max_map))
+                sdsa_groups = Signal(GB + 8)
+                with m.Switch(gph):
+                    for c in range(1, GPH + 1):
+                        with m.Case(c):
+                            m.d.comb += sdsa_groups.eq(mul_const(D["tile_groups"][:GB + 1], c))
+                sdsa_bad = sdsa_bad | is_sdsa & ((sdsa_groups > cfg.tile_groups)
+                                                 | (gph > GPH))
+                head_bad = is_head & ((k != 1) | ~pow2 | (hd_cg > SUMBASE)
+                                      | (D["in_pixel_bytes"] == 0) | (D["sum_bits"] == 0)
+                                      | (D["in_bytes"] != 1) & (D["in_bytes"] != 2)
+                                      & (D["in_bytes"] != 4) | (D["v_bits"] == 0))
                 align_bad = ~aligned(D["in_addr"]) | ~aligned(D["in_t_stride"]) \
                     | ~aligned(D["in_pixel_bytes"]) | ~aligned(D["out_addr"]) \
                     | ~aligned(D["out_t_stride"]) | ~aligned(D["out_pixel_bytes"]) \
@@ -877,17 +1020,24 @@ class _Sequencer(wiring.Component):
                     | ~aligned(D["col_table_addr"])
                 with m.If(csum != 0xFFFFFFFF):
                     m.d.comb += fault("descriptor_checksum")
-                with m.Elif(~(is_engine | is_lif)):
+                with m.Elif(~(is_engine | is_lif | is_sdsa | is_head)):
                     m.d.comb += fault("opcode")
-                with m.Elif(shape_bad | acc_bad | engine_bad | common_bad):
+                with m.Elif(shape_bad | acc_bad | engine_bad | common_bad | sdsa_bad | head_bad):
                     m.d.comb += fault("shape")
                 with m.Elif(align_bad):
                     m.d.comb += fault("address")
                 with m.Else():
                     m.d.sync += [tile.eq(0), g0.eq(0), w_tile.eq(D["weights_addr"]),
-                                 p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0)]
-                    with m.If(is_engine):
+                                 p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0),
+                                 h0.eq(0), base0.eq(0)]
+                    with m.If(wide & has_v):
+                        m.next = "CLR_WIDE"
+                    with m.Elif(is_engine):
                         m.next = "ROWTAB_CMD"
+                    with m.Elif(is_sdsa):
+                        m.next = "SD_DGW"
+                    with m.Elif(is_head):
+                        m.next = "HD_SETUP"
                     with m.Else():
                         m.next = "ROWOFF"
 
@@ -963,7 +1113,10 @@ class _Sequencer(wiring.Component):
                 m.d.comb += [ro_wr.addr.eq(cnt), ro_wr.data.eq(acc32), ro_wr.en.eq(1)]
                 with m.If(cnt + 1 >= band_rows):
                     m.d.sync += [band_pixels.eq(acc32 + ow), cnt.eq(0)]
-                    m.next = "TILE"
+                    with m.If(is_sdsa):
+                        m.next = "SD_TILE"
+                    with m.Else():
+                        m.next = "TILE"
                 with m.Else():
                     m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
 
@@ -983,7 +1136,11 @@ class _Sequencer(wiring.Component):
                         with m.Case(kn):
                             m.d.comb += nbytes.eq(sum(gt << (LGL + 2 + b)
                                                       for b in range(2) if (kn >> b) & 1))
-                read_cmd(p_addr, nbytes, "PAR_RX")
+                with m.If(is_head):
+                    read_cmd(D["params_addr"] + (hd_cg << (LGL + 3)) + (g0 << (LGL + 2)),
+                             gt << (LGL + 2), "PAR_RX")
+                with m.Else():
+                    read_cmd(p_addr, nbytes, "PAR_RX")
             with m.State("PAR_RX"):
                 m.d.comb += rd.ready.eq(1)
                 with m.If(rd.valid):
@@ -999,7 +1156,10 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [kind.eq(0), cnt.eq(cnt + 1)]
                     with m.If(cnt + 1 == gt):
                         m.d.sync += [cnt.eq(0), acc32.eq(0)]
-                        m.next = "GBASE"
+                        with m.If(is_sdsa):
+                            m.next = "SD_KVB"
+                        with m.Else():
+                            m.next = "GBASE"
                     with m.Else():
                         m.next = "PAR_RX"
                 with m.Else():
@@ -1068,6 +1228,15 @@ class _Sequencer(wiring.Component):
                     m.d.sync += part.eq(0)
                     with m.If(is_engine):
                         m.next = "PART"
+                    with m.Elif(is_head):
+                        m.d.sync += cnt.eq(0)
+                        with m.If(need_load):
+                            m.d.sync += [w_part.eq(w_tile), fill_g.eq(0), fill_c.eq(0),
+                                         fill_t.eq(0), fill_cbase.eq(0), fill_tbase.eq(0),
+                                         asm_n.eq(0), need_load.eq(0)]
+                            m.next = "W_CMD"
+                        with m.Else():
+                            m.next = "HD_CLR"
                     with m.Else():
                         m.next = "DRAIN"
                         m.d.sync += [d_pix.eq(0), out_pix.eq(0), res_pix.eq(0)]
@@ -1111,6 +1280,8 @@ class _Sequencer(wiring.Component):
                             m.d.sync += [fill_t.eq(fill_t + 1),
                                          fill_tbase.eq(fill_tbase + (Mux(is_dw, 1, c_in)
                                                                       << lg_tg))]
+                        with m.Elif(is_head):
+                            m.next = "HD_CLR"
                         with m.Else():
                             m.next = "S_CMD"
             with m.State("S_CMD"):
@@ -1210,14 +1381,15 @@ class _Sequencer(wiring.Component):
                                      v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
                 with m.If(out_spikes):
                     byte = s_byte[:LGAB] if LGAB else Const(0)
-                    nb = Signal(AW)
-                    m.d.comb += nb.eq(sbuf | (spike_word << (byte << 3)))
-                    ns = Signal(AB)
-                    m.d.comb += ns.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
-                    m.d.sync += [sbuf.eq(nb), sstrb.eq(ns), s_byte.eq(s_byte + SPB)]
+                    nbuf = Signal(AW)
+                    m.d.comb += nbuf.eq(sbuf | (spike_word << (byte << 3)))
+                    nstrb = Signal(AB)
+                    m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
+                    m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
                     flush = (byte + SPB == AB) | (d_g + 1 == gt)
                     with m.If(flush):
-                        m.d.sync += [spk_beat.eq(nb), spk_strb.eq(ns), sbuf.eq(0), sstrb.eq(0)]
+                        m.d.sync += [spk_beat.eq(nbuf), spk_strb.eq(nstrb), sbuf.eq(0),
+                                     sstrb.eq(0)]
                         m.next = "D_SOUT"
                     with m.Else():
                         m.next = "D_NEXTG"
@@ -1244,6 +1416,292 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [d_g.eq(d_g + 1), asm_n.eq(0)]
                     m.next = "D_WAIT"
+
+            # -- attention (sdsa): tiles of heads, bands of token rows, timesteps --------------
+            with m.State("SD_DGW"):                 # dim * gph: K^T V words of one head
+                with m.If(cnt == gph):
+                    m.d.sync += [dgw.eq(acc32), cnt.eq(0), acc32.eq(0)]
+                    m.next = "SD_TBITS"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + dim), cnt.eq(cnt + 1)]
+            with m.State("SD_TBITS"):               # tile_groups * dim: channels of a tile
+                with m.If(cnt == D["tile_groups"]):
+                    m.d.sync += [tile_bits.eq(acc32), cnt.eq(0), acc32.eq(0)]
+                    m.next = "ROWOFF"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + dim), cnt.eq(cnt + 1)]
+            with m.State("SD_TILE"):
+                with m.If((tile == D["tiles"]) | (h0 >= D["heads"])):
+                    m.d.sync += cnt.eq(0)
+                    m.next = "SD_END"
+                with m.Elif((tile == 0) | self.write_idle):   # earlier tiles' records written
+                    left = D["heads"] - h0
+                    m.d.sync += [hs.eq(Mux(left < D["tile_groups"], left, D["tile_groups"])),
+                                 cnt.eq(0), acc32.eq(0), hsdim.eq(0)]
+                    m.next = "SD_HS"
+            with m.State("SD_HS"):                  # hs * gph words, hs * dim channels
+                with m.If(cnt == hs):
+                    m.d.sync += [gt.eq(acc32), cnt.eq(0), kind.eq(0), asm_n.eq(0),
+                                 fb.eq(base0 >> LGAW),
+                                 nb.eq(((base0 + hsdim - 1) >> LGAW) - (base0 >> LGAW) + 1)]
+                    m.next = "PAR_CMD"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + gph), hsdim.eq(hsdim + dim), cnt.eq(cnt + 1)]
+            with m.State("SD_KVB"):                 # K^T V base of each head of the tile
+                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc32 + dgw), cnt.eq(cnt + 1)]
+                with m.If(cnt + 1 >= hs):
+                    m.d.sync += [band.eq(0), r0.eq(0), yband_off.eq(0), oband_off.eq(0)]
+                    m.next = "SD_BAND"
+            with m.State("SD_BAND"):
+                with m.If((band == D["bands"]) | (r0 >= D["in_height"])):
+                    m.d.sync += [tile.eq(tile + 1), h0.eq(h0 + D["tile_groups"]),
+                                 base0.eq(base0 + tile_bits),
+                                 p_addr.eq(p_addr + D["params_tile_bytes"])]
+                    m.next = "SD_TILE"
+                with m.Else():
+                    end = r0 + band_rows
+                    m.d.sync += [r1.eq(Mux(end > D["in_height"], D["in_height"], end)),
+                                 ts.eq(0), t_in.eq(0), t_out.eq(0), cnt.eq(0), acc32.eq(0)]
+                    m.next = "SD_NTOK"
+            with m.State("SD_NTOK"):                # tokens of the band: (r1 - r0) * width
+                with m.If(cnt == r1 - r0):
+                    m.d.sync += [ntok.eq(acc32), cnt.eq(0)]
+                    m.next = "SD_T"
+                with m.Else():
+                    m.d.sync += [acc32.eq(acc32 + D["in_width"]), cnt.eq(cnt + 1)]
+            with m.State("SD_T"):
+                with m.If(ts == tsteps):
+                    m.d.sync += [band.eq(band + 1), r0.eq(r0 + band_rows),
+                                 yband_off.eq(next_y), oband_off.eq(next_yo)]
+                    m.next = "SD_BAND"
+                with m.Else():
+                    m.d.sync += cnt.eq(0)
+                    m.next = "SD_CLR"
+            with m.State("SD_CLR"):                 # K^T V counts to zero
+                m.d.comb += [a_wr.addr.eq(cnt), a_wr.data.eq(0), a_wr.en.eq(1)]
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt + 1 == cfg.acc_words):
+                    m.d.sync += [tok_n.eq(0), kv_off.eq(0)]
+                    m.next = "SD_KVT"
+            with m.State("SD_KVT"):                 # K^T V from every token of the map
+                with m.If(tok_n == D["tokens"]):
+                    m.d.sync += [tok_n.eq(0), y_off.eq(yband_off), yo_off.eq(oband_off),
+                                 mrow.eq(0)]
+                    m.next = "SD_YT"
+                with m.Else():
+                    m.d.sync += count.eq(0)
+                    m.next = "SD_K_CMD"
+            for name, addr, nxt in (("K", D["k_addr"], "SD_V_CMD"), ("V", D["v_addr"], "SD_KVH"),
+                                    ("Q", D["in_addr"], "SD_Q_DONE")):
+                off = kv_off if name != "Q" else y_off
+                with m.State(f"SD_{name}_CMD"):
+                    m.d.sync += count.eq(0)
+                    read_cmd(addr + t_in + off + (fb << LGAB), nb << LGAB, f"SD_{name}_RX")
+                with m.State(f"SD_{name}_RX"):
+                    m.d.comb += rd.ready.eq(1)
+                    with m.If(rd.valid):
+                        m.d.sync += [bufs[name.lower()][count].eq(rd.payload.data),
+                                     count.eq(count + 1)]
+                        with m.If(count + 1 == nb):
+                            m.d.sync += [hl.eq(0), rel.eq(base0[:LGAW])]
+                            m.next = nxt
+            with m.State("SD_KVH"):
+                with m.If(hl == hs):
+                    m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
+                    m.next = "SD_KVT"
+                with m.Else():
+                    m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
+                    m.d.sync += kscan.eq(window)
+                    m.next = "SD_KVH2"
+            with m.State("SD_KVH2"):
+                m.d.comb += [win_sel.eq(1), win_rel.eq(rel)]
+                m.d.sync += [vreg.eq(window), grp.eq(0)]
+                m.next = "SD_KV_EV"
+            with m.State("SD_KV_EV"):               # per K bit i: KV[i] += V, group by group
+                with m.If(~k_any):
+                    m.d.sync += [hl.eq(hl + 1), rel.eq(rel + dim)]
+                    m.next = "SD_KVH"
+                with m.Else():
+                    vgroups = Array(vreg[L * gi:L * (gi + 1)] for gi in range(GPH))
+                    m.d.comb += [kv_emit.eq(1), kv_addr.eq(gbase[hl[:GB]] + kv_row + grp),
+                                 kv_bits.eq(vgroups[grp]), self.event.eq(grp == 0)]
+                    with m.If(grp + 1 == gph):
+                        m.d.sync += [grp.eq(0), kscan.eq(kscan & ~(Const(1, MAXD) << k_idx))]
+                    with m.Else():
+                        m.d.sync += grp.eq(grp + 1)
+            with m.State("SD_YT"):                  # the band's tokens: Q KV, LIF, spikes
+                with m.If(s0_valid | s1_valid):
+                    pass                             # the last K^T V updates land first
+                with m.Elif(tok_n == ntok):
+                    m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
+                                 t_out.eq(t_out + D["out_t_stride"]), next_y.eq(y_off),
+                                 next_yo.eq(yo_off)]
+                    m.next = "SD_T"
+                with m.Else():
+                    m.next = "SD_Q_CMD"
+            with m.State("SD_Q_DONE"):              # the output record's slice: earlier tiles'
+                m.d.sync += count.eq(0)              # bits merged, this tile's cleared
+                with m.If(tile == 0):
+                    m.d.sync += [bufs["o"][j].eq(0) for j in range(NB + 1)]
+                    m.next = "SD_YH"
+                with m.Else():
+                    m.next = "SD_O_RCMD"
+            with m.State("SD_O_RCMD"):
+                read_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_RX")
+            with m.State("SD_O_RX"):
+                m.d.comb += rd.ready.eq(1)
+                with m.If(rd.valid):
+                    m.d.sync += [bufs["o"][count].eq(Mux(count == 0, rd.payload.data & (
+                        (Const(1, AW + 1) << base0[:LGAW]) - 1), 0)), count.eq(count + 1)]
+                    with m.If(count + 1 == nb):
+                        m.next = "SD_YH"
+            with m.State("SD_YH"):
+                with m.If(hl == hs):
+                    m.d.sync += count.eq(0)
+                    m.next = "SD_O_WCMD"
+                with m.Else():
+                    m.d.comb += [win_sel.eq(2), win_rel.eq(rel)]
+                    m.d.sync += [qscan.eq(window), grp.eq(0)]
+                    m.d.sync += [a.eq(0) for row in att for a in row]
+                    m.next = "SD_Y_EV"
+            with m.State("SD_Y_EV"):                # per Q bit i: att += KV[i], group by group
+                with m.If(q_any):
+                    m.d.comb += [y_read.eq(1), y_addr.eq(gbase[hl[:GB]] + q_row + grp)]
+                    m.d.sync += [y_v.eq(1), y_grp.eq(grp)]
+                    with m.If(grp + 1 == gph):
+                        m.d.sync += [grp.eq(0), qscan.eq(qscan & ~(Const(1, MAXD) << q_idx))]
+                    with m.Else():
+                        m.d.sync += grp.eq(grp + 1)
+                with m.Elif(~y_v):
+                    m.d.sync += grp.eq(0)
+                    m.next = "SD_L_A"
+            with m.State("SD_L_A"):                 # the group's neurons through the LIF
+                atts = Array(Cat(*att[gi]) for gi in range(GPH))
+                sel = atts[grp]
+                m.d.sync += [drain_addr.eq(mrow + jw), d_g.eq(jw)]
+                m.d.sync += [x_lanes[i].eq(sel[ATTB * i:ATTB * (i + 1)]) for i in range(L)]
+                m.next = "SD_L_R"
+            with m.State("SD_L_R"):
+                m.d.comb += draining.eq(1)
+                m.next = "SD_L_C"
+            with m.State("SD_L_C"):
+                m.d.comb += draining.eq(1)
+                if has_v:
+                    with m.If(~last_t):
+                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                lane_ok = Cat(*[(grp << LGL) + i < dim for i in range(L)])
+                pos = rel + (grp << LGL)
+                placed = Signal(2 * AW)
+                m.d.comb += placed.eq((spike_word & lane_ok) << pos[:LGAW])
+                pb_i = pos >> LGAW
+                m.d.sync += [bufs["o"][pb_i].eq(bufs["o"][pb_i] | placed[:AW]),
+                             bufs["o"][pb_i + 1].eq(bufs["o"][pb_i + 1] | placed[AW:])]
+                m.d.sync += jw.eq(jw + 1)
+                with m.If(grp + 1 == gph):
+                    m.d.sync += [grp.eq(0), hl.eq(hl + 1), rel.eq(rel + dim)]
+                    m.next = "SD_YH"
+                with m.Else():
+                    m.d.sync += grp.eq(grp + 1)
+                    m.next = "SD_L_A"
+            with m.State("SD_O_WCMD"):
+                write_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_W")
+            with m.State("SD_O_W"):
+                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(bufs["o"][count]),
+                             wr.payload.strb.eq((1 << AB) - 1)]
+                with m.If(wr.ready):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == nb):
+                        m.d.sync += [tok_n.eq(tok_n + 1), y_off.eq(y_off + D["in_pixel_bytes"]),
+                                     yo_off.eq(yo_off + D["out_pixel_bytes"]),
+                                     mrow.eq(mrow + gt), jw.eq(0)]
+                        m.next = "SD_YT"
+
+            # -- head: token sums -> LIF -> linear, per timestep --------------------------------
+            with m.State("HD_SETUP"):
+                m.d.sync += [cnt.eq(0), acc32.eq(0), part_cur.eq(0)]
+                m.next = "ROWOFF"
+            with m.State("HD_CLR"):                 # the token sums to zero
+                wide_write(SUMBASE + cnt, [Const(0, V)] * L)
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt + 1 >= hd_cg):
+                    m.d.sync += [tok_n.eq(0), kv_off.eq(0)]
+                    m.next = "HD_TOK"
+            with m.State("HD_TOK"):
+                with m.If(tok_n == D["tokens"]):
+                    m.d.sync += hd_g.eq(0)
+                    m.next = "HD_G"
+                with m.Else():
+                    m.d.sync += [hd_g.eq(0), asm_n.eq(0)]
+                    read_cmd(D["in_addr"] + t_in + kv_off, D["in_pixel_bytes"], "HD_SUM_RX")
+            with m.State("HD_SUM_RX"):
+                with m.If(asm_n == s_nbeats):
+                    m.d.sync += drain_addr.eq(SUMBASE + hd_g)
+                    m.next = "HD_SUM_RD"
+                with m.Else():
+                    m.d.comb += rd.ready.eq(1)
+                    with m.If(rd.valid):
+                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+            with m.State("HD_SUM_RD"):
+                m.d.comb += draining.eq(1)
+                m.next = "HD_SUM_WR"
+            with m.State("HD_SUM_WR"):
+                m.d.comb += draining.eq(1)
+                sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
+                sums = [wide_lanes[i] + Mux(lg_in_vb == 2, sw[2][i],
+                                            Mux(lg_in_vb == 1, sw[1][i], sw[0][i]))
+                        for i in range(L)]
+                wide_write(drain_addr, sums)
+                m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
+                with m.If(hd_g + 1 == hd_cg):
+                    m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
+                    m.next = "HD_TOK"
+                with m.Else():
+                    m.next = "HD_SUM_RX"
+            with m.State("HD_G"):                   # per channel group: sum -> LIF -> events
+                with m.If(hd_g == hd_cg):
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.d.sync += [count.eq(0), asm_n.eq(0), kind.eq(0)]
+                    read_cmd(D["params_addr"] + (hd_g << (LGL + 3)), L * 8, "HD_LP_RX")
+            with m.State("HD_LP_RX"):               # its v_th and lif_bias words
+                with m.If(asm_n == pw_beats):
+                    for i in (1, 2):
+                        m.d.comb += [p_wr[i].addr.eq(0), p_wr[i].data.eq(asm),
+                                     p_wr[i].en.eq(kind == i - 1)]
+                    m.d.sync += [asm_n.eq(0), kind.eq(kind + 1)]
+                    with m.If(kind == 1):
+                        m.d.sync += [drain_addr.eq(SUMBASE + hd_g), d_g.eq(0)]
+                        m.next = "HD_S_RD"
+                with m.Else():
+                    m.d.comb += rd.ready.eq(1)
+                    with m.If(rd.valid):
+                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+            with m.State("HD_S_RD"):
+                m.d.comb += draining.eq(1)
+                m.next = "HD_S_GET"
+            with m.State("HD_S_GET"):
+                m.d.comb += draining.eq(1)
+                m.d.sync += [x_lanes[i].eq(_clamp(wide_lanes[i], sum_lo, sum_hi))
+                             for i in range(L)]
+                m.d.sync += drain_addr.eq(hd_g)
+                m.next = "HD_M_RD"
+            with m.State("HD_M_RD"):
+                m.d.comb += draining.eq(1)
+                m.next = "HD_M_GET"
+            with m.State("HD_M_GET"):               # the membrane; spikes become events
+                m.d.comb += draining.eq(1)
+                if has_v:
+                    with m.If(~last_t):
+                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                m.d.sync += [hold.eq(spike_word), have.eq(1), h_cbase.eq(hd_g << LGL),
+                             h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
+                m.next = "HD_EV"
+            with m.State("HD_EV"):
+                with m.If(stream_idle):
+                    m.d.sync += hd_g.eq(hd_g + 1)
+                    m.next = "HD_G"
 
             with m.State("LAYER_END"):
                 m.d.comb += self.layer_done.eq(1)

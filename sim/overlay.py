@@ -283,8 +283,9 @@ def _sdsa_op(mem, d, core):
     h, w = d["in_height"], d["in_width"]
     q, k, v = (_read_input(mem, d, core, addr=a, kind=IN_SPIKES)
                for a in (d["in_addr"], d["k_addr"], d["v_addr"]))
-    groups = -(-c // core.lanes)
-    params = _params(mem, d, core, groups, PARAMS["sdsa"])
+    gph = -(-dim // core.lanes)
+    params = _params(mem, d, core, heads * gph, PARAMS["sdsa"])   # per head, whole groups
+    v_th = params["v_th"].reshape(heads, gph * core.lanes)[:, :dim].reshape(-1)
     tokens = h * w
     out = np.zeros((t, c, h, w), np.int64)
     for tile in range(d["tiles"]):
@@ -300,7 +301,7 @@ def _sdsa_op(mem, d, core):
             band_q = qh[:, r0 * w:r1 * w]
             att = np.einsum("tnhi,thij->tnhj", band_q, kv).reshape(t, -1)
             n = (r1 - r0) * w
-            cfg = _lif_config(d, hs * dim, n * hs * dim, params["v_th"][ch],
+            cfg = _lif_config(d, hs * dim, n * hs * dim, v_th[ch],
                               np.zeros(hs * dim))
             spikes, _ = lif_int(cfg, att.reshape(1, t, -1))
             out[:, ch, r0:r1] = np.moveaxis(spikes.reshape(t, r1 - r0, w, hs * dim), -1, 1)

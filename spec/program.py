@@ -23,7 +23,8 @@ Data layouts (the pixel order is raster order, timesteps outermost):
   `weight_bytes`; depthwise: per tile, per (kh, kw, group), one word of `lanes` weights (so a
   weight pass, a run of taps, is one contiguous part of its tile);
 - per-channel parameters: per output group, for each parameter kind of the operation
-  (`PARAMS`), `lanes` little-endian int32 values.
+  (`PARAMS`), `lanes` little-endian int32 values; the attention's thresholds per head, in
+  whole groups of its channels (zero past the head dimension).
 """
 
 import hashlib

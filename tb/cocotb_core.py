@@ -131,6 +131,8 @@ async def test_images(dut):
         counters = {name: await bench.reg(name) for name in ("EVENTS_LO", "READ_LO",
                                                              "WRITTEN_LO")}
         mem = bench.memory()
+        if case.get("dump"):
+            Path(case["dump"]).write_bytes(bytes(mem.read(0, bench.size)))
         compared = check_outputs(mem, layout, bench.core, arrays, sample)
         if case.get("corrupt"):
             # the checker must name one flipped bit of the last operation's output
