@@ -1,12 +1,13 @@
 """Build a generated unit with the open FPGA flow and write a machine-readable report.
 
-    python -m fpga.build --design {lif,sae,sdsa,block,network}
+    python -m fpga.build --design {lif,sae,sdsa,block,network,core}
                          --target {ecp5-25k,ecp5-45k,ecp5-85k,ice40-up5k}
                          [--speed 6|7|8] [--freq MHZ] [--io ooc|harness] [--bitstream]
                          [--out DIR] [--seed N] [--quiet] [unit flags | --config FILE | --bundle B]
 
 Unit flags are those of `python -m gen.<design>` (e.g. `--neurons 1024 --lanes 16`; for a block
-`--kind conv --channels 32`, for a network `--bundle DIR`). Steps:
+`--kind conv --channels 32`, for a network `--bundle DIR`, for the overlay core `--config
+core.yaml` or `--set KEY=VALUE`). Steps:
 generate the Verilog, synthesize with Yosys (`synth_ecp5` / `synth_ice40`), place and route
 with nextpnr, optionally pack a bitstream, and write `report.json` into `--out` (default
 `build/fpga/<design>-<target>`): resources (LUTs, FFs, block RAM, DSP, carry cells, and every
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 from gen import block as gen_block
+from gen import core as gen_core
 from gen import lif as gen_lif
 from gen import network as gen_network
 from gen import sae as gen_sae
@@ -42,6 +44,7 @@ from hw.lif import LIFArray
 from hw.sae import SpikeAccumulator
 from hw.sdsa import sdsa_unit
 from spec.cli import Parser, fail, run_main
+from spec.errors import ConfigError
 from spec.yamlio import atomic_write_text
 
 from .estimate import estimate, modelled, relative_errors
@@ -52,7 +55,7 @@ __all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", 
            "build"]
 
 PROG = "fpga.build"
-DESIGNS = ("lif", "sae", "sdsa", "block", "network")
+DESIGNS = ("lif", "sae", "sdsa", "block", "network", "core")
 #: Flags of the generators that fpga.build sets itself.
 _RESERVED = ("-o", "--out", "--name", "--report")
 
@@ -87,6 +90,13 @@ def generate(design, unit_argv, name):
                                     "units": _unit_configs(hw)}
                        for layer, hw in zip(net.layers, component.layers, strict=True)}
             | {"head": {"kind": "Head", "units": _unit_configs(component.head)}}}
+    if design == "core":
+        args = gen_core.build_parser().parse_args(unit_argv)
+        try:
+            config = gen_core.config_from_args(args)
+        except ConfigError as exc:
+            fail(str(exc))
+        return to_verilog(gen_core.core_component(config), name), config.to_dict()
     fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
 
 

@@ -63,7 +63,7 @@ from spec.program import (
 from spec.sae import SAEConfig
 from spec.yamlio import atomic_write_folder
 
-__all__ = ["CompileError", "Tensor", "Op", "Tiling", "lower", "plan", "compile_network",
+__all__ = ["CompileError", "core_from_args", "Tensor", "Op", "Tiling", "lower", "plan", "compile_network",
            "Image", "main"]
 
 PROG = "gen.program"
@@ -867,9 +867,15 @@ def cycle_report(image, bundle):
 
 
 def _core_from_args(args):
-    core = CoreConfig.load(args.core) if args.core else CoreConfig()
+    return core_from_args(args.core, args.set)
+
+
+def core_from_args(path, sets):
+    """The `CoreConfig` of a YAML file `path` (None: the defaults) with `sets` (["KEY=VALUE",
+    ...]) over it; bad input fails with one message."""
+    core = CoreConfig.load(path) if path else CoreConfig()
     changes = {}
-    for item in args.set or []:
+    for item in sets or []:
         key, sep, value = item.partition("=")
         if not sep:
             fail(f"--set takes KEY=VALUE, not {item!r}")

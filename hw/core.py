@@ -1382,7 +1382,10 @@ class _Sequencer(wiring.Component):
                 with m.If(out_spikes):
                     byte = s_byte[:LGAB] if LGAB else Const(0)
                     nbuf = Signal(AW)
-                    m.d.comb += nbuf.eq(sbuf | (spike_word << (byte << 3)))
+                    # padding channels (past out_channels) never fire
+                    real = Cat(*[(((g0 + d_g) << LGL) + i) < D["out_channels"]
+                                 for i in range(L)])
+                    m.d.comb += nbuf.eq(sbuf | ((spike_word & real) << (byte << 3)))
                     nstrb = Signal(AB)
                     m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
                     m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
@@ -1695,7 +1698,8 @@ class _Sequencer(wiring.Component):
                     with m.If(~last_t):
                         m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
                                      v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
-                m.d.sync += [hold.eq(spike_word), have.eq(1), h_cbase.eq(hd_g << LGL),
+                real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
+                m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
                              h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
                 m.next = "HD_EV"
             with m.State("HD_EV"):

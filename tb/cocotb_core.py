@@ -29,8 +29,16 @@ from sim.overlay import Divergence, Memory, check_outputs
 from sim.streams import random_stalls
 from spec.netbundle import read_network_bundle
 from spec.core import CoreConfig
-from spec.csr import CONTROL_IRQ_ENABLE, CONTROL_START, OFFSETS, STATUS_DONE, STATUS_ERROR
-from spec.program import FIELDS, pack_values
+from spec.csr import (
+    CONTROL_IRQ_ENABLE,
+    CONTROL_SOFT_RESET,
+    CONTROL_START,
+    OFFSETS,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+)
+from spec.program import FIELDS, pack_values, unpack_values
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
 
@@ -107,33 +115,62 @@ def _arrays(path):
     return read_network_bundle(path)[2].arrays
 
 
+def _scores(mem, layout, core, timesteps, classes):
+    region = layout["regions"]["head:outputs"]
+    values, _ = unpack_values(mem.read(region["addr"], region["bytes"]), timesteps, classes,
+                              1, 1, 32, core)
+    return values.sum(axis=0)[:, 0, 0]
+
+
+async def _run_and_check(bench, arrays, layout, sample, log):
+    case = bench.case
+    bench.load(bench.image, arrays["pixels"][sample])
+    status, _ = await bench.run(case["budget"])
+    assert status & STATUS_DONE and not status & STATUS_ERROR, \
+        f"image {sample}: status {status:#x}, error {await bench.reg('ERROR'):#x}"
+    cycles = await bench.reg("CYCLES_LO")
+    per_layer = []
+    for n in range(len(layout["ops"])):
+        await bench.axil.write(OFFSETS["LAYER_SELECT"], n.to_bytes(4, "little"))
+        per_layer.append(await bench.reg("LAYER_CYCLES"))
+    counters = {name: await bench.reg(name) for name in ("EVENTS_LO", "READ_LO",
+                                                         "WRITTEN_LO")}
+    mem = bench.memory()
+    if case.get("dump"):
+        Path(case["dump"]).write_bytes(bytes(mem.read(0, bench.size)))
+    compared = check_outputs(mem, layout, bench.core, arrays, sample)
+    result = {"sample": sample, "cycles": cycles, "layer_cycles": per_layer,
+              "compared": compared, **counters}
+    if case.get("classes"):
+        scores = _scores(mem, layout, bench.core, case["timesteps"], case["classes"])
+        assert np.array_equal(scores, arrays["scores"][sample]), \
+            f"image {sample}: class scores {scores.tolist()}, expected " \
+            f"{arrays['scores'][sample].tolist()}"
+        result["prediction"] = int(np.argmax(scores))
+    log.info("image %d: %d cycles, %d values compared", sample, cycles, compared)
+    return mem, result
+
+
+def _layout(bench):
+    layout = dict(bench.layout)
+    layout["ops"] = layout["ops"][:bench.case["layers"]]
+    return layout
+
+
 @cocotb.test()
 async def test_images(dut):
-    """Every sample: run, check every operation's output region against the traces."""
+    """Every sample: run, check every operation's output region against the traces (and the
+    class scores, for a whole network)."""
     bench = CoreBench(dut)
     await bench.reset()
     case = bench.case
     arrays = _arrays(case["bundle"])
-    layout = dict(bench.layout)
-    layout["ops"] = layout["ops"][:case["layers"]]
+    layout = _layout(bench)
     log = logging.getLogger("cocotb.core")
     results = []
     for sample in case["samples"]:
-        bench.load(bench.image, arrays["pixels"][sample])
-        status, _ = await bench.run(case["budget"])
-        assert status & STATUS_DONE and not status & STATUS_ERROR, \
-            f"image {sample}: status {status:#x}, error {await bench.reg('ERROR'):#x}"
-        cycles = await bench.reg("CYCLES_LO")
-        per_layer = []
-        for n in range(case["layers"]):
-            await bench.axil.write(OFFSETS["LAYER_SELECT"], n.to_bytes(4, "little"))
-            per_layer.append(await bench.reg("LAYER_CYCLES"))
-        counters = {name: await bench.reg(name) for name in ("EVENTS_LO", "READ_LO",
-                                                             "WRITTEN_LO")}
-        mem = bench.memory()
-        if case.get("dump"):
-            Path(case["dump"]).write_bytes(bytes(mem.read(0, bench.size)))
-        compared = check_outputs(mem, layout, bench.core, arrays, sample)
+        mem, result = await _run_and_check(bench, arrays, layout, sample, log)
+        results.append(result)
         if case.get("corrupt"):
             # the checker must name one flipped bit of the last operation's output
             op = layout["ops"][-1]
@@ -148,7 +185,60 @@ async def test_images(dut):
                     "column 0), channel 0" in str(exc) and "(1 values differ)" in str(exc), exc
             else:
                 raise AssertionError("a flipped output bit was not caught")
-        log.info("image %d: %d cycles, %d values compared", sample, cycles, compared)
-        results.append({"sample": sample, "cycles": cycles, "layer_cycles": per_layer,
-                        "compared": compared, **counters})
     Path(case["report"]).write_text(json.dumps(results))
+
+
+@cocotb.test()
+async def test_bad_programs(dut):
+    """Each damaged program ends with STATUS.error, the expected code and layer in ERROR,
+    within the cycle budget and with no transfer left open (the next start works); then the
+    good program runs and every region is checked."""
+    bench = CoreBench(dut)
+    await bench.reset()
+    case = bench.case
+    arrays = _arrays(case["bundle"])
+    results = []
+    for bad in case["bad"]:
+        bench.load(Path(bad["image"]).read_bytes(), arrays["pixels"][0])
+        status, waited = await bench.run(case["error_budget"])
+        error = await bench.reg("ERROR")
+        got = {"code": error & 0xFF, "layer": error >> 16}
+        assert status & STATUS_ERROR and not status & STATUS_DONE, \
+            f"{bad['name']}: status {status:#x}"
+        assert got == {"code": bad["code"], "layer": bad["layer"]}, \
+            f"{bad['name']}: ERROR {got}, expected code {bad['code']} at layer {bad['layer']}"
+        assert not await bench.reg("STATUS") & STATUS_BUSY
+        results.append({"name": bad["name"], "cycles": waited, **got})
+    log = logging.getLogger("cocotb.core")
+    _, result = await _run_and_check(bench, arrays, _layout(bench), 0, log)
+    results.append(result)
+    Path(case["report"]).write_text(json.dumps(results))
+
+
+@cocotb.test()
+async def test_soft_reset(dut):
+    """Soft reset in the middle of a layer: the core stops (busy falls, neither done nor
+    error), every transfer in flight finishes; then a clean image is bit-exact."""
+    bench = CoreBench(dut)
+    await bench.reset()
+    case = bench.case
+    arrays = _arrays(case["bundle"])
+    bench.load(bench.image, arrays["pixels"][1])
+    await bench.axil.write(OFFSETS["PROGRAM"], (0).to_bytes(4, "little"))
+    await bench.axil.write(OFFSETS["CONTROL"], CONTROL_START.to_bytes(4, "little"))
+    await ClockCycles(dut.clk, case["reset_after"])
+    layer = await bench.reg("LAYER")
+    assert await bench.reg("STATUS") & STATUS_BUSY and 0 < layer < case["layers"], layer
+    await bench.axil.write(OFFSETS["CONTROL"], CONTROL_SOFT_RESET.to_bytes(4, "little"))
+    for waited in range(0, 10_000, 16):
+        if not await bench.reg("STATUS") & STATUS_BUSY:
+            break
+        await ClockCycles(dut.clk, 16)
+    else:
+        raise TimeoutError("busy did not fall within 10,000 cycles of the soft reset")
+    status = await bench.reg("STATUS")
+    assert not status & (STATUS_DONE | STATUS_ERROR), f"status {status:#x} after soft reset"
+    log = logging.getLogger("cocotb.core")
+    _, result = await _run_and_check(bench, arrays, _layout(bench), 0, log)
+    Path(case["report"]).write_text(json.dumps([{"reset_in_layer": layer,
+                                                 "busy_fell_after": waited}, result]))
