@@ -1,7 +1,8 @@
 """The main job on a built-in default: a trained Meta-SpikeFormer from checkpoint to RTL
-co-simulated image by image.
+co-simulated image by image, on the overlay core (default) or as a spatial network.
 
-    python -m sim.demo [--checkpoint F | --train] [--images N] [--taps] [--out DIR]
+    python -m sim.demo [--checkpoint F | --train] [--images N] [--out DIR]
+    python -m sim.demo --spatial [--taps] ...
 
 Default: the shipped checkpoint `models/digits.pt` (scikit-learn's 8 x 8 digits; a Conv-based
 stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, T = 1;
@@ -10,14 +11,21 @@ stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, 
 1. quantize (BatchNorm and RepConv folded, 8-bit weights, widths from 512 calibration images)
    and measure float and integer accuracy on the 360 test images;
 2. export the integer network with `--images` test images and their traces as a bundle;
-3. generate the whole network as one Verilog design (`hw.network.Network`);
-4. build it with Verilator and co-simulate the images back to back: every class accumulation
-   of every image and timestep must equal the integer model's (with `--taps`, every layer's
-   output stream too);
-5. print accuracy of float, integer and RTL side by side, cycles per image against the units'
-   ideal event-driven costs, and the simulation speed.
+3. overlay (default): compile the network into a program for the default core
+   (`gen.program`) and generate the core (`hw.core.OverlayCore`); `--spatial`: generate the
+   whole network as one Verilog design (`hw.network.Network`);
+4. build it with Verilator and co-simulate the images one after another. Overlay: the program
+   and each image are placed in cocotbext-axi's `AxiRam`, the core is started over AXI4-Lite,
+   and every layer's output region must equal the integer model's traces and the class scores
+   its scores. Spatial: every class accumulation of every image and timestep must equal the
+   integer model's (with `--taps`, every layer's output stream too);
+5. print accuracy of float, integer and RTL side by side, cycles per image against the bound
+   (overlay: `max(event-driven ideal + drain, bytes / AXI beat)` per layer, bytes moved per
+   image and images per second at the core's measured Fmax; spatial: the units' ideal
+   event-driven costs), and the simulation speed.
 """
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,14 +51,20 @@ def main(argv=None):
     p.add_argument("--train", action="store_true", help="train a new digits model first")
     p.add_argument("--images", type=int, default=4,
                    help="test images to co-simulate (default 4)")
+    p.add_argument("--spatial", action="store_true",
+                   help="run the spatial network (one engine per layer) instead of the overlay "
+                        "core")
     p.add_argument("--taps", action="store_true",
-                   help="also check every layer's output stream (slower)")
+                   help="spatial: also check every layer's output stream (slower)")
     p.add_argument("--out", default="out/demo", help="work folder (default: out/demo)")
     args = p.parse_args(argv)
     if not 1 <= args.images <= 360:
         fail(f"--images must be 1 to 360 (the test set), not {args.images}")
     if args.train and args.checkpoint:
         fail("give --checkpoint or --train, not both")
+    if args.taps and not args.spatial:
+        fail("--taps checks the spatial network's streams; the overlay core's every layer is "
+             "checked anyway (add --spatial)")
     out = Path(args.out).resolve()
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if not args.train and not checkpoint.exists():
@@ -83,6 +97,9 @@ def main(argv=None):
     step(f"test set ({len(labels)} images): float {np.mean(float_pred == labels):.2%}, "
          f"integer {np.mean(int_pred == labels):.2%}, predictions agree on "
          f"{np.mean(float_pred == int_pred):.2%}")
+
+    if not args.spatial:
+        return _overlay(args, out, net, xte, labels, float_pred, int_pred, started)
 
     # 2-3. bundle and Verilog
     from gen.verilog import to_verilog
@@ -154,6 +171,90 @@ def main(argv=None):
     print(f"\nsimulation: {figures['simulated_cycles']:,} cycles in "
           f"{figures['loop_seconds']:.1f} s = {speed:,.0f} cycles per second "
           f"({figures['loop_seconds'] / n:.1f} s per image)")
+    step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
+    return 0
+
+
+#: Fmax of the default core out of context on an LFE5U-25F (fpga.build, nextpnr, seed 1) per
+#: speed grade, MHz: what "images per second" is computed at.
+CORE_FMAX_MHZ = {}
+
+
+def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
+    from gen.program import compile_network, cycle_report, write_program
+    from gen.verilog import to_verilog
+    from hw.core import OverlayCore
+    from spec.core import CoreConfig
+    from spec.yamlio import atomic_write_text
+    from sw.netbundle import read_network_bundle, write_network_bundle
+
+    from .verilator import build
+
+    n = args.images
+    t0 = time.perf_counter()
+    core = CoreConfig()
+    bundle_dir = out / "bundle"
+    write_network_bundle(bundle_dir, net, net.to_input(xte[:n]), labels[:n])
+    _, net, bundle = read_network_bundle(bundle_dir)
+    image = compile_network(net, core)
+    report = cycle_report(image, bundle)
+    write_program(out / "program", image, report)
+    verilog = out / "overlay_core.v"
+    atomic_write_text(verilog, to_verilog(OverlayCore(core), "overlay_core"))
+    step(f"exported {n} test images with every layer's traces to {bundle_dir}; compiled "
+         f"{len(image.ops)} operations for the default core ({len(image.data):,} bytes of "
+         f"program, weights and tables; {image.activation_bytes:,} bytes of activations) and "
+         f"generated {verilog} in {time.perf_counter() - t0:.1f} s")
+
+    build_root = REPO_ROOT / "build" / "verilator"
+    t0 = time.perf_counter()
+    build(verilog, "overlay_core", build_root)
+    step(f"Verilator build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
+         f"{build_root})")
+    case = {"core": core.to_dict(), "program": str(out / "program"),
+            "bundle": str(bundle_dir), "layers": len(image.ops), "samples": list(range(n)),
+            "memory": len(image.data) + image.activation_bytes, "budget": 20_000_000,
+            "classes": net.head.fc.out_channels, "timesteps": net.timesteps, "seed": 1,
+            "pause": 0.0, "report": str(out / "report.json")}
+    atomic_write_text(out / "case.json", json.dumps(case))
+    t0 = time.perf_counter()
+    run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
+               testcase="test_images", test_dir=out / "cosim",
+               env={"SPIKEGEN_CASE": out / "case.json"}, build_root=build_root,
+               log_file=out / "cosim.log")
+    seconds = time.perf_counter() - t0
+    results = json.loads((out / "report.json").read_text())
+    step(f"co-simulated {n} images on the overlay core in {seconds:.1f} s: every layer's output "
+         f"region and the class scores equal to the integer model")
+
+    rtl_pred = np.array([r["prediction"] for r in results])
+    rows = [("float (PyTorch)", float_pred[:n]), ("integer model", int_pred[:n]),
+            ("RTL (Verilator)", rtl_pred)]
+    print(f"\naccuracy on the {n} co-simulated test images (labels {labels[:n].tolist()}):")
+    for name, pred in rows:
+        print(f"  {name:16s} {int((pred == labels[:n]).sum()):3d}/{n} = "
+              f"{np.mean(pred == labels[:n]):7.2%}   predictions {pred.tolist()}")
+    cycles = np.array([r["cycles"] for r in results])
+    bound = sum(op["bound"] for op in report["ops"])
+    model = sum(op["model"] for op in report["ops"])
+    moved = sum(op["read"] + op["written"] for op in report["ops"])
+    measured_bytes = np.mean([r["READ_LO"] + r["WRITTEN_LO"] for r in results])
+    print(f"\ncycles per image: {cycles.mean():,.0f} measured (images: "
+          f"{', '.join(f'{c:,}' for c in cycles)}); bound {bound:,.0f} (measured / bound "
+          f"{cycles.mean() / bound:.2f}); cycle model {model:,.0f}")
+    print(f"bytes per image: {measured_bytes:,.0f} moved over AXI (read + written; the bound "
+          f"counts {moved:,.0f})")
+    per_op = np.mean([r["layer_cycles"] for r in results], axis=0)
+    for op, measured in zip(report["ops"], per_op, strict=True):
+        print(f"  {op['name']:24s} {op['opcode']:12s} measured {measured:9,.0f}  bound "
+              f"{op['bound']:9,}  ({measured / max(1, op['bound']):.2f})")
+    for grade, mhz in sorted(CORE_FMAX_MHZ.items()):
+        print(f"at {mhz:.0f} MHz (Fmax, ECP5 speed grade {grade}): "
+              f"{mhz * 1e6 / cycles.mean():,.0f} images per second, "
+              f"{measured_bytes * mhz * 1e6 / cycles.mean() / 1e6:,.0f} MB/s of memory traffic")
+    speed = cycles.sum() / seconds
+    print(f"\nsimulation: {cycles.sum():,} cycles in {seconds:.1f} s = {speed:,.0f} cycles per "
+          f"second (cocotb + AxiRam; {seconds / n:.1f} s per image)")
     step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
     return 0
 
