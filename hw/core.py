@@ -43,7 +43,7 @@ the error code and layer, after the transfers in flight have finished.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.axi import AxiConfig
@@ -74,6 +74,8 @@ __all__ = ["OverlayCore", "IMPLEMENTED_OPS", "MAX_LAYERS"]
 IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head")
 #: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
 MAX_LAYERS = 256
+#: Beats of the engine's input FIFO: a band's input arrives there while the next weights load.
+IN_FIFO = 256
 
 
 def _log2(n):
@@ -424,10 +426,6 @@ class _Sequencer(wiring.Component):
         t_in = Signal(32)                            # timestep offsets
         t_out = Signal(32)
         t_res = Signal(32)
-        w_tile = Signal(33)                          # this tile's weights
-        w_part = Signal(33)                          # this part's weights
-        part_bytes = Signal(32)
-        cg_words = Signal(32)
         p_addr = Signal(33)
         out_off = Signal(32)                         # of the band's first output pixel
         res_off = Signal(32)
@@ -451,6 +449,183 @@ class _Sequencer(wiring.Component):
             bits = 8 << lb
             return [word[bits * i:bits * (i + 1)].as_signed() if sext
                     else word[bits * i:bits * (i + 1)] for i in range(L)]
+
+        # -- read routing: every read command's beats go to whoever issued it ------------------
+        # A queue holds, per read command in flight, its kind and beats: the sequencer's own
+        # reads (KIND_FSM), the engine's input stream (KIND_S, into the input FIFO) and weight
+        # loads (KIND_W, into the weight filler). Beats arrive in command order, so the head of
+        # the queue says where the next beat goes.
+        KIND_FSM, KIND_S, KIND_W = 0, 1, 2
+        QD = 4
+        q_kind = Array(Signal(2, name=f"q_kind{i}") for i in range(QD))
+        q_beats = Array(Signal(24, name=f"q_beats{i}") for i in range(QD))
+        q_head = Signal(range(QD))
+        q_tail = Signal(range(QD))
+        q_count = Signal(range(QD + 1))
+        q_full = Signal()
+        m.d.comb += q_full.eq(q_count == QD)
+        cmd_kind = Signal(2)                          # kind of the command offered this cycle
+        fsm_cmd = Signal()                            # the sequencer drives rd_cmd this cycle
+        frd_ready = Signal()
+        frd_valid = Signal()
+        head_kind = q_kind[q_head]
+        head_beats = q_beats[q_head]
+        any_q = q_count != 0
+        m.d.comb += frd_valid.eq(rd.valid & any_q & (head_kind == KIND_FSM))
+        m.submodules.in_fifo = in_fifo = fifo.SyncFIFOBuffered(width=AW, depth=IN_FIFO)
+        m.d.comb += [in_fifo.w_data.eq(rd.payload.data),
+                     in_fifo.w_en.eq(rd.valid & any_q & (head_kind == KIND_S))]
+        with m.If(any_q):
+            with m.Switch(head_kind):
+                with m.Case(KIND_FSM):
+                    m.d.comb += rd.ready.eq(frd_ready)
+                with m.Case(KIND_S):
+                    m.d.comb += rd.ready.eq(in_fifo.w_rdy)
+                with m.Case(KIND_W):
+                    m.d.comb += rd.ready.eq(1)
+        beat_taken = Signal()
+        m.d.comb += beat_taken.eq(rd.valid & rd.ready)
+        push = Signal()
+        push_beats = Signal(24)
+        m.d.comb += [push.eq(self.rd_cmd.valid & self.rd_cmd.ready
+                             & (self.rd_cmd.payload.length >> LGAB != 0)),
+                     push_beats.eq(self.rd_cmd.payload.length >> LGAB)]
+        pop = Signal()
+        m.d.comb += pop.eq(beat_taken & (head_beats == 1))
+        with m.If(push):
+            m.d.sync += [q_kind[q_tail].eq(cmd_kind), q_beats[q_tail].eq(push_beats),
+                         q_tail.eq(Mux(q_tail == QD - 1, 0, q_tail + 1))]
+        with m.If(beat_taken):
+            with m.If(pop):
+                m.d.sync += q_head.eq(Mux(q_head == QD - 1, 0, q_head + 1))
+            with m.Else():
+                m.d.sync += head_beats.eq(head_beats - 1)
+        m.d.sync += q_count.eq(q_count + push - pop)
+
+        # -- weight buffer slots, the loader and the filler --------------------------------------
+        # A layer's weight loads (one per tile, or one per tile, band, timestep and part when
+        # its weights come in parts) go into slot 0 and 1 in turn when the program says two
+        # buffers fit (`weight_buffers` 2), else all into slot 0; the engine takes them in the
+        # same order. The next load runs while the engine works on the current one.
+        HALF = cfg.weight_words // 2
+        dbl = D["weight_buffers"] == 2
+        slot_state = Array(Signal(2, name=f"slot{i}") for i in range(2))   # 0 free 1 fill 2 full
+        cp_slot = Signal()                           # the slot the engine uses
+        cp_base = Signal(WGB + 1)
+        m.d.comb += cp_base.eq(Mux(cp_slot, HALF, 0))
+        slot_full = Signal()
+        m.d.comb += slot_full.eq(slot_state[cp_slot] == 2)
+        release = Signal()                           # the engine is done with its slot
+        with m.If(release):
+            m.d.sync += [slot_state[cp_slot].eq(0), cp_slot.eq(cp_slot ^ dbl)]
+        fl_busy = Signal()
+        fl_slot = Signal()
+        fl_gt = Signal(GB + 1)
+        fl_g, fl_c, fl_t = Signal(GB + 1), Signal(CHB + 1), Signal(8)
+        fl_cbase, fl_tbase = Signal(WGB + 2), Signal(WGB + 2)
+        fl_asm = Signal(WWORD * 8)
+        fl_n = Signal(8)
+        w_beat = Signal()
+        m.d.comb += w_beat.eq(beat_taken & any_q & (head_kind == KIND_W))
+        fl_word = Cat(fl_asm[AW:], rd.payload.data) if WWORD * 8 > AW else rd.payload.data
+        with m.If(w_beat):
+            m.d.sync += [fl_asm.eq(fl_word), fl_n.eq(fl_n + 1)]
+            with m.If(fl_n + 1 == WWORD // AB):
+                m.d.sync += fl_n.eq(0)
+                m.d.comb += [w_wr.addr.eq(Mux(fl_slot, HALF, 0) + fl_tbase + fl_cbase + fl_g),
+                             w_wr.data.eq(Cat(*[fl_word[8 * WB * i:8 * WB * i + cfg.w_bits]
+                                                for i in range(L)])),
+                             w_wr.en.eq(1)]
+                with m.If(fl_g + 1 < fl_gt):
+                    m.d.sync += fl_g.eq(fl_g + 1)
+                with m.Else():
+                    m.d.sync += fl_g.eq(0)
+                    with m.If(~is_dw & (fl_c + 1 < c_in)):
+                        m.d.sync += [fl_c.eq(fl_c + 1), fl_cbase.eq(fl_cbase + (1 << lg_tg))]
+                    with m.Else():
+                        m.d.sync += [fl_c.eq(0), fl_cbase.eq(0), fl_t.eq(fl_t + 1),
+                                     fl_tbase.eq(fl_tbase + (Mux(is_dw, 1, c_in) << lg_tg))]
+            with m.If(pop):
+                m.d.sync += [fl_busy.eq(0), slot_state[fl_slot].eq(2)]
+
+        ld_start = Signal()
+        ld_tile = Signal(CHB)
+        ld_g0 = Signal(CHB)
+        ld_gt = Signal(GB + 1)
+        ld_wtile = Signal(33)
+        ld_waddr = Signal(33)
+        ld_acc = Signal(32)
+        ld_cg = Signal(32)
+        ld_cnt = Signal(16)
+        ld_pbytes = Signal(32)
+        ld_band = Signal(MAPB + 1)
+        ld_r0 = Signal(MAPB + 1)
+        ld_t = Signal(5)
+        ld_part = Signal(8)
+        ld_slot = Signal()
+        ld_issue = Signal()
+        ld_addr_bad = Signal()
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(ld_start):
+                    m.d.sync += [ld_tile.eq(0), ld_g0.eq(0), ld_wtile.eq(D["weights_addr"]),
+                                 ld_slot.eq(0)]
+                    m.next = "TILE"
+            with m.State("TILE"):
+                with m.If((ld_tile == D["tiles"]) | (ld_g0 >= groups_total)):
+                    m.next = "IDLE"
+                with m.Else():
+                    left = groups_total - ld_g0
+                    m.d.sync += [ld_gt.eq(Mux(left < D["tile_groups"], left, D["tile_groups"])),
+                                 ld_cnt.eq(0), ld_acc.eq(0)]
+                    m.next = "CG"
+            with m.State("CG"):                       # C_in x groups (depthwise: groups)
+                with m.If(ld_cnt == ld_gt):
+                    m.d.sync += [ld_cg.eq(ld_acc), ld_cnt.eq(0), ld_acc.eq(0)]
+                    m.next = "PW"
+                with m.Else():
+                    m.d.sync += [ld_acc.eq(ld_acc + Mux(is_dw, 1, c_in)), ld_cnt.eq(ld_cnt + 1)]
+            with m.State("PW"):                       # x taps per part: words of a part
+                with m.If(ld_cnt == tpp):
+                    m.d.sync += [ld_pbytes.eq(ld_acc << _log2(WWORD)), ld_band.eq(0),
+                                 ld_r0.eq(0), ld_t.eq(0), ld_part.eq(0),
+                                 ld_waddr.eq(ld_wtile)]
+                    m.next = "ISSUE"
+                with m.Else():
+                    m.d.sync += [ld_acc.eq(ld_acc + ld_cg), ld_cnt.eq(ld_cnt + 1)]
+            with m.State("ISSUE"):
+                m.d.comb += ld_issue.eq((slot_state[ld_slot] == 0) & ~fl_busy & ~fsm_cmd
+                                        & ~q_full)
+                m.d.comb += ld_addr_bad.eq(ld_issue & (~read_ok(ld_waddr, ld_pbytes)
+                                                       | ~aligned(ld_waddr)))
+                with m.If(ld_issue & ~ld_addr_bad & self.rd_cmd.ready):
+                    m.d.sync += [slot_state[ld_slot].eq(1), fl_busy.eq(1), fl_slot.eq(ld_slot),
+                                 fl_gt.eq(ld_gt), fl_g.eq(0), fl_c.eq(0), fl_t.eq(0),
+                                 fl_cbase.eq(0), fl_tbase.eq(0), fl_n.eq(0),
+                                 ld_slot.eq(ld_slot ^ dbl)]
+                    next_tile = [ld_tile.eq(ld_tile + 1), ld_g0.eq(ld_g0 + D["tile_groups"]),
+                                 ld_wtile.eq(ld_wtile + D["weights_tile_bytes"])]
+                    with m.If(pass_all):
+                        m.d.sync += next_tile
+                        m.next = "TILE"
+                    with m.Elif(ld_part + 1 != passes):
+                        m.d.sync += [ld_part.eq(ld_part + 1), ld_waddr.eq(ld_waddr + ld_pbytes)]
+                    with m.Else():
+                        m.d.sync += [ld_part.eq(0), ld_waddr.eq(ld_wtile)]
+                        with m.If(ld_t + 1 != tsteps):
+                            m.d.sync += ld_t.eq(ld_t + 1)
+                        with m.Else():
+                            m.d.sync += [ld_t.eq(0), ld_band.eq(ld_band + 1),
+                                         ld_r0.eq(ld_r0 + band_rows)]
+                            with m.If((ld_band + 1 == D["bands"])
+                                      | (ld_r0 + band_rows >= D["out_height"])):
+                                m.d.sync += next_tile
+                                m.next = "TILE"
+        with m.If(ld_issue & ~ld_addr_bad):
+            m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.addr.eq(ld_waddr),
+                         self.rd_cmd.payload.length.eq(ld_pbytes), cmd_kind.eq(KIND_W)]
+        with m.If(ld_addr_bad):
+            m.d.comb += fault("address")
 
         # -- event source -----------------------------------------------------------------------
         src_active = Signal()                         # consuming the band's input beats
@@ -532,17 +707,18 @@ class _Sequencer(wiring.Component):
         # take the next beat
         m.d.comb += [rt_rd.addr.eq(pix_row), ct_rd.addr.eq(pix_col)]
         take_beat = Signal()
+        fin = in_fifo.r_data
         with m.If(src_active & (beats_left != 0) & (~have | beat_spent)):
-            m.d.comb += [rd.ready.eq(1), take_beat.eq(rd.valid)]
+            m.d.comb += [in_fifo.r_en.eq(1), take_beat.eq(in_fifo.r_rdy)]
         with m.If(take_beat):
             nzs = Signal(AB)
             with m.Switch(lg_in_vb):
                 for lb in range(3):
                     with m.Case(lb):
                         m.d.comb += nzs.eq(Cat(*[
-                            rd.payload.data[(8 << lb) * s:(8 << lb) * (s + 1)].any()
+                            fin[(8 << lb) * s:(8 << lb) * (s + 1)].any()
                             for s in range(AB >> lb)]))
-            m.d.sync += [have.eq(1), hold.eq(rd.payload.data), nz.eq(nzs), mag_on.eq(0),
+            m.d.sync += [have.eq(1), hold.eq(fin), nz.eq(nzs), mag_on.eq(0),
                          h_rt.eq(rt_rd.data), h_ct.eq(ct_rd.data),
                          h_cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
                                              beat_j << _log2(AW))),
@@ -646,7 +822,7 @@ class _Sequencer(wiring.Component):
         with m.If(emit):
             m.d.sync += [
                 s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
-                s0_w.eq(tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
+                s0_w.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
                 s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_lane.eq(tg_lane), s0_dw.eq(is_dw),
                 s0_cnt.eq(0),
             ]
@@ -859,10 +1035,6 @@ class _Sequencer(wiring.Component):
         m.d.comb += KINDS.eq(Mux(is_conv_lif | is_stream, 3, Mux(is_lif, 2, 1)))
         kind = Signal(2)
         pw_beats = (L * 4) // AB                      # beats of a parameter word
-        ww_beats = WWORD // AB                        # beats of a weight word
-        fill_g, fill_c, fill_t = Signal(GB + 1), Signal(CHB + 1), Signal(8)
-        fill_cbase = Signal(WGB + 2)
-        fill_tbase = Signal(WGB + 2)
         tb_run = Signal(WGB + 2)
         tb_kr, tb_kc = Signal(KB + 1), Signal(KB + 1)
         tb_tip = Signal(8)
@@ -871,18 +1043,14 @@ class _Sequencer(wiring.Component):
         res_pix = Signal(33)
         cmd_addr = Signal(33)
         cmd_len = Signal(32)
-        need_load = Signal()
 
         def read_cmd(addr, length, nxt, check=True):
-            m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length)]
-            if check:
-                with m.If(~read_ok(addr, length) | ~aligned(addr)):
-                    m.d.comb += fault("address")
-                with m.Else():
-                    m.d.comb += self.rd_cmd.valid.eq(1)
-                    with m.If(self.rd_cmd.ready):
-                        m.next = nxt
-            else:
+            m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length),
+                         fsm_cmd.eq(1)]
+            ok = ~read_ok(addr, length) | ~aligned(addr) if check else Const(0)
+            with m.If(ok):
+                m.d.comb += fault("address")
+            with m.Elif(~q_full):
                 m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.next = nxt
@@ -909,8 +1077,8 @@ class _Sequencer(wiring.Component):
                     read_cmd(self.program, HEADER_WORDS * 4, "HDR_RX", check=False)
 
             with m.State("HDR_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     m.d.sync += [hdr.eq(Cat(hdr[AW:], rd.payload.data)), count.eq(count + 1),
                                  csum.eq(csum + beat_sum)]
                     with m.If(count + 1 == hdr_beats):
@@ -966,8 +1134,8 @@ class _Sequencer(wiring.Component):
                 read_cmd(daddr, DESCRIPTOR_WORDS * 4, "DSC_RX", check=False)
 
             with m.State("DSC_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     m.d.sync += [dsc.eq(Cat(dsc[AW:], rd.payload.data)), count.eq(count + 1),
                                  csum.eq(csum + beat_sum)]
                     with m.If(count + 1 == dsc_beats):
@@ -1027,9 +1195,11 @@ class _Sequencer(wiring.Component):
                 with m.Elif(align_bad):
                     m.d.comb += fault("address")
                 with m.Else():
-                    m.d.sync += [tile.eq(0), g0.eq(0), w_tile.eq(D["weights_addr"]),
+                    m.d.sync += [tile.eq(0), g0.eq(0),
                                  p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0),
                                  h0.eq(0), base0.eq(0)]
+                    m.d.comb += ld_start.eq(is_engine | is_head)
+                    m.d.sync += [cp_slot.eq(0), slot_state[0].eq(0), slot_state[1].eq(0)]
                     with m.If(wide & has_v):
                         m.next = "CLR_WIDE"
                     with m.Elif(is_engine):
@@ -1047,8 +1217,8 @@ class _Sequencer(wiring.Component):
                 read_cmd(D["row_table_addr"],
                          ((D["in_height"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "ROWTAB_RX")
             with m.State("ROWTAB_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     # one beat: AB/4 entries, written one per beat slot over cycles would stall;
                     # store them by shifting: write the beat's entries one at a time
                     m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
@@ -1068,8 +1238,8 @@ class _Sequencer(wiring.Component):
                 read_cmd(D["col_table_addr"],
                          ((D["in_width"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "COLTAB_RX")
             with m.State("COLTAB_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
                     m.next = "COLTAB_WR"
             with m.State("COLTAB_WR"):
@@ -1142,8 +1312,8 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     read_cmd(p_addr, nbytes, "PAR_RX")
             with m.State("PAR_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
                     with m.If(asm_n + 1 == pw_beats):
                         m.d.sync += asm_n.eq(0)
@@ -1169,30 +1339,17 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc32 + band_pixels),
                              cnt.eq(cnt + 1)]
                 with m.If(cnt + 1 >= gt):
-                    m.d.sync += [cnt.eq(0), acc32.eq(0)]
-                    m.next = "CGW"
-            # words of one part: tpp x C_in x gt (depthwise: tpp x gt), by repeated addition
-            with m.State("CGW"):
-                with m.If(cnt == gt):
-                    m.d.sync += [cg_words.eq(acc32), cnt.eq(0), acc32.eq(0)]
-                    m.next = "PARTW"
-                with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + Mux(is_dw, 1, c_in)), cnt.eq(cnt + 1)]
-            with m.State("PARTW"):
-                with m.If(cnt == tpp):
-                    m.d.sync += [part_bytes.eq(acc32 << _log2(WWORD)), cnt.eq(0),
-                                 band.eq(0), r0.eq(0), out_off.eq(0), res_off.eq(0),
-                                 need_load.eq(1)]
+                    m.d.sync += [cnt.eq(0), acc32.eq(0), band.eq(0), r0.eq(0), out_off.eq(0),
+                                 res_off.eq(0)]
                     m.next = "BAND"
-                with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + cg_words), cnt.eq(cnt + 1)]
 
             # bands ----------------------------------------------------------------------------
             with m.State("BAND"):
                 with m.If((band == D["bands"]) | (r0 >= D["out_height"])):
                     m.d.sync += [tile.eq(tile + 1), g0.eq(g0 + D["tile_groups"]),
-                                 w_tile.eq(w_tile + D["weights_tile_bytes"]),
                                  p_addr.eq(p_addr + D["params_tile_bytes"])]
+                    with m.If(pass_all & (is_engine | is_head)):    # the tile's weights done
+                        m.d.comb += release.eq(1)
                     m.next = "TILE"
                 with m.Else():
                     end = r0 + band_rows
@@ -1230,13 +1387,11 @@ class _Sequencer(wiring.Component):
                         m.next = "PART"
                     with m.Elif(is_head):
                         m.d.sync += cnt.eq(0)
-                        with m.If(need_load):
-                            m.d.sync += [w_part.eq(w_tile), fill_g.eq(0), fill_c.eq(0),
-                                         fill_t.eq(0), fill_cbase.eq(0), fill_tbase.eq(0),
-                                         asm_n.eq(0), need_load.eq(0)]
-                            m.next = "W_CMD"
-                        with m.Else():
+                        with m.If(slot_full):
                             m.next = "HD_CLR"
+                        with m.Else():
+                            m.d.sync += part.eq(0)
+                            m.next = "T_START"
                     with m.Else():
                         m.next = "DRAIN"
                         m.d.sync += [d_pix.eq(0), out_pix.eq(0), res_pix.eq(0)]
@@ -1244,58 +1399,25 @@ class _Sequencer(wiring.Component):
                 with m.If(part == passes):
                     m.d.sync += [d_pix.eq(0)]
                     m.next = "DRAIN"
-                with m.Elif(need_load | ~pass_all):
-                    m.d.sync += [w_part.eq(Mux(part == 0, w_tile, w_part + part_bytes)),
-                                 fill_g.eq(0), fill_c.eq(0), fill_t.eq(0), fill_cbase.eq(0),
-                                 fill_tbase.eq(0), asm_n.eq(0), need_load.eq(0)]
-                    m.next = "W_CMD"
-                with m.Else():
+                with m.Elif(slot_full):                 # the part's weights are in
                     m.next = "S_CMD"
-            with m.State("W_CMD"):
-                read_cmd(w_part, part_bytes, "W_RX")
-            with m.State("W_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
-                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
-                    with m.If(asm_n + 1 == ww_beats):
-                        m.d.sync += asm_n.eq(0)
-                        m.next = "W_WR"
-            with m.State("W_WR"):
-                raw = asm[L * 32 - WWORD * 8:]
-                m.d.comb += [w_wr.addr.eq(fill_tbase + fill_cbase + fill_g),
-                             w_wr.data.eq(Cat(*[raw[8 * WB * i:8 * WB * i + cfg.w_bits]
-                                                for i in range(L)])),
-                             w_wr.en.eq(1)]
-                m.next = "W_RX"
-                with m.If(fill_g + 1 < gt):
-                    m.d.sync += fill_g.eq(fill_g + 1)
-                with m.Else():
-                    m.d.sync += fill_g.eq(0)
-                    with m.If(~is_dw & (fill_c + 1 < c_in)):
-                        m.d.sync += [fill_c.eq(fill_c + 1),
-                                     fill_cbase.eq(fill_cbase + (1 << lg_tg))]
-                    with m.Else():
-                        m.d.sync += [fill_c.eq(0), fill_cbase.eq(0)]
-                        with m.If(fill_t + 1 < tpp):
-                            m.d.sync += [fill_t.eq(fill_t + 1),
-                                         fill_tbase.eq(fill_tbase + (Mux(is_dw, 1, c_in)
-                                                                      << lg_tg))]
-                        with m.Elif(is_head):
-                            m.next = "HD_CLR"
-                        with m.Else():
-                            m.next = "S_CMD"
             with m.State("S_CMD"):
                 m.d.sync += [beats_left.eq(in_len >> LGAB), beat_j.eq(0), pix_col.eq(0),
                              part_cur.eq(part)]
                 with m.If(in_len == 0):
                     m.d.sync += part.eq(part + 1)
+                    with m.If(~pass_all):
+                        m.d.comb += release.eq(1)
                     m.next = "PART"
                 with m.Else():
+                    m.d.comb += cmd_kind.eq(KIND_S)
                     read_cmd(D["in_addr"] + t_in + in_off, in_len, "STREAM")
             with m.State("STREAM"):
                 m.d.comb += src_active.eq(1)
                 with m.If(stream_idle):
                     m.d.sync += part.eq(part + 1)
+                    with m.If(~pass_all):              # a part's weights are used once
+                        m.d.comb += release.eq(1)
                     m.next = "REWIND"
             with m.State("REWIND"):
                 # back to the band's first input row for the next part
@@ -1344,8 +1466,8 @@ class _Sequencer(wiring.Component):
             with m.State("D_WAIT"):
                 # the group's stream word (when needed), then the accumulator read
                 with m.If(s_need & (asm_n != s_nbeats)):
-                    m.d.comb += rd.ready.eq(1)
-                    with m.If(rd.valid):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
                         m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
                 with m.Else():
                     m.d.sync += drain_addr.eq(gbase[d_g[:GB]] + d_pix)
@@ -1501,8 +1623,8 @@ class _Sequencer(wiring.Component):
                     m.d.sync += count.eq(0)
                     read_cmd(addr + t_in + off + (fb << LGAB), nb << LGAB, f"SD_{name}_RX")
                 with m.State(f"SD_{name}_RX"):
-                    m.d.comb += rd.ready.eq(1)
-                    with m.If(rd.valid):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
                         m.d.sync += [bufs[name.lower()][count].eq(rd.payload.data),
                                      count.eq(count + 1)]
                         with m.If(count + 1 == nb):
@@ -1552,8 +1674,8 @@ class _Sequencer(wiring.Component):
             with m.State("SD_O_RCMD"):
                 read_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_RX")
             with m.State("SD_O_RX"):
-                m.d.comb += rd.ready.eq(1)
-                with m.If(rd.valid):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
                     m.d.sync += [bufs["o"][count].eq(Mux(count == 0, rd.payload.data & (
                         (Const(1, AW + 1) << base0[:LGAW]) - 1), 0)), count.eq(count + 1)]
                     with m.If(count + 1 == nb):
@@ -1642,8 +1764,8 @@ class _Sequencer(wiring.Component):
                     m.d.sync += drain_addr.eq(SUMBASE + hd_g)
                     m.next = "HD_SUM_RD"
                 with m.Else():
-                    m.d.comb += rd.ready.eq(1)
-                    with m.If(rd.valid):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
                         m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
             with m.State("HD_SUM_RD"):
                 m.d.comb += draining.eq(1)
@@ -1677,8 +1799,8 @@ class _Sequencer(wiring.Component):
                         m.d.sync += [drain_addr.eq(SUMBASE + hd_g), d_g.eq(0)]
                         m.next = "HD_S_RD"
                 with m.Else():
-                    m.d.comb += rd.ready.eq(1)
-                    with m.If(rd.valid):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
                         m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
             with m.State("HD_S_RD"):
                 m.d.comb += draining.eq(1)
