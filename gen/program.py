@@ -841,17 +841,18 @@ def _trace_input(bundle, tensor, sample):
     return a
 
 
-def cycle_report(image, bundle):
-    """Per operation, the cycle model's figures averaged over the bundle's traced images
-    (None when the bundle holds no traces)."""
+def cycle_report(image, bundle, sample=None):
+    """Per operation, the cycle model's figures averaged over the bundle's traced images, or
+    of image `sample` alone (None when the bundle holds no traces)."""
     names = [k for k in bundle.arrays if k.startswith("trace/")]
     if not names:
         return None
-    samples = bundle.arrays[names[0]].shape[0]
+    chosen = range(bundle.arrays[names[0]].shape[0]) if sample is None else [sample]
+    samples = len(chosen)
     rows = []
     for op in image.ops:
         figures = []
-        for s in range(samples):
+        for s in chosen:
             x = _trace_input(bundle, op.inp, s)
             k = _trace_input(bundle, op.k, s) if op.k is not None else None
             v = _trace_input(bundle, op.v, s) if op.v is not None else None

@@ -516,6 +516,7 @@ class _Sequencer(wiring.Component):
         slot_full = Signal()
         m.d.comb += slot_full.eq(slot_state[cp_slot] == 2)
         release = Signal()                           # the engine is done with its slot
+        drain_on = Signal()                          # the drain's issuers are at work
         with m.If(release):
             m.d.sync += [slot_state[cp_slot].eq(0), cp_slot.eq(cp_slot ^ dbl)]
         fl_busy = Signal()
@@ -564,6 +565,10 @@ class _Sequencer(wiring.Component):
         ld_part = Signal(8)
         ld_slot = Signal()
         ld_issue = Signal()
+        # a load is issued while the engine streams (its beats then follow the input's) or
+        # while the engine waits for it, never just before an input stream, which would then
+        # wait behind the whole load
+        ld_allow = Signal()
         ld_addr_bad = Signal()
         with m.FSM(name="loader"):
             with m.State("IDLE"):
@@ -595,7 +600,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [ld_acc.eq(ld_acc + ld_cg), ld_cnt.eq(ld_cnt + 1)]
             with m.State("ISSUE"):
                 m.d.comb += ld_issue.eq((slot_state[ld_slot] == 0) & ~fl_busy & ~fsm_cmd
-                                        & ~q_full)
+                                        & ~q_full & ld_allow & ~drain_on)
                 m.d.comb += ld_addr_bad.eq(ld_issue & (~read_ok(ld_waddr, ld_pbytes)
                                                        | ~aligned(ld_waddr)))
                 with m.If(ld_issue & ~ld_addr_bad & self.rd_cmd.ready):
@@ -911,20 +916,36 @@ class _Sequencer(wiring.Component):
             m.d.comb += out_word[32 * i:32 * (i + 1)].eq(val)
 
         # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
-        packed = {lb: Cat(*[out_word[32 * i:32 * i + (8 << lb)] for i in range(L)])
-                  for lb in range(3)}
         o_beat = Signal(8)
         o_nbeats = Signal(8)                          # beats of a value chunk
         m.d.comb += o_nbeats.eq(Mux(lg_out_vb == 2, (L * 4) // AB,
                                     Mux(lg_out_vb == 1, (L * 2) // AB, L // AB)))
+        # the output emitter: sends a finished group's beats while the drain goes on
+        em_busy = Signal()
+        em_spk = Signal()
+        em_word = Signal(L * 32)
+        em_sbeat = Signal(AW)
+        em_sstrb = Signal(AB)
+        em_n = Signal(8)
+        em_nb = Signal(8)
+        em_packed = {lb: Cat(*[em_word[32 * i:32 * i + (8 << lb)] for i in range(L)])
+                     for lb in range(3)}
         chunk_beat = Signal(AW)
         with m.Switch(lg_out_vb):
             for lb in range(3):
                 with m.Case(lb):
-                    with m.Switch(o_beat):
+                    with m.Switch(em_n):
                         for bi in range((L << lb) // AB):
                             with m.Case(bi):
-                                m.d.comb += chunk_beat.eq(packed[lb][AW * bi:AW * (bi + 1)])
+                                m.d.comb += chunk_beat.eq(em_packed[lb][AW * bi:AW * (bi + 1)])
+        with m.If(em_busy):
+            m.d.comb += [wr.valid.eq(1),
+                         wr.payload.data.eq(Mux(em_spk, em_sbeat, chunk_beat)),
+                         wr.payload.strb.eq(Mux(em_spk, em_sstrb, (1 << AB) - 1))]
+            with m.If(wr.ready):
+                m.d.sync += em_n.eq(em_n + 1)
+                with m.If(em_n + 1 == em_nb):
+                    m.d.sync += em_busy.eq(0)
         sbuf = Signal(AW)
         sstrb = Signal(AB)
         spk_beat = Signal(AW)
@@ -1016,6 +1037,42 @@ class _Sequencer(wiring.Component):
         m.d.comb += hd_cg.eq((D["in_channels"][:CHB] + L - 1) >> LGL)
         hd_g = Signal(CHB)
         hd_spikes = Signal(L)
+
+        # drain issuers: the stream reads and the output writes of the band's pixels, issued
+        # ahead of the drain so that their latency is hidden
+        dri_n = Signal(ACCB + 2)
+        dri_addr = Signal(32)
+        dwi_n = Signal(ACCB + 2)
+        dwi_addr = Signal(32)
+        dri_go = Signal()
+        m.d.comb += dri_go.eq(drain_on & s_need & (dri_n != d_npix) & ~fsm_cmd & ~q_full)
+        dri_a = s_base + t_res + dri_addr + (g0 << (LGL + s_lgvb))
+        dri_len = gt << (LGL + s_lgvb)
+        with m.If(dri_go):
+            m.d.comb += [self.rd_cmd.payload.addr.eq(dri_a),
+                         self.rd_cmd.payload.length.eq(dri_len), cmd_kind.eq(KIND_FSM)]
+            with m.If(~read_ok(dri_a, dri_len)):
+                m.d.comb += fault("address")
+            with m.Else():
+                m.d.comb += self.rd_cmd.valid.eq(1)
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [dri_n.eq(dri_n + 1), dri_addr.eq(dri_addr + s_pb)]
+        sp_first = (g0 << _log2(SPB)) >> LGAB
+        sp_last = (((g0 + gt) << _log2(SPB)) - 1) >> LGAB
+        dwi_oaddr = D["out_addr"] + t_out + dwi_addr
+        dwi_a = Mux(out_spikes, dwi_oaddr + (sp_first << LGAB),
+                    dwi_oaddr + (g0 << (LGL + lg_out_vb)))
+        dwi_len = Mux(out_spikes, (sp_last - sp_first + 1) << LGAB, gt << (LGL + lg_out_vb))
+        with m.If(drain_on & (dwi_n != d_npix) & (dwi_n < d_pix + 4)):
+            m.d.comb += [self.wr_cmd.payload.addr.eq(dwi_a),
+                         self.wr_cmd.payload.length.eq(dwi_len)]
+            with m.If(~write_ok(dwi_a, dwi_len)):
+                m.d.comb += fault("address")
+            with m.Else():
+                m.d.comb += self.wr_cmd.valid.eq(1)
+                with m.If(self.wr_cmd.ready):
+                    m.d.sync += [dwi_n.eq(dwi_n + 1),
+                                 dwi_addr.eq(dwi_addr + D["out_pixel_bytes"])]
 
         def wide_write(addr, lanes):
             """Write a word of the wide store (the membrane memory; the accumulators when the
@@ -1390,6 +1447,7 @@ class _Sequencer(wiring.Component):
                         with m.If(slot_full):
                             m.next = "HD_CLR"
                         with m.Else():
+                            m.d.comb += ld_allow.eq(1)
                             m.d.sync += part.eq(0)
                             m.next = "T_START"
                     with m.Else():
@@ -1401,6 +1459,8 @@ class _Sequencer(wiring.Component):
                     m.next = "DRAIN"
                 with m.Elif(slot_full):                 # the part's weights are in
                     m.next = "S_CMD"
+                with m.Else():
+                    m.d.comb += ld_allow.eq(1)
             with m.State("S_CMD"):
                 m.d.sync += [beats_left.eq(in_len >> LGAB), beat_j.eq(0), pix_col.eq(0),
                              part_cur.eq(part)]
@@ -1413,7 +1473,7 @@ class _Sequencer(wiring.Component):
                     m.d.comb += cmd_kind.eq(KIND_S)
                     read_cmd(D["in_addr"] + t_in + in_off, in_len, "STREAM")
             with m.State("STREAM"):
-                m.d.comb += src_active.eq(1)
+                m.d.comb += [src_active.eq(1), ld_allow.eq(1)]
                 with m.If(stream_idle):
                     m.d.sync += part.eq(part + 1)
                     with m.If(~pass_all):              # a part's weights are used once
@@ -1427,41 +1487,28 @@ class _Sequencer(wiring.Component):
 
             # drain: per pixel of the band, per group of the tile ------------------------------
             with m.State("DRAIN"):
+                m.d.sync += [dri_n.eq(0), dwi_n.eq(0)]
                 m.d.sync += [d_npix.eq((r1 - r0) << 0), cnt.eq(0), acc32.eq(0)]
                 m.next = "D_NPIX"
             with m.State("D_NPIX"):                 # pixels of this band: (r1 - r0) * ow
                 with m.If(cnt == r1 - r0):
                     m.d.sync += [d_npix.eq(acc32), d_pix.eq(0), out_pix.eq(out_off),
-                                 res_pix.eq(res_off), cnt.eq(0)]
+                                 res_pix.eq(res_off), cnt.eq(0), dri_addr.eq(res_off),
+                                 dwi_addr.eq(out_off), drain_on.eq(1)]
                     m.next = "D_PIX"
                 with m.Else():
                     m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
             with m.State("D_PIX"):
-                with m.If(d_pix == d_npix):
+                with m.If((d_pix == d_npix) & ~em_busy):
+                    m.d.sync += drain_on.eq(0)
                     m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
                                  t_out.eq(t_out + D["out_t_stride"]),
                                  t_res.eq(t_res + s_tstride),
                                  next_out_off.eq(out_pix), next_res_off.eq(res_pix)]
                     m.next = "T_START"
-                with m.Else():
+                with m.Elif(d_pix != d_npix):
                     m.d.sync += [d_g.eq(0), o_beat.eq(0), sbuf.eq(0), sstrb.eq(0),
-                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0)]
-                    m.next = "D_WCMD"
-            with m.State("D_WCMD"):
-                oaddr = D["out_addr"] + t_out + out_pix
-                with m.If(out_spikes):
-                    first = (g0 << _log2(SPB)) >> LGAB
-                    lastb = (((g0 + gt) << _log2(SPB)) - 1) >> LGAB
-                    write_cmd(oaddr + (first << LGAB), (lastb - first + 1) << LGAB, "D_RCMD")
-                with m.Else():
-                    off = g0 << (LGL + lg_out_vb)
-                    write_cmd(oaddr + off, gt << (LGL + lg_out_vb), "D_RCMD")
-            with m.State("D_RCMD"):
-                with m.If(s_need):
-                    off = g0 << (LGL + s_lgvb)
-                    read_cmd(s_base + t_res + res_pix + off, gt << (LGL + s_lgvb), "D_WAIT")
-                    m.d.sync += asm_n.eq(0)
-                with m.Else():
+                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0), asm_n.eq(0)]
                     m.next = "D_WAIT"
             with m.State("D_WAIT"):
                 # the group's stream word (when needed), then the accumulator read
@@ -1474,7 +1521,8 @@ class _Sequencer(wiring.Component):
                     m.next = "D_READ"
             with m.State("D_READ"):
                 m.d.comb += draining.eq(1)
-                m.next = "D_CALC"
+                with m.If(~em_busy):
+                    m.next = "D_CALC"
             with m.State("D_CALC"):
                 m.d.comb += draining.eq(1)
                 sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
@@ -1513,26 +1561,14 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
                     flush = (byte + SPB == AB) | (d_g + 1 == gt)
                     with m.If(flush):
-                        m.d.sync += [spk_beat.eq(nbuf), spk_strb.eq(nstrb), sbuf.eq(0),
-                                     sstrb.eq(0)]
-                        m.next = "D_SOUT"
-                    with m.Else():
-                        m.next = "D_NEXTG"
-                with m.Else():
-                    m.d.sync += o_beat.eq(0)
-                    m.next = "D_VOUT"
-            with m.State("D_SOUT"):
-                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(spk_beat),
-                             wr.payload.strb.eq(spk_strb)]
-                with m.If(wr.ready):
+                        m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
+                                     sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
+                                     em_nb.eq(1)]
                     m.next = "D_NEXTG"
-            with m.State("D_VOUT"):
-                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(chunk_beat),
-                             wr.payload.strb.eq((1 << AB) - 1)]
-                with m.If(wr.ready):
-                    m.d.sync += o_beat.eq(o_beat + 1)
-                    with m.If(o_beat + 1 == o_nbeats):
-                        m.next = "D_NEXTG"
+                with m.Else():
+                    m.d.sync += [em_word.eq(out_word), em_busy.eq(1), em_spk.eq(0),
+                                 em_n.eq(0), em_nb.eq(o_nbeats)]
+                    m.next = "D_NEXTG"
             with m.State("D_NEXTG"):
                 with m.If(d_g + 1 == gt):
                     m.d.sync += [d_pix.eq(d_pix + 1), out_pix.eq(out_pix + D["out_pixel_bytes"]),
