@@ -74,6 +74,8 @@ __all__ = ["OverlayCore", "IMPLEMENTED_OPS", "MAX_LAYERS"]
 IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head")
 #: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
 MAX_LAYERS = 256
+#: Lanes the drain's LIF and shortcut compute per cycle (a group takes lanes / DRAIN_LANES).
+DRAIN_LANES = 4
 #: Beats of the engine's input FIFO: a band's input arrives there while the next weights load.
 IN_FIFO = 256
 
@@ -890,30 +892,47 @@ class _Sequencer(wiring.Component):
         frac = D["frac_bits"][:5]
         first_t = ts == 0
         last_t = ts + 1 == tsteps
-        v_new = []
-        for i in range(L):
-            # x: the accumulator (+ bias), or the stream value (lif op)
+        # the lane unit: LIF and shortcut of DL lanes a cycle (L / DL cycles a group), into
+        # registers: spike_word, out_word (values) and the new membranes
+        DL = min(L, DRAIN_LANES)
+        NSUB = L // DL
+        lu_busy = Signal()
+        lu_sub = Signal(range(max(2, NSUB)))
+        vnew_reg = Signal(L * V)
+        v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
+        for kl in range(DL):
+            def pick(lanes, kl=kl):
+                return Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub]
+            x = pick(x_lanes)
             if has_v:
-                vold = Mux(first_t, 0, wide_lanes[i])
+                vold = Mux(first_t, 0, pick(wide_lanes))
             else:
                 vold = Const(0, signed(V))
-            th = Mux(is_lif | is_sdsa, bias[i], prm1[i])
-            lbias = Mux(is_sdsa, 0, Mux(is_lif, prm1[i], prm2[i]))
-            charge = Signal(signed(72), name=f"charge{i}")
-            m.d.comb += charge.eq(_clamp((x_lanes[i] << frac) + lbias, v_lo, v_hi))
-            h = Signal(signed(72), name=f"h{i}")
+            b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
+            th = Mux(is_lif | is_sdsa, b0, p1)
+            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1, p2))
+            charge = Signal(signed(72), name=f"charge{kl}")
+            m.d.comb += charge.eq(_clamp((x << frac) + lbias, v_lo, v_hi))
+            h = Signal(signed(72), name=f"h{kl}")
             m.d.comb += h.eq(_clamp(vold + ((charge - vold) >> 1), v_lo, v_hi))
             fired = h >= th
-            m.d.comb += spike_word[i].eq(fired)
-            v_new.append(Mux(fired, 0, h))
-            # shortcut: sat(res + sat((acc << shift) + bias)) ; shift = prm1, stream bias = prm2
-            sh = prm1[i]
-            moved = Signal(signed(72), name=f"moved{i}")
-            m.d.comb += moved.eq(Mux(sh >= 0, x_lanes[i] << sh[:5], x_lanes[i] >> (-sh)[:5]))
-            branch = Signal(signed(72), name=f"branch{i}")
-            m.d.comb += branch.eq(_clamp(moved + prm2[i], o_lo, o_hi))
-            val = Mux(is_stream, _clamp(branch + res_lanes[i], o_lo, o_hi), x_lanes[i])
-            m.d.comb += out_word[32 * i:32 * (i + 1)].eq(val)
+            # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
+            moved = Signal(signed(72), name=f"moved{kl}")
+            m.d.comb += moved.eq(Mux(p1 >= 0, x << p1[:5], x >> (-p1)[:5]))
+            branch = Signal(signed(72), name=f"branch{kl}")
+            m.d.comb += branch.eq(_clamp(moved + p2, o_lo, o_hi))
+            val = Mux(is_stream, _clamp(branch + pick(res_lanes), o_lo, o_hi), x)
+            with m.If(lu_busy):
+                for j in range(NSUB):
+                    i = j * DL + kl
+                    with m.If(lu_sub == j):
+                        m.d.sync += [spike_word[i].eq(fired),
+                                     vnew_reg[V * i:V * (i + 1)].eq(Mux(fired, 0, h)),
+                                     out_word[32 * i:32 * (i + 1)].eq(val)]
+        with m.If(lu_busy):
+            m.d.sync += lu_sub.eq(lu_sub + 1)
+            with m.If(lu_sub == NSUB - 1):
+                m.d.sync += [lu_busy.eq(0), lu_sub.eq(0)]
 
         # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
         o_beat = Signal(8)
@@ -978,12 +997,11 @@ class _Sequencer(wiring.Component):
         win_sel = Signal(2)
         win_rel = Signal(16)
         window = Signal(MAXD)
-        with m.Switch(win_sel):
-            for n_, name in enumerate(("k", "v", "q")):
-                with m.Case(n_):
-                    bi = win_rel >> LGAW
-                    two = Cat(bufs[name][bi], bufs[name][bi + 1])
-                    m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
+        # one extractor for the three buffers: two beats from the chosen one, shifted
+        bi = win_rel >> LGAW
+        lo_beat = Array(Array(bufs[n][j] for n in ("k", "v", "q")) for j in range(NB + 1))
+        two = Cat(lo_beat[bi][win_sel], lo_beat[bi + 1][win_sel])
+        m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
         h0 = Signal(16)
         hs = Signal(16)
         base0 = Signal(24)
@@ -1026,11 +1044,12 @@ class _Sequencer(wiring.Component):
             return out
         kv_row = times_gph(k_idx)
         q_row = times_gph(q_idx)
-        with m.If(y_v):
-            for gi in range(GPH):
-                with m.If(y_grp == gi):
-                    m.d.sync += [att[gi][i].eq(att[gi][i] + a_rd.data[A * i:A * (i + 1)])
-                                 for i in range(L)]
+        with m.If(y_v):                              # one adder per lane, shared by groups
+            for i in range(L):
+                total = Array(att[gi][i] for gi in range(GPH))[y_grp] + a_rd.data[A * i:A * (i + 1)]
+                for gi in range(GPH):
+                    with m.If(y_grp == gi):
+                        m.d.sync += att[gi][i].eq(total)
         m.d.sync += [y_v.eq(0)]
         SUMBASE = cfg.acc_words // 2                 # the head's token sums
         hd_cg = Signal(CHB)
@@ -1534,6 +1553,7 @@ class _Sequencer(wiring.Component):
                         x_lanes[i].eq(Mux(is_lif, sval, Mux(D["has_bias"] != 0, withb, accv))),
                         res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
                     ]
+                m.d.sync += lu_busy.eq(1)
                 # clear the accumulator as it is read
                 with m.If(~is_lif):
                     with m.If(wide & has_v):
@@ -1544,31 +1564,34 @@ class _Sequencer(wiring.Component):
                         m.d.comb += [a_wr.addr.eq(drain_addr), a_wr.en.eq(1), a_wr.data.eq(0)]
                 m.next = "D_LIF"
             with m.State("D_LIF"):
-                m.d.comb += draining.eq(1)
-                if has_v:
-                    with m.If(out_spikes & ~last_t):
-                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
-                with m.If(out_spikes):
-                    byte = s_byte[:LGAB] if LGAB else Const(0)
-                    nbuf = Signal(AW)
-                    # padding channels (past out_channels) never fire
-                    real = Cat(*[(((g0 + d_g) << LGL) + i) < D["out_channels"]
-                                 for i in range(L)])
-                    m.d.comb += nbuf.eq(sbuf | ((spike_word & real) << (byte << 3)))
-                    nstrb = Signal(AB)
-                    m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
-                    m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
-                    flush = (byte + SPB == AB) | (d_g + 1 == gt)
-                    with m.If(flush):
-                        m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
-                                     sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
-                                     em_nb.eq(1)]
-                    m.next = "D_NEXTG"
+                with m.If(lu_busy):
+                    m.d.comb += draining.eq(1)
                 with m.Else():
-                    m.d.sync += [em_word.eq(out_word), em_busy.eq(1), em_spk.eq(0),
-                                 em_n.eq(0), em_nb.eq(o_nbeats)]
-                    m.next = "D_NEXTG"
+                    m.d.comb += draining.eq(1)
+                    if has_v:
+                        with m.If(out_spikes & ~last_t):
+                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                    with m.If(out_spikes):
+                        byte = s_byte[:LGAB] if LGAB else Const(0)
+                        nbuf = Signal(AW)
+                        # padding channels (past out_channels) never fire
+                        real = Cat(*[(((g0 + d_g) << LGL) + i) < D["out_channels"]
+                                     for i in range(L)])
+                        m.d.comb += nbuf.eq(sbuf | ((spike_word & real) << (byte << 3)))
+                        nstrb = Signal(AB)
+                        m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
+                        m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
+                        flush = (byte + SPB == AB) | (d_g + 1 == gt)
+                        with m.If(flush):
+                            m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
+                                         sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
+                                         em_nb.eq(1)]
+                        m.next = "D_NEXTG"
+                    with m.Else():
+                        m.d.sync += [em_word.eq(out_word), em_busy.eq(1), em_spk.eq(0),
+                                     em_n.eq(0), em_nb.eq(o_nbeats)]
+                        m.next = "D_NEXTG"
             with m.State("D_NEXTG"):
                 with m.If(d_g + 1 == gt):
                     m.d.sync += [d_pix.eq(d_pix + 1), out_pix.eq(out_pix + D["out_pixel_bytes"]),
@@ -1744,27 +1767,32 @@ class _Sequencer(wiring.Component):
                 m.next = "SD_L_R"
             with m.State("SD_L_R"):
                 m.d.comb += draining.eq(1)
+                m.next = "SD_L_S"
+            with m.State("SD_L_S"):
+                m.d.comb += draining.eq(1)
+                m.d.sync += lu_busy.eq(1)
                 m.next = "SD_L_C"
             with m.State("SD_L_C"):
                 m.d.comb += draining.eq(1)
-                if has_v:
-                    with m.If(~last_t):
-                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
-                lane_ok = Cat(*[(grp << LGL) + i < dim for i in range(L)])
-                pos = rel + (grp << LGL)
-                placed = Signal(2 * AW)
-                m.d.comb += placed.eq((spike_word & lane_ok) << pos[:LGAW])
-                pb_i = pos >> LGAW
-                m.d.sync += [bufs["o"][pb_i].eq(bufs["o"][pb_i] | placed[:AW]),
-                             bufs["o"][pb_i + 1].eq(bufs["o"][pb_i + 1] | placed[AW:])]
-                m.d.sync += jw.eq(jw + 1)
-                with m.If(grp + 1 == gph):
-                    m.d.sync += [grp.eq(0), hl.eq(hl + 1), rel.eq(rel + dim)]
-                    m.next = "SD_YH"
-                with m.Else():
-                    m.d.sync += grp.eq(grp + 1)
-                    m.next = "SD_L_A"
+                with m.If(~lu_busy):
+                    if has_v:
+                        with m.If(~last_t):
+                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                    lane_ok = Cat(*[(grp << LGL) + i < dim for i in range(L)])
+                    pos = rel + (grp << LGL)
+                    placed = Signal(2 * AW)
+                    m.d.comb += placed.eq((spike_word & lane_ok) << pos[:LGAW])
+                    pb_i = pos >> LGAW
+                    m.d.sync += [bufs["o"][pb_i].eq(bufs["o"][pb_i] | placed[:AW]),
+                                 bufs["o"][pb_i + 1].eq(bufs["o"][pb_i + 1] | placed[AW:])]
+                    m.d.sync += jw.eq(jw + 1)
+                    with m.If(grp + 1 == gph):
+                        m.d.sync += [grp.eq(0), hl.eq(hl + 1), rel.eq(rel + dim)]
+                        m.next = "SD_YH"
+                    with m.Else():
+                        m.d.sync += grp.eq(grp + 1)
+                        m.next = "SD_L_A"
             with m.State("SD_O_WCMD"):
                 write_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_W")
             with m.State("SD_O_W"):
@@ -1849,17 +1877,22 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_M_RD"
             with m.State("HD_M_RD"):
                 m.d.comb += draining.eq(1)
+                m.next = "HD_M_S"
+            with m.State("HD_M_S"):
+                m.d.comb += draining.eq(1)
+                m.d.sync += lu_busy.eq(1)
                 m.next = "HD_M_GET"
             with m.State("HD_M_GET"):               # the membrane; spikes become events
                 m.d.comb += draining.eq(1)
-                if has_v:
-                    with m.If(~last_t):
-                        m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                     v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
-                real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
-                m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
-                             h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
-                m.next = "HD_EV"
+                with m.If(~lu_busy):
+                    if has_v:
+                        with m.If(~last_t):
+                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
+                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                    real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
+                    m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
+                                 h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
+                    m.next = "HD_EV"
             with m.State("HD_EV"):
                 with m.If(stream_idle):
                     m.d.sync += hd_g.eq(hd_g + 1)
