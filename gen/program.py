@@ -691,7 +691,7 @@ def _bytes_moved(op, core):
         read = t * plane * (1 + 2 * tl.bands)
         written = t * out.height * out.width * out.record_bytes(core)
         return read + len(pack_params(op, core)[0]), written
-    rows = _input_rows_read(op) if op.sae is not None else inp.height
+    rows = _input_rows_read(op) if op.sae is not None and op.opcode != "head" else inp.height
     if op.sae is not None and op.sae.mode == "depthwise":
         # each tile reads its own groups' slice of every record, a whole beat at least
         groups_total = -(-op.sae.out_channels // core.lanes)

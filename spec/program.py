@@ -307,6 +307,56 @@ def check_header(header, core, at):
                            f"outside the image")
 
 
+#: Descriptor fields that are addresses, strides or record sizes: multiples of the AXI beat.
+ALIGNED_FIELDS = ("in_addr", "in_t_stride", "in_pixel_bytes", "out_addr", "out_t_stride",
+                  "out_pixel_bytes", "res_addr", "res_t_stride", "res_pixel_bytes",
+                  "weights_addr", "weights_tile_bytes", "params_addr", "params_tile_bytes",
+                  "row_table_addr", "col_table_addr", "k_addr", "v_addr")
+
+
+def _check_structure(d, core, n):
+    """What the core's loops and address arithmetic need besides the maxima: non-zero loop
+    counts, a kernel, stride and weight passes the engine can step through, a power-of-two
+    tile of output groups (its weight stride is a shift), beat-aligned addresses."""
+    op = d["opcode"]
+    engine = op in (OPCODES["conv_lif"], OPCODES["conv_stream"], OPCODES["depthwise"])
+    multibit = d["in_kind"] != IN_SPIKES
+
+    def shape(why):
+        raise ProgramError(ERRORS["shape"], n, f"layer {n}: {why}")
+
+    for name in ("timesteps", "tile_groups", "tiles", "band_rows", "bands", "out_pixel_bytes"):
+        if d[name] == 0:
+            shape(f"{name} is 0")
+    if d["frac_bits"] > 31 or not 1 <= d["out_bits"] <= 32:
+        shape(f"frac_bits {d['frac_bits']} or out_bits {d['out_bits']} out of range")
+    if engine or op == OPCODES["head"]:
+        k, passes, groups = d["kernel"], d["weight_passes"], d["tile_groups"]
+        if k == 0 or not 1 <= d["stride"] <= 2 or passes not in (1, k, k * k):
+            shape(f"kernel {k}, stride {d['stride']} or weight_passes {passes} unusable")
+        if groups & (groups - 1):
+            shape(f"tile_groups {groups} is not a power of two")
+        if d["in_pixel_bytes"] == 0 or (multibit and d["in_bytes"] not in (1, 2, 4)):
+            shape("no input record size or value container")
+    if (engine and d["acc_bits"] == 0) or (d["v_bits"] == 0 and op in (
+            OPCODES["conv_lif"], OPCODES["lif"], OPCODES["sdsa"], OPCODES["head"])) or (
+            op == OPCODES["head"] and d["sum_bits"] == 0):
+        shape("a zero width")
+    if engine and multibit and (op == OPCODES["depthwise"] or (op == OPCODES["conv_lif"]
+                                                               and d["timesteps"] > 1)):
+        shape("multi-bit inputs to a depthwise engine, or to a LIF over several timesteps")
+    if op == OPCODES["head"]:
+        if d["kernel"] != 1 or -(-d["in_channels"] // core.lanes) > core.acc_words // 2:
+            shape("the head's linear layer is not 1 x 1, or its token sums do not fit")
+    if op == OPCODES["sdsa"] and 0 in (d["heads"], d["head_dim"], d["tokens"]):
+        shape("no heads, head dimension or tokens")
+    beat = core.axi_bytes
+    for name in ALIGNED_FIELDS:
+        if d[name] % beat:
+            raise ProgramError(ERRORS["address"], n, f"layer {n}: {name} {d[name]:#x} is not a "
+                               f"multiple of the AXI beat ({beat} bytes)")
+
+
 def check_descriptor(d, header, core):
     """Raise `ProgramError` for a descriptor the core would refuse before running it: an unknown
     opcode, a size above the core's maxima, or a region outside the memory the header declares
@@ -324,6 +374,7 @@ def check_descriptor(d, header, core):
     if d["acc_bits"] > getattr(core, limit):
         raise ProgramError(ERRORS["shape"], n, f"layer {n}: acc_bits {d['acc_bits']} exceeds "
                            f"the core's {limit} ({getattr(core, limit)})")
+    _check_structure(d, core, n)
     groups = d["tile_groups"]
     if d["opcode"] == OPCODES["sdsa"]:              # tiles of heads: their channel groups
         groups *= -(-d["head_dim"] // core.lanes)

@@ -233,6 +233,23 @@ def test_shape_above_the_maxima_is_refused(folder):
         ERRORS["shape"], 2, "layer 2: kernel 9 exceeds the core's max_kernel (7)")
 
 
+@pytest.mark.parametrize("layer, fields, code, message", [
+    (2, {"tile_groups": 3}, "shape", "layer 2: tile_groups 3 is not a power of two"),
+    (2, {"weight_passes": 2}, "shape",
+     "layer 2: kernel 1, stride 1 or weight_passes 2 unusable"),
+    (0, {"stride": 0}, "shape", "layer 0: kernel 3, stride 0 or weight_passes 1 unusable"),
+    (1, {"tiles": 0}, "shape", "layer 1: tiles is 0"),
+    (1, {"in_addr": 65540}, "address",
+     "layer 1: in_addr 0x10004 is not a multiple of the AXI beat (8 bytes)"),
+])
+def test_what_the_core_cannot_step_through_is_refused(folder, layer, fields, code, message):
+    """The structural rules the RTL needs (spec.program._check_structure), checked alike by
+    the executor and the core."""
+    image, bundle, core = _image(folder)
+    assert _refused(image, bundle, core, _patched(image, layer, **fields)) == (
+        ERRORS[code], layer, message)
+
+
 def test_out_of_range_addresses_are_refused(folder):
     image, bundle, core = _image(folder)
     end = image.activation_addr + image.activation_bytes
