@@ -5,10 +5,11 @@ core. Every program is also run through the reference executor (`sim.overlay`) a
 against the integer model's traces, so the figures are for programs that compute the right
 thing. Prints Markdown; `--json FILE` also saves the figures.
 
-    python -m bench.overlay [--images N] [--paper] [--json FILE]
+    python -m bench.overlay [--images N] [--paper] [--rtl N] [--json FILE]
 
-The figures are the cycle *model* of a core that is not built yet (no RTL): they are the
-targets its measurements will be held to, not measurements.
+`--rtl N` also runs N of the images of both digits networks on the core's RTL (Verilator +
+cocotb, `AxiRam` without pauses; every output region checked) and prints, per operation, the
+measured cycles against the model and the bound of the same images.
 """
 
 import argparse
@@ -23,7 +24,11 @@ import numpy as np
 import torch
 
 from fpga.estimate import CAPACITY, estimate_core
-from gen.program import compile_network, cycle_report
+from gen.program import compile_network, cycle_report, write_program
+from gen.verilog import to_verilog
+from hw.core import OverlayCore
+from sim.cosim import REPO_ROOT as COSIM_ROOT
+from sim.cosim import run_cocotb
 from sim.overlay import check_outputs, run_program
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
@@ -104,6 +109,61 @@ def measure(label, net, pixels, core, work, *, execute=True):
                         "execute_and_check": checked}}
 
 
+def measure_rtl(label, net, pixels, core, work, images):
+    """Run `images` images on the core's RTL; per operation measured cycles (mean), and the
+    model and bound of the same images."""
+    path = work / f"{label}.zip"
+    bundle = read_bundle(path)
+    image = compile_network(net, core)
+    prog = work / f"{label}-prog"
+    write_program(prog, image, None)
+    verilog = work / "overlay_core.v"
+    if not verilog.exists():
+        verilog.write_text(to_verilog(OverlayCore(core), "overlay_core"))
+    case = {"core": core.to_dict(), "program": str(prog), "bundle": str(path),
+            "layers": len(image.ops), "samples": list(range(images)),
+            "memory": len(image.data) + image.activation_bytes, "budget": 50_000_000,
+            "classes": net.head.fc.out_channels, "timesteps": net.timesteps, "seed": 1,
+            "pause": 0.0, "report": str(work / f"{label}-rtl.json")}
+    (work / f"{label}-case.json").write_text(json.dumps(case))
+    log(f"{label}: {images} images on the RTL")
+    t0 = time.perf_counter()
+    run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
+               testcase="test_images", test_dir=work / f"{label}-cosim",
+               env={"SPIKEGEN_CASE": work / f"{label}-case.json"},
+               build_root=COSIM_ROOT / "build" / "verilator")
+    seconds = time.perf_counter() - t0
+    results = json.loads((work / f"{label}-rtl.json").read_text())
+    reports = [cycle_report(image, bundle, s) for s in range(images)]
+    ops = []
+    for n, op in enumerate(image.ops):
+        ops.append({"name": op.name, "opcode": op.opcode,
+                    "measured": round(np.mean([r["layer_cycles"][n] for r in results])),
+                    "model": round(np.mean([r["ops"][n]["model"] for r in reports])),
+                    "bound": round(np.mean([r["ops"][n]["bound"] for r in reports]))})
+    return {"label": label, "images": images, "ops": ops, "seconds": round(seconds, 1),
+            "cycles": [r["cycles"] for r in results],
+            "bytes": round(np.mean([r["READ_LO"] + r["WRITTEN_LO"] for r in results]))}
+
+
+def print_rtl(run):
+    print(f"\n### {run['label']} on the RTL ({run['images']} images, mean; co-simulated in "
+          f"{run['seconds']} s)\n")
+    print("| operation | kind | measured | model | bound | measured/model | measured/bound |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for op in run["ops"]:
+        print(f"| {op['name']} | {op['opcode']} | {op['measured']:,} | {op['model']:,} | "
+              f"{op['bound']:,} | {op['measured'] / op['model']:.2f} | "
+              f"{op['measured'] / op['bound']:.2f} |")
+    total = {k: sum(op[k] for op in run["ops"]) for k in ("measured", "model", "bound")}
+    whole = np.mean(run["cycles"])
+    print(f"| **total** | | **{total['measured']:,}** | {total['model']:,} | "
+          f"{total['bound']:,} | {total['measured'] / total['model']:.2f} | "
+          f"**{total['measured'] / total['bound']:.2f}** |")
+    print(f"\nWhole run per image (with the header, clears and final writes): "
+          f"{whole:,.0f} cycles; {run['bytes']:,} bytes moved over AXI.")
+
+
 def print_table(result):
     rows = result["cycles"]["ops"]
     print(f"\n### {result['label']} (T = {result['timesteps']}, mean of {result['images']} "
@@ -128,6 +188,8 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=8, help="digits test images (default 8)")
     p.add_argument("--paper", action="store_true",
                    help="also the paper's 15.1 M model on 224 x 224 images (minutes)")
+    p.add_argument("--rtl", type=int, default=0, metavar="N",
+                   help="also run N images of each digits network on the core's RTL")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     core = CoreConfig()
@@ -145,17 +207,21 @@ def main(argv=None):
           f"{est['lutram']} |")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runs = []
+        runs, rtl = [], []
         for t in (1, 4):
             log(f"digits T = {t}: quantizing")
             net, pixels = digits_network(t, args.images)
             runs.append(measure(f"digits-t{t}", net, pixels, core, work))
+            if args.rtl:
+                rtl.append(measure_rtl(f"digits-t{t}", net, pixels, core, work,
+                                       min(args.rtl, args.images)))
         if args.paper:
             for t in (1, 4):
                 log(f"metaspikformer_8_256 T = {t}: seeding and quantizing (minutes)")
                 net, pixels = paper_network(t, 1)
                 runs.append(measure(f"metaspikformer_8_256-t{t}", net, pixels, core, work))
     figures["runs"] = runs
+    figures["rtl"] = rtl
     print("\n## Cycle model per operation (every output region checked against the integer "
           "model by the reference executor)")
     for run in runs:
@@ -172,6 +238,10 @@ def main(argv=None):
               f"{tot['bound']:,} | {tot['model']:,} | {tot['model'] / tot['bound']:.2f} | "
               f"{run['firing_rate']:.1%} | {s['trace']} / {s['compile']} / "
               f"{s['execute_and_check']} |")
+    if rtl:
+        print("\n## Measured on the RTL")
+        for run in rtl:
+            print_rtl(run)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 0

@@ -63,7 +63,8 @@ from spec.program import (
 from spec.sae import SAEConfig
 from spec.yamlio import atomic_write_folder
 
-__all__ = ["CompileError", "core_from_args", "Tensor", "Op", "Tiling", "lower", "plan", "compile_network",
+__all__ = ["CompileError", "core_from_args",
+           "Tensor", "Op", "Tiling", "lower", "plan", "compile_network",
            "Image", "main"]
 
 PROG = "gen.program"

@@ -57,7 +57,6 @@ from spec.program import (
     IN_SIGNED,
     IN_SPIKES,
     MAGIC,
-    MODES,
     OPCODES,
     SHAPE_LIMITS,
     VERSION,
@@ -260,7 +259,6 @@ class _Sequencer(wiring.Component):
         cfg, axi = self._config, self._axi
         L, LGL = cfg.lanes, _log2(cfg.lanes)
         AB, LGAB, AW = axi.beat_bytes, _log2(axi.beat_bytes), axi.data_bits
-        ADDR = cfg.axi_addr_bits
         WB = cfg.weight_bytes                      # bytes a weight travels in
         WWORD = L * WB                             # bytes of a weight word
         V = cfg.v_bits
@@ -967,8 +965,6 @@ class _Sequencer(wiring.Component):
                     m.d.sync += em_busy.eq(0)
         sbuf = Signal(AW)
         sstrb = Signal(AB)
-        spk_beat = Signal(AW)
-        spk_strb = Signal(AB)
         s_byte = Signal(16)                           # byte of the group's spikes in the record
         SPB = max(1, L // 8)                          # bytes of a group's spikes
         out_spikes = is_conv_lif | is_lif
@@ -1046,7 +1042,8 @@ class _Sequencer(wiring.Component):
         q_row = times_gph(q_idx)
         with m.If(y_v):                              # one adder per lane, shared by groups
             for i in range(L):
-                total = Array(att[gi][i] for gi in range(GPH))[y_grp] + a_rd.data[A * i:A * (i + 1)]
+                total = (Array(att[gi][i] for gi in range(GPH))[y_grp]
+                         + a_rd.data[A * i:A * (i + 1)])
                 for gi in range(GPH):
                     with m.If(y_grp == gi):
                         m.d.sync += att[gi][i].eq(total)
@@ -1055,7 +1052,6 @@ class _Sequencer(wiring.Component):
         hd_cg = Signal(CHB)
         m.d.comb += hd_cg.eq((D["in_channels"][:CHB] + L - 1) >> LGL)
         hd_g = Signal(CHB)
-        hd_spikes = Signal(L)
 
         # drain issuers: the stream reads and the output writes of the band's pixels, issued
         # ahead of the drain so that their latency is hidden
@@ -1117,8 +1113,6 @@ class _Sequencer(wiring.Component):
         tb_partn = Signal(8)
         out_pix = Signal(33)
         res_pix = Signal(33)
-        cmd_addr = Signal(33)
-        cmd_len = Signal(32)
 
         def read_cmd(addr, length, nxt, check=True):
             m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length),
@@ -1240,7 +1234,8 @@ class _Sequencer(wiring.Component):
                               | (D["out_bits"] == 0) | (D["out_bits"] > 32)
                               | (D["v_bits"] == 0) & (is_conv_lif | is_lif)
                               | (D["out_pixel_bytes"] == 0))
-                sdsa_bad = is_sdsa & ((dim == 0) | (D["heads"] == 0) | (D["tokens"] == 0) | (D["v_bits"] == 0)
+                sdsa_bad = is_sdsa & ((dim == 0) | (D["heads"] == 0) | (D["tokens"] == 0)
+                                      | (D["v_bits"] == 0)
                                       | (D["in_height"] > cfg.max_map)
                                       | (D["in_width"] > cfg.max_map))
                 sdsa_groups = Signal(GB + 8)
@@ -1251,6 +1246,7 @@ class _Sequencer(wiring.Component):
                 sdsa_bad = sdsa_bad | is_sdsa & ((sdsa_groups > cfg.tile_groups)
                                                  | (gph > GPH))
                 head_bad = is_head & ((k != 1) | ~pow2 | (hd_cg > SUMBASE)
+                                      | (D["stride"] == 0) | (D["stride"] > 2) | (passes != 1)
                                       | (D["in_pixel_bytes"] == 0) | (D["sum_bits"] == 0)
                                       | (D["in_bytes"] != 1) & (D["in_bytes"] != 2)
                                       & (D["in_bytes"] != 4) | (D["v_bits"] == 0))
@@ -1261,7 +1257,8 @@ class _Sequencer(wiring.Component):
                     | ~aligned(D["res_pixel_bytes"]) | ~aligned(D["weights_addr"]) \
                     | ~aligned(D["weights_tile_bytes"]) | ~aligned(D["params_addr"]) \
                     | ~aligned(D["params_tile_bytes"]) | ~aligned(D["row_table_addr"]) \
-                    | ~aligned(D["col_table_addr"])
+                    | ~aligned(D["col_table_addr"]) | ~aligned(D["k_addr"]) \
+                    | ~aligned(D["v_addr"])
                 with m.If(csum != 0xFFFFFFFF):
                     m.d.comb += fault("descriptor_checksum")
                 with m.Elif(~(is_engine | is_lif | is_sdsa | is_head)):

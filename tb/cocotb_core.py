@@ -27,7 +27,6 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from sim.overlay import Divergence, Memory, check_outputs
 from sim.streams import random_stalls
-from spec.netbundle import read_network_bundle
 from spec.core import CoreConfig
 from spec.csr import (
     CONTROL_IRQ_ENABLE,
@@ -38,6 +37,7 @@ from spec.csr import (
     STATUS_DONE,
     STATUS_ERROR,
 )
+from spec.netbundle import read_network_bundle
 from spec.program import FIELDS, pack_values, unpack_values
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -230,12 +230,12 @@ async def test_soft_reset(dut):
     layer = await bench.reg("LAYER")
     assert await bench.reg("STATUS") & STATUS_BUSY and 0 < layer < case["layers"], layer
     await bench.axil.write(OFFSETS["CONTROL"], CONTROL_SOFT_RESET.to_bytes(4, "little"))
-    for waited in range(0, 10_000, 16):
-        if not await bench.reg("STATUS") & STATUS_BUSY:
-            break
+    waited = 0
+    while await bench.reg("STATUS") & STATUS_BUSY:
         await ClockCycles(dut.clk, 16)
-    else:
-        raise TimeoutError("busy did not fall within 10,000 cycles of the soft reset")
+        waited += 16
+        if waited > 10_000:
+            raise TimeoutError("busy did not fall within 10,000 cycles of the soft reset")
     status = await bench.reg("STATUS")
     assert not status & (STATUS_DONE | STATUS_ERROR), f"status {status:#x} after soft reset"
     log = logging.getLogger("cocotb.core")

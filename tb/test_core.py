@@ -18,7 +18,6 @@ import struct
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bench.overlay import digits_network

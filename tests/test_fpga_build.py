@@ -602,7 +602,7 @@ def test_cli_default_out_and_progress(capsys, tmp_path, monkeypatch, fake_build)
 
 BAD = [
     (["--design", "nope", "--target", "ice40-up5k"],
-     "unknown design 'nope' (known: lif, sae, sdsa, block, network)"),
+     "unknown design 'nope' (known: lif, sae, sdsa, block, network, core)"),
     (["--design", "lif", "--target", "xc7a35t"],
      "unknown target 'xc7a35t' (known: ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k)"),
     (["--design", "lif", "--target", "ecp5-25k", "--speed", "9"],
