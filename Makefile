@@ -27,7 +27,7 @@ unit-demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-logo
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 --dist worksteal -q
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q -m slow
