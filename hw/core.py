@@ -33,8 +33,13 @@ rows -> timestep -> weight pass (the part of the tile's weights for a run of tap
 input rows, streamed once; then the band's drain. Every accumulator adds its events in the
 order (kh, kw, c_in), the integer model's.
 
-Implemented operations: `conv_lif`, `conv_stream`, `depthwise`, `lif`. `sdsa` and `head` are
-refused with the `opcode` error by this version of the core (see docs/ARCHITECTURE.md).
+Operations: `conv_lif`, `conv_stream`, `depthwise`, `lif` (the engine and the drain), `sdsa`
+(per tile of heads, band of token rows and timestep: `K^T V` counts in the accumulator memory
+from every token's K and V records, then per token `Q KV`, the attention LIF, the spikes merged
+into the output record) and `head` (token sums in the wide store, the LIF, its spikes as events
+through the engine to the linear layer). Reads are routed by a queue of the commands in flight
+(sequencer, input stream into a FIFO, weight loads into the filler); a loader fills two weight
+buffer halves ahead of the engine (see docs/ARCHITECTURE.md, "The overlay core").
 
 Checks: the header and every descriptor as `spec.program` says; the address rule on every
 transfer before it is issued (reads inside `[base, activation end)`, writes inside the
