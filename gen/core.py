@@ -14,7 +14,7 @@ bytes. `--report FILE` writes the configuration, its fingerprint and the core's 
 import json
 import sys
 
-from hw.core import IMPLEMENTED_OPS, OverlayCore
+from hw.core import IMPLEMENTED_OPS, OverlayCore, check_config
 from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.errors import ConfigError
 from spec.program import core_fingerprint
@@ -46,9 +46,10 @@ def core_component(config):
     """The `OverlayCore` of `config`; a configuration the RTL cannot build fails with one
     message."""
     try:
-        return OverlayCore(config)
+        check_config(config)
     except ValueError as exc:
         fail(str(exc))
+    return OverlayCore(config)
 
 
 def main(argv=None):

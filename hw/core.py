@@ -72,7 +72,7 @@ from .axi import AXI4Signature, AxiMaster
 from .common import mul_const, struct_layout
 from .csr import AXIL_PORT, AXI4LiteSignature, ControlStatusRegisters
 
-__all__ = ["OverlayCore", "IMPLEMENTED_OPS", "MAX_LAYERS"]
+__all__ = ["OverlayCore", "check_config", "IMPLEMENTED_OPS", "MAX_LAYERS"]
 
 #: Operations this version of the core runs; any other opcode is refused (`ERRORS["opcode"]`).
 IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head")
@@ -114,6 +114,23 @@ def _clamp(value, lo, hi):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+def check_config(config):
+    """Raise TypeError or ValueError for a configuration this RTL cannot build (before any
+    hardware object exists)."""
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"config must be a CoreConfig, not {config!r}")
+    if config.lanes < 8:
+        raise ValueError(f"the core packs a group's spikes in whole bytes: lanes must be at "
+                         f"least 8, not {config.lanes}")
+    if config.max_head_dim > config.axi_data_bits:
+        raise ValueError(f"the core takes a head's bits from two AXI beats: max_head_dim "
+                         f"must be at most axi_data_bits ({config.axi_data_bits}), not "
+                         f"{config.max_head_dim}")
+    if config.max_stride > 2:
+        raise ValueError(f"the core's geometry steps by shifts: max_stride must be 1 or 2, "
+                         f"not {config.max_stride}")
+
+
 class OverlayCore(wiring.Component):
     """The overlay core (module docstring).
 
@@ -129,18 +146,7 @@ class OverlayCore(wiring.Component):
     """
 
     def __init__(self, config):
-        if not isinstance(config, CoreConfig):
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
-        if config.lanes < 8:
-            raise ValueError(f"the core packs a group's spikes in whole bytes: lanes must be at "
-                             f"least 8, not {config.lanes}")
-        if config.max_head_dim > config.axi_data_bits:
-            raise ValueError(f"the core takes a head's bits from two AXI beats: max_head_dim "
-                             f"must be at most axi_data_bits ({config.axi_data_bits}), not "
-                             f"{config.max_head_dim}")
-        if config.max_stride > 2:
-            raise ValueError(f"the core's geometry steps by shifts: max_stride must be 1 or 2, "
-                             f"not {config.max_stride}")
+        check_config(config)
         self._config = config
         self._axi = AxiConfig.from_core(config)
         self._csr = ControlStatusRegisters.for_core(config)
@@ -1289,48 +1295,31 @@ class _Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "ROWOFF"
 
-            # geometry tables ----------------------------------------------------------------
-            with m.State("ROWTAB_CMD"):
-                m.d.sync += cnt.eq(0)
-                read_cmd(D["row_table_addr"],
-                         ((D["in_height"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "ROWTAB_RX")
-            with m.State("ROWTAB_RX"):
-                m.d.comb += frd_ready.eq(1)
-                with m.If(frd_valid):
-                    # one beat: AB/4 entries, written one per beat slot over cycles would stall;
-                    # store them by shifting: write the beat's entries one at a time
-                    m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
-                    m.next = "ROWTAB_WR"
-            with m.State("ROWTAB_WR"):
-                entry = hold[:24]
-                m.d.comb += [rt_wr.addr.eq(cnt), rt_wr.data.eq(entry),
-                             rt_wr.en.eq(cnt < D["in_height"])]
-                m.d.sync += [cnt.eq(cnt + 1), hold.eq(hold >> 32), count.eq(count + 1)]
-                with m.If(count + 1 == AB // 4):
-                    with m.If(cnt + 1 >= ((D["in_height"] + AB // 4 - 1) & ~(AB // 4 - 1))):
-                        m.next = "COLTAB_CMD"
-                    with m.Else():
-                        m.next = "ROWTAB_RX"
-            with m.State("COLTAB_CMD"):
-                m.d.sync += cnt.eq(0)
-                read_cmd(D["col_table_addr"],
-                         ((D["in_width"][:MAPB + 1] << 2) + AB - 1) & ~(AB - 1), "COLTAB_RX")
-            with m.State("COLTAB_RX"):
-                m.d.comb += frd_ready.eq(1)
-                with m.If(frd_valid):
-                    m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
-                    m.next = "COLTAB_WR"
-            with m.State("COLTAB_WR"):
-                m.d.comb += [ct_wr.addr.eq(cnt), ct_wr.data.eq(hold[:24]),
-                             ct_wr.en.eq(cnt < D["in_width"])]
-                m.d.sync += [cnt.eq(cnt + 1), hold.eq(hold >> 32), count.eq(count + 1)]
-                with m.If(count + 1 == AB // 4):
-                    with m.If(cnt + 1 >= ((D["in_width"] + AB // 4 - 1) & ~(AB // 4 - 1))):
-                        m.d.sync += [cnt.eq(0), tb_run.eq(0), tb_kr.eq(0), tb_kc.eq(0),
-                                     tb_tip.eq(0), tb_partn.eq(0)]
-                        m.next = "TAPBASE"
-                    with m.Else():
-                        m.next = "COLTAB_RX"
+            # geometry tables: a beat holds AB / 4 entries, written one a cycle ---------------
+            def table_states(name, addr, entries, wport, nxt, done):
+                with m.State(f"{name}_CMD"):
+                    m.d.sync += cnt.eq(0)
+                    read_cmd(addr, ((entries[:MAPB + 1] << 2) + AB - 1) & ~(AB - 1),
+                             f"{name}_RX")
+                with m.State(f"{name}_RX"):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
+                        m.d.sync += [hold.eq(rd.payload.data), count.eq(0)]
+                        m.next = f"{name}_WR"
+                with m.State(f"{name}_WR"):
+                    m.d.comb += [wport.addr.eq(cnt), wport.data.eq(hold[:24]),
+                                 wport.en.eq(cnt < entries)]
+                    m.d.sync += [cnt.eq(cnt + 1), hold.eq(hold >> 32), count.eq(count + 1)]
+                    with m.If(count + 1 == AB // 4):
+                        with m.If(cnt + 1 >= ((entries + AB // 4 - 1) & ~(AB // 4 - 1))):
+                            m.d.sync += done
+                            m.next = nxt
+                        with m.Else():
+                            m.next = f"{name}_RX"
+            table_states("ROWTAB", D["row_table_addr"], D["in_height"], rt_wr, "COLTAB_CMD", [])
+            table_states("COLTAB", D["col_table_addr"], D["in_width"], ct_wr, "TAPBASE",
+                         [cnt.eq(0), tb_run.eq(0), tb_kr.eq(0), tb_kc.eq(0), tb_tip.eq(0),
+                          tb_partn.eq(0)])
 
             # per kernel tap: its part and its weight offset within the part ------------------
             with m.State("TAPBASE"):

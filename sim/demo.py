@@ -44,6 +44,16 @@ def step(text):
     print(f"[{PROG}] {text}", flush=True)
 
 
+def _print_accuracy(labels, float_pred, int_pred, rtl_pred):
+    n = len(labels)
+    rows = [("float (PyTorch)", float_pred), ("integer model", int_pred),
+            ("RTL (Verilator)", rtl_pred)]
+    print(f"\naccuracy on the {n} co-simulated test images (labels {labels.tolist()}):")
+    for name, pred in rows:
+        print(f"  {name:16s} {int((pred == labels).sum()):3d}/{n} = "
+              f"{np.mean(pred == labels):7.2%}   predictions {pred.tolist()}")
+
+
 def main(argv=None):
     p = Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help=f"a checkpoint of sw.train (default: the shipped "
@@ -142,12 +152,7 @@ def main(argv=None):
 
     # 5. the figures
     rtl_pred = np.asarray(figures["rtl_predictions"])
-    rows = [("float (PyTorch)", float_pred[:n]), ("integer model", int_pred[:n]),
-            ("RTL (Verilator)", rtl_pred)]
-    print(f"\naccuracy on the {n} co-simulated test images (labels {labels[:n].tolist()}):")
-    for name, pred in rows:
-        print(f"  {name:16s} {int((pred == labels[:n]).sum()):3d}/{n} = "
-              f"{np.mean(pred == labels[:n]):7.2%}   predictions {pred.tolist()}")
+    _print_accuracy(labels[:n], float_pred[:n], int_pred[:n], rtl_pred)
     from .network import ideal_costs
 
     costs = ideal_costs(hw, net, bundle, n)
@@ -228,12 +233,7 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
          f"region and the class scores equal to the integer model")
 
     rtl_pred = np.array([r["prediction"] for r in results])
-    rows = [("float (PyTorch)", float_pred[:n]), ("integer model", int_pred[:n]),
-            ("RTL (Verilator)", rtl_pred)]
-    print(f"\naccuracy on the {n} co-simulated test images (labels {labels[:n].tolist()}):")
-    for name, pred in rows:
-        print(f"  {name:16s} {int((pred == labels[:n]).sum()):3d}/{n} = "
-              f"{np.mean(pred == labels[:n]):7.2%}   predictions {pred.tolist()}")
+    _print_accuracy(labels[:n], float_pred[:n], int_pred[:n], rtl_pred)
     cycles = np.array([r["cycles"] for r in results])
     bound = sum(op["bound"] for op in report["ops"])
     model = sum(op["model"] for op in report["ops"])
@@ -248,6 +248,9 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
     for op, measured in zip(report["ops"], per_op, strict=True):
         print(f"  {op['name']:24s} {op['opcode']:12s} measured {measured:9,.0f}  bound "
               f"{op['bound']:9,}  ({measured / max(1, op['bound']):.2f})")
+    if not CORE_FMAX_MHZ:
+        print("images per second: no Fmax measured yet (the default core does not fit the "
+              "LFE5U-25F; docs/ARCHITECTURE.md, \"Known limits\")")
     for grade, mhz in sorted(CORE_FMAX_MHZ.items()):
         print(f"at {mhz:.0f} MHz (Fmax, ECP5 speed grade {grade}): "
               f"{mhz * 1e6 / cycles.mean():,.0f} images per second, "
