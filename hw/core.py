@@ -944,7 +944,6 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [lu_busy.eq(0), lu_sub.eq(0)]
 
         # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
-        o_beat = Signal(8)
         o_nbeats = Signal(8)                          # beats of a value chunk
         m.d.comb += o_nbeats.eq(Mux(lg_out_vb == 2, (L * 4) // AB,
                                     Mux(lg_out_vb == 1, (L * 2) // AB, L // AB)))
@@ -1517,7 +1516,7 @@ class _Sequencer(wiring.Component):
                                  next_out_off.eq(out_pix), next_res_off.eq(res_pix)]
                     m.next = "T_START"
                 with m.Elif(d_pix != d_npix):
-                    m.d.sync += [d_g.eq(0), o_beat.eq(0), sbuf.eq(0), sstrb.eq(0),
+                    m.d.sync += [d_g.eq(0), sbuf.eq(0), sstrb.eq(0),
                                  s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0), asm_n.eq(0)]
                     m.next = "D_WAIT"
             with m.State("D_WAIT"):
