@@ -1099,6 +1099,16 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [dwi_n.eq(dwi_n + 1),
                                  dwi_addr.eq(dwi_addr + D["out_pixel_bytes"])]
 
+        def collect(beats):
+            """In a state: take the sequencer's beats into the assembler until `beats` are in;
+            returns the condition that they are."""
+            done = asm_n == beats
+            with m.If(~done):
+                m.d.comb += frd_ready.eq(1)
+                with m.If(frd_valid):
+                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+            return done
+
         def wide_write(addr, lanes):
             """Write a word of the wide store (the membrane memory; the accumulators when the
             core keeps no membranes)."""
@@ -1521,11 +1531,12 @@ class _Sequencer(wiring.Component):
                     m.next = "D_WAIT"
             with m.State("D_WAIT"):
                 # the group's stream word (when needed), then the accumulator read
-                with m.If(s_need & (asm_n != s_nbeats)):
-                    m.d.comb += frd_ready.eq(1)
-                    with m.If(frd_valid):
-                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                go = Signal()
+                with m.If(s_need):
+                    m.d.comb += go.eq(collect(s_nbeats))
                 with m.Else():
+                    m.d.comb += go.eq(1)
+                with m.If(go):
                     m.d.sync += drain_addr.eq(gbase[d_g[:GB]] + d_pix)
                     m.next = "D_READ"
             with m.State("D_READ"):
@@ -1814,13 +1825,9 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [hd_g.eq(0), asm_n.eq(0)]
                     read_cmd(D["in_addr"] + t_in + kv_off, D["in_pixel_bytes"], "HD_SUM_RX")
             with m.State("HD_SUM_RX"):
-                with m.If(asm_n == s_nbeats):
+                with m.If(collect(s_nbeats)):
                     m.d.sync += drain_addr.eq(SUMBASE + hd_g)
                     m.next = "HD_SUM_RD"
-                with m.Else():
-                    m.d.comb += frd_ready.eq(1)
-                    with m.If(frd_valid):
-                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
             with m.State("HD_SUM_RD"):
                 m.d.comb += draining.eq(1)
                 m.next = "HD_SUM_WR"
@@ -1844,7 +1851,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [count.eq(0), asm_n.eq(0), kind.eq(0)]
                     read_cmd(D["params_addr"] + (hd_g << (LGL + 3)), L * 8, "HD_LP_RX")
             with m.State("HD_LP_RX"):               # its v_th and lif_bias words
-                with m.If(asm_n == pw_beats):
+                with m.If(collect(pw_beats)):
                     for i in (1, 2):
                         m.d.comb += [p_wr[i].addr.eq(0), p_wr[i].data.eq(asm),
                                      p_wr[i].en.eq(kind == i - 1)]
@@ -1852,10 +1859,6 @@ class _Sequencer(wiring.Component):
                     with m.If(kind == 1):
                         m.d.sync += [drain_addr.eq(SUMBASE + hd_g), d_g.eq(0)]
                         m.next = "HD_S_RD"
-                with m.Else():
-                    m.d.comb += frd_ready.eq(1)
-                    with m.If(frd_valid):
-                        m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
             with m.State("HD_S_RD"):
                 m.d.comb += draining.eq(1)
                 m.next = "HD_S_GET"
