@@ -1166,13 +1166,18 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     read_cmd(self.program, HEADER_WORDS * 4, "HDR_RX", check=False)
 
-            with m.State("HDR_RX"):
-                m.d.comb += frd_ready.eq(1)
-                with m.If(frd_valid):
-                    m.d.sync += [hdr.eq(Cat(hdr[AW:], rd.payload.data)), count.eq(count + 1),
-                                 csum.eq(csum + beat_sum)]
-                    with m.If(count + 1 == hdr_beats):
-                        m.next = "HDR_CHECK"
+            def record_rx(state, reg, beats, nxt):
+                """Shift a header or descriptor in, beat by beat, summing its words."""
+                with m.State(state):
+                    m.d.comb += frd_ready.eq(1)
+                    with m.If(frd_valid):
+                        m.d.sync += [reg.eq(Cat(reg[AW:], rd.payload.data)),
+                                     count.eq(count + 1), csum.eq(csum + beat_sum)]
+                        with m.If(count + 1 == beats):
+                            m.next = nxt
+
+            record_rx("HDR_RX", hdr, hdr_beats, "HDR_CHECK")
+            record_rx("DSC_RX", dsc, dsc_beats, "DSC_CHECK")
 
             with m.State("HDR_CHECK"):
                 # csum holds the sum of all 16 words; the checksum word w15 = ~sum(w0..w14)
@@ -1222,14 +1227,6 @@ class _Sequencer(wiring.Component):
 
             with m.State("DSC_CMD"):
                 read_cmd(daddr, DESCRIPTOR_WORDS * 4, "DSC_RX", check=False)
-
-            with m.State("DSC_RX"):
-                m.d.comb += frd_ready.eq(1)
-                with m.If(frd_valid):
-                    m.d.sync += [dsc.eq(Cat(dsc[AW:], rd.payload.data)), count.eq(count + 1),
-                                 csum.eq(csum + beat_sum)]
-                    with m.If(count + 1 == dsc_beats):
-                        m.next = "DSC_CHECK"
 
             with m.State("DSC_CHECK"):
                 shape_bad = Const(0)
