@@ -15,7 +15,6 @@ the program folder, the bundle, the samples, the cycle budget and what the test 
 import json
 import logging
 import os
-import random
 import warnings
 from pathlib import Path
 
@@ -44,18 +43,18 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbex
 
 
 class CoreBench:
+    """Clock, reset, the RAM (pauses on all five channels, seeded by the case) holding the
+    program, and the AXI4-Lite master."""
+
     def __init__(self, dut):
         self.dut = dut
         self.case = json.loads(Path(os.environ["SPIKEGEN_CASE"]).read_text())
         self.core = CoreConfig.from_dict(self.case["core"])
-        self.rng = random.Random(self.case["seed"])
         folder = Path(self.case["program"])
         self.image = (folder / "image.bin").read_bytes()
         self.layout = json.loads((folder / "layout.json").read_text())
         self.size = self.case["memory"]
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        for name in ("axi_ram", "axil"):
-            logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
         logging.getLogger(f"cocotb.{dut._name}.m_axi_").setLevel(logging.WARNING)
         logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=self.size)
