@@ -1,10 +1,13 @@
 """Stimulus and checks for the AXI4 master (`hw.axi`), shared by the Amaranth-simulator tests
 (tests/test_hw_axi.py) and the Verilator testbench (tb/cocotb_axi.py): random transfers that
 cross 4 KiB boundaries, their bursts by `spec.axi.bursts`, data beats with strobes applied to
-an expected memory, and one comparison that names the first difference."""
+an expected memory, one comparison that names the first difference, and seeded pauses on
+all five channels of a cocotbext-axi `AxiRam` (tb/cocotb_axi.py, tb/cocotb_core.py)."""
 
-__all__ = ["random_transfers", "planned_bursts", "expected_read", "write_beats",
-           "beats_bytes", "first_difference"]
+from .streams import random_stalls
+
+__all__ = ["pause_all_channels", "random_transfers", "planned_bursts", "expected_read",
+           "write_beats", "beats_bytes", "first_difference"]
 
 
 def random_transfers(cfg, rng, count, max_beats, *, memory_bytes, disjoint=True, base=0):
@@ -85,3 +88,12 @@ def first_difference(expected, got, *, what="byte", base=0):
     if len(expected) != len(got):
         return f"{len(expected)} {what}s expected, got {len(got)}"
     return None
+
+
+def pause_all_channels(ram, pause, seed):
+    """Seeded random pauses (`sim.streams.random_stalls`, chance `pause`) on all five channels
+    of a cocotbext-axi `AxiRam`: AW, W, B, AR, R, with seeds `seed + 100` to `seed + 104`."""
+    channels = [ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                ram.read_if.ar_channel, ram.read_if.r_channel]
+    for n, channel in enumerate(channels):
+        channel.set_pause_generator(random_stalls(pause, seed + 100 + n))

@@ -36,6 +36,7 @@ from sim.axi import (
     beats_bytes,
     expected_read,
     first_difference,
+    pause_all_channels,
     planned_bursts,
     random_transfers,
     write_beats,
@@ -86,11 +87,7 @@ class AxiBench:
         mem = None if faulty is None else _FaultyMemory(MEMORY, *faulty)
         self.ram = AxiRam(AxiBus.from_prefix(dut, PREFIX), dut.clk, dut.rst, size=MEMORY,
                           mem=mem)
-        channels = [self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
-                    self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
-                    self.ram.read_if.r_channel]
-        for n, channel in enumerate(channels):
-            channel.set_pause_generator(random_stalls(pause, self.seed + 100 + n))
+        pause_all_channels(self.ram, pause, self.seed)
         self.ar = AxiARMonitor(AxiARBus.from_prefix(dut, PREFIX), dut.clk, dut.rst)
         self.aw = AxiAWMonitor(AxiAWBus.from_prefix(dut, PREFIX), dut.clk, dut.rst)
         self.w = AxiWMonitor(AxiWBus.from_prefix(dut, PREFIX), dut.clk, dut.rst)

@@ -24,8 +24,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
+from sim.axi import pause_all_channels
 from sim.overlay import Divergence, Memory, check_outputs
-from sim.streams import random_stalls
 from spec.core import CoreConfig
 from spec.csr import (
     CONTROL_IRQ_ENABLE,
@@ -58,12 +58,7 @@ class CoreBench:
         logging.getLogger(f"cocotb.{dut._name}.m_axi_").setLevel(logging.WARNING)
         logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=self.size)
-        channels = [self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
-                    self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
-                    self.ram.read_if.r_channel]
-        pause = self.case["pause"]
-        for n, channel in enumerate(channels):
-            channel.set_pause_generator(random_stalls(pause, self.case["seed"] + 100 + n))
+        pause_all_channels(self.ram, self.case["pause"], self.case["seed"])
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
 
     async def reset(self):
