@@ -114,6 +114,20 @@ def _clamp(value, lo, hi):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+def _shl_sat(x, f, width):
+    """`x << f` (f unsigned) saturated to the signed `width`-bit range: equal to `x << f`
+    where that fits, else the range's end on `x`'s side. A later saturation to a range of at
+    most `width - 3` bits, after adding a term of at most `width - 3` bits, is then the same as
+    on the exact product, at `width` bits instead of len(x) + 2^len(f). Overflow is a bit of
+    `x` at or above `width - 1 - f` that differs from the sign (constant compares on `f`)."""
+    xw = len(x)
+    sign = x[xw - 1]
+    ovf = Cat(*[(f >= width - 1 - j) & (x[j] ^ sign) for j in range(xw - 1)
+                if width - 1 - j <= (1 << len(f)) - 1]).any()
+    top = Const((1 << (width - 1)) - 1, signed(width))
+    return Mux(ovf, Mux(sign, ~top, top), (x << f)[:width].as_signed())
+
+
 def check_config(config):
     """Raise TypeError or ValueError for a configuration this RTL cannot build (before any
     hardware object exists)."""
@@ -373,11 +387,16 @@ class _Sequencer(wiring.Component):
         in_signed = D["in_kind"] == IN_SIGNED
 
         # runtime saturation bounds
-        acc_hi, acc_lo, eqs = _sat_bounds(D["acc_bits"][:6], WIDE + 2)
+        # a layer that saturates at acc_bits has acc_bits <= A (spec.program.check_descriptor)
+        NB = max(A, cfg.w_bits + 1) + 1
+        acc_hi, acc_lo, eqs = _sat_bounds(D["acc_bits"][:6], NB)
         m.d.comb += eqs
-        v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], 70)
+        # the drain's shifted values saturate at SW bits first (_shl_sat): the ranges below
+        # are at most 32 bits and the terms added 32 bits
+        SW = max(V, 32) + 3
+        v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], V + 1)
         m.d.comb += eqs
-        o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 72)
+        o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 33)
         m.d.comb += eqs
         sum_hi, sum_lo, eqs = _sat_bounds(D["sum_bits"][:6], V + 2)
         m.d.comb += eqs
@@ -412,10 +431,19 @@ class _Sequencer(wiring.Component):
         tb_wr, tb_rd = tb_mem.write_port(), tb_mem.read_port(domain="comb")
         gbase = Array(Signal(ACCB + 1, name=f"gbase{g}") for g in range(cfg.tile_groups))
 
-        for port in (w_wr, a_wr, rt_wr, ct_wr, ro_wr, tb_wr, *p_wr):
+        for port in (w_wr, rt_wr, ct_wr, ro_wr, tb_wr, *p_wr):
             m.d.comb += port.en.eq(0)
-        if has_v:
-            m.d.comb += v_wr.en.eq(0)
+        # The accumulator and membrane memories' write ports: every state names an address and
+        # a source, and one multiplexer per port picks the data (not one per state).
+        SRC_UPD, SRC_ZERO, SRC_NEW, SRC_SUMS = range(4)
+        a_we, a_waddr, a_src = Signal(), Signal(ACCB + 1), Signal(2)
+        v_we, v_waddr, v_src = Signal(), Signal(ACCB + 1), Signal(2)
+
+        def acc_write(addr, src):
+            m.d.comb += [a_we.eq(1), a_waddr.eq(addr), a_src.eq(src)]
+
+        def v_write(addr, src):
+            m.d.comb += [v_we.eq(1), v_waddr.eq(addr), v_src.eq(src)]
 
         # -- loop registers ---------------------------------------------------------------------
         tile = Signal(CHB)
@@ -428,7 +456,8 @@ class _Sequencer(wiring.Component):
         ow = D["out_width"][:MAPB + 1]
         ts = Signal(5)                               # timestep
         part = Signal(8)
-        cnt = Signal(32)                             # a loop counter
+        cnt = Signal(max(cfg.acc_words, 2 * cfg.max_map, cfg.max_tokens, cfg.tile_groups,
+                         cfg.max_channels).bit_length() + 1)   # a loop counter
         acc32 = Signal(33)                           # a running sum
         band_pixels = Signal(ACCB + 2)
         rowbytes = Signal(32)
@@ -449,7 +478,10 @@ class _Sequencer(wiring.Component):
         # -- beat assembler: words of L x 8, 16 or 32 bits from beats ---------------------------
         asm = Signal(L * 32)
         asm_n = Signal(8)                            # beats collected
-        asm_shift = asm.eq(Cat(asm[AW:], rd.payload.data))
+        asm_shift = Signal()                         # take the beat into the assembler
+        m.d.comb += asm_shift.eq(0)
+        with m.If(asm_shift):
+            m.d.sync += asm.eq(Cat(asm[AW:], rd.payload.data))
 
         def asm_word(lg_bytes):
             """The assembled word of L values of 2^lg_bytes bytes, as L signed 32-bit lanes
@@ -865,23 +897,26 @@ class _Sequencer(wiring.Component):
             wide_lanes = acc_lanes
         w_lanes = [w_rd.data[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed() for i in range(L)]
         upd = []
+        # Two adders a lane: the wide store's (multi-bit events: +-w << bit, wrapping at WIDE
+        # bits, never saturated) and the accumulators' (spike events: +-w, saturated at the
+        # layer's acc_bits; attention counts: + 0/1, not saturated). A spike event's bit is 0.
         for i in range(L):
-            src = Mux(wide, wide_lanes[i], acc_lanes[i])
-            w = Signal(signed(cfg.w_bits + 34), name=f"upd_w{i}")
-            m.d.comb += w.eq(w_lanes[i] << s1_b)
             mine = ~s1_dw | (s1_lane == i)
-            add = Mux(s1_cnt, s1_bits[i], Mux(mine, Mux(s1_neg, -w, w), 0))
-            total = Signal(signed(WIDE + 2), name=f"upd_sum{i}")
-            m.d.comb += total.eq(src + add)
-            upd.append(Mux(wide | s1_cnt, total, _clamp(total, acc_lo, acc_hi)))
+            wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
+            m.d.comb += wn.eq(Mux(mine, Mux(s1_neg, -w_lanes[i], w_lanes[i]), 0))
+            w = Signal(signed(WIDE), name=f"upd_w{i}")
+            m.d.comb += w.eq(wn << s1_b)
+            total = Signal(signed(WIDE), name=f"upd_wide{i}")
+            m.d.comb += total.eq(wide_lanes[i] + w)
+            narrow = Signal(signed(NB), name=f"upd_acc{i}")
+            m.d.comb += narrow.eq(acc_lanes[i] + Mux(s1_cnt, s1_bits[i], wn))
+            upd.append(Mux(wide, total, Mux(s1_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
         with m.If(s1_valid):
             with m.If(wide & has_v):
                 if has_v:
-                    m.d.comb += [v_wr.addr.eq(s1_acc), v_wr.en.eq(1),
-                                 v_wr.data.eq(Cat(*[u[:V] for u in upd]))]
+                    v_write(s1_acc, SRC_UPD)
             with m.Else():
-                m.d.comb += [a_wr.addr.eq(s1_acc), a_wr.en.eq(1),
-                             a_wr.data.eq(Cat(*[u[:A] for u in upd]))]
+                acc_write(s1_acc, SRC_UPD)
         stream_idle = Signal()
         m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~s0_valid & ~s1_valid)
 
@@ -890,12 +925,23 @@ class _Sequencer(wiring.Component):
         d_pix = Signal(ACCB + 2)                      # pixel within the band
         d_npix = Signal(ACCB + 2)
         x_lanes = [Signal(signed(34), name=f"x{i}") for i in range(L)]
+        # one saturation a lane, shared: a group's accumulators plus bias at acc_bits (the
+        # drain), or the head's token sums at sum_bits
+        sum_sel = Signal()
+        biased = [Signal(signed(34), name=f"biased{i}") for i in range(L)]
+        clamped = [Signal(signed(34), name=f"clamped{i}") for i in range(L)]
+        c_lo, c_hi = Signal(signed(V + 2)), Signal(signed(V + 2))
+        m.d.comb += [c_lo.eq(Mux(sum_sel, sum_lo, acc_lo)), c_hi.eq(Mux(sum_sel, sum_hi, acc_hi))]
         res_lanes = [Signal(signed(34), name=f"res{i}") for i in range(L)]
         out_word = Signal(L * 32)
         spike_word = Signal(L)
         bias = lanes_of(p_rd[0].data, 2)
         prm1 = lanes_of(p_rd[1].data, 2)
         prm2 = lanes_of(p_rd[2].data, 2)
+        for i in range(L):
+            m.d.comb += [biased[i].eq(Mux(wide, wide_lanes[i], acc_lanes[i]) + bias[i]),
+                         clamped[i].eq(_clamp(Mux(sum_sel, wide_lanes[i], biased[i]),
+                                              c_lo, c_hi))]
         for pr in p_rd:
             m.d.comb += pr.addr.eq(d_g)
         frac = D["frac_bits"][:5]
@@ -920,15 +966,19 @@ class _Sequencer(wiring.Component):
             b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
             th = Mux(is_lif | is_sdsa, b0, p1)
             lbias = Mux(is_sdsa, 0, Mux(is_lif, p1, p2))
-            charge = Signal(signed(72), name=f"charge{kl}")
-            m.d.comb += charge.eq(_clamp((x << frac) + lbias, v_lo, v_hi))
-            h = Signal(signed(72), name=f"h{kl}")
-            m.d.comb += h.eq(_clamp(vold + ((charge - vold) >> 1), v_lo, v_hi))
+            # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
+            # and charge, both in range, so its saturation is the identity and left out
+            shifted = Signal(signed(SW), name=f"xshift{kl}")
+            m.d.comb += shifted.eq(_shl_sat(x, frac, SW))
+            charge = Signal(signed(V + 1), name=f"charge{kl}")
+            m.d.comb += charge.eq(_clamp(shifted + lbias, v_lo, v_hi))
+            h = Signal(signed(V + 1), name=f"h{kl}")
+            m.d.comb += h.eq(vold + ((charge - vold) >> 1))
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
-            moved = Signal(signed(72), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(p1 >= 0, x << p1[:5], x >> (-p1)[:5]))
-            branch = Signal(signed(72), name=f"branch{kl}")
+            moved = Signal(signed(SW), name=f"moved{kl}")
+            m.d.comb += moved.eq(Mux(p1 >= 0, _shl_sat(x, p1[:5], SW), x >> (-p1)[:5]))
+            branch = Signal(signed(33), name=f"branch{kl}")
             m.d.comb += branch.eq(_clamp(moved + p2, o_lo, o_hi))
             val = Mux(is_stream, _clamp(branch + pick(res_lanes), o_lo, o_hi), x)
             with m.If(lu_busy):
@@ -1106,18 +1156,14 @@ class _Sequencer(wiring.Component):
             with m.If(~done):
                 m.d.comb += frd_ready.eq(1)
                 with m.If(frd_valid):
-                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                    m.d.comb += asm_shift.eq(1)
+                    m.d.sync += asm_n.eq(asm_n + 1)
             return done
 
         def wide_write(addr, lanes):
             """Write a word of the wide store (the membrane memory; the accumulators when the
-            core keeps no membranes)."""
-            if has_v:
-                m.d.comb += [v_wr.addr.eq(addr), v_wr.data.eq(Cat(*[x[:V] for x in lanes])),
-                             v_wr.en.eq(1)]
-            else:
-                m.d.comb += [a_wr.addr.eq(addr), a_wr.data.eq(Cat(*[x[:A] for x in lanes])),
-                             a_wr.en.eq(1)]
+            core keeps no membranes) from `lanes`: SRC_ZERO or SRC_SUMS."""
+            (v_write if has_v else acc_write)(addr, lanes)
 
         # -- the sequencer FSM ------------------------------------------------------------------
         core_id = core_fingerprint(cfg)
@@ -1207,9 +1253,9 @@ class _Sequencer(wiring.Component):
             def clear(state, amem_too, vmem_too, nxt):
                 with m.State(state):
                     if amem_too:
-                        m.d.comb += [a_wr.addr.eq(cnt), a_wr.data.eq(0), a_wr.en.eq(1)]
+                        acc_write(cnt, SRC_ZERO)
                     if vmem_too and has_v:
-                        m.d.comb += [v_wr.addr.eq(cnt), v_wr.data.eq(0), v_wr.en.eq(1)]
+                        v_write(cnt, SRC_ZERO)
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt + 1 >= cfg.acc_words):
                         m.d.sync += [cnt.eq(0), acc32.eq(0)]
@@ -1387,7 +1433,8 @@ class _Sequencer(wiring.Component):
             with m.State("PAR_RX"):
                 m.d.comb += frd_ready.eq(1)
                 with m.If(frd_valid):
-                    m.d.sync += [asm_shift, asm_n.eq(asm_n + 1)]
+                    m.d.comb += asm_shift.eq(1)
+                    m.d.sync += asm_n.eq(asm_n + 1)
                     with m.If(asm_n + 1 == pw_beats):
                         m.d.sync += asm_n.eq(0)
                         m.next = "PAR_WR"
@@ -1546,7 +1593,7 @@ class _Sequencer(wiring.Component):
                 for i in range(L):
                     sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
                     accv = Mux(wide, wide_lanes[i], acc_lanes[i])
-                    withb = Mux(wide, accv + bias[i], _clamp(accv + bias[i], acc_lo, acc_hi))
+                    withb = Mux(wide, biased[i], clamped[i])
                     m.d.sync += [
                         x_lanes[i].eq(Mux(is_lif, sval, Mux(D["has_bias"] != 0, withb, accv))),
                         res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
@@ -1556,10 +1603,9 @@ class _Sequencer(wiring.Component):
                 with m.If(~is_lif):
                     with m.If(wide & has_v):
                         if has_v:
-                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                         v_wr.data.eq(0)]
+                            v_write(drain_addr, SRC_ZERO)
                     with m.Else():
-                        m.d.comb += [a_wr.addr.eq(drain_addr), a_wr.en.eq(1), a_wr.data.eq(0)]
+                        acc_write(drain_addr, SRC_ZERO)
                 m.next = "D_LIF"
             with m.State("D_LIF"):
                 with m.If(lu_busy):
@@ -1568,8 +1614,7 @@ class _Sequencer(wiring.Component):
                     m.d.comb += draining.eq(1)
                     if has_v:
                         with m.If(out_spikes & ~last_t):
-                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                            v_write(drain_addr, SRC_NEW)
                     with m.If(out_spikes):
                         byte = s_byte[:LGAB] if LGAB else Const(0)
                         nbuf = Signal(AW)
@@ -1660,7 +1705,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += cnt.eq(0)
                     m.next = "SD_CLR"
             with m.State("SD_CLR"):                 # K^T V counts to zero
-                m.d.comb += [a_wr.addr.eq(cnt), a_wr.data.eq(0), a_wr.en.eq(1)]
+                acc_write(cnt, SRC_ZERO)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt + 1 == cfg.acc_words):
                     m.d.sync += [tok_n.eq(0), kv_off.eq(0)]
@@ -1775,8 +1820,7 @@ class _Sequencer(wiring.Component):
                 with m.If(~lu_busy):
                     if has_v:
                         with m.If(~last_t):
-                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                            v_write(drain_addr, SRC_NEW)
                     lane_ok = Cat(*[(grp << LGL) + i < dim for i in range(L)])
                     pos = rel + (grp << LGL)
                     placed = Signal(2 * AW)
@@ -1809,7 +1853,7 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [cnt.eq(0), acc32.eq(0), part_cur.eq(0)]
                 m.next = "ROWOFF"
             with m.State("HD_CLR"):                 # the token sums to zero
-                wide_write(SUMBASE + cnt, [Const(0, V)] * L)
+                wide_write(SUMBASE + cnt, SRC_ZERO)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt + 1 >= hd_cg):
                     m.d.sync += [tok_n.eq(0), kv_off.eq(0)]
@@ -1830,11 +1874,7 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_SUM_WR"
             with m.State("HD_SUM_WR"):
                 m.d.comb += draining.eq(1)
-                sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
-                sums = [wide_lanes[i] + Mux(lg_in_vb == 2, sw[2][i],
-                                            Mux(lg_in_vb == 1, sw[1][i], sw[0][i]))
-                        for i in range(L)]
-                wide_write(drain_addr, sums)
+                wide_write(drain_addr, SRC_SUMS)
                 m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
                 with m.If(hd_g + 1 == hd_cg):
                     m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
@@ -1861,8 +1901,8 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_S_GET"
             with m.State("HD_S_GET"):
                 m.d.comb += draining.eq(1)
-                m.d.sync += [x_lanes[i].eq(_clamp(wide_lanes[i], sum_lo, sum_hi))
-                             for i in range(L)]
+                m.d.comb += sum_sel.eq(1)
+                m.d.sync += [x_lanes[i].eq(clamped[i]) for i in range(L)]
                 m.d.sync += drain_addr.eq(hd_g)
                 m.next = "HD_M_RD"
             with m.State("HD_M_RD"):
@@ -1877,8 +1917,7 @@ class _Sequencer(wiring.Component):
                 with m.If(~lu_busy):
                     if has_v:
                         with m.If(~last_t):
-                            m.d.comb += [v_wr.addr.eq(drain_addr), v_wr.en.eq(1),
-                                         v_wr.data.eq(Cat(*[v[:V] for v in v_new]))]
+                            v_write(drain_addr, SRC_NEW)
                     real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
                     m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
                                  h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
@@ -1895,4 +1934,23 @@ class _Sequencer(wiring.Component):
 
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)
+
+        # the write ports' data: the head's token sums add a token's values to the wide store
+        sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
+        sums = [wide_lanes[i] + Mux(lg_in_vb == 2, sw[2][i],
+                                    Mux(lg_in_vb == 1, sw[1][i], sw[0][i])) for i in range(L)]
+        sources = {SRC_UPD: upd, SRC_NEW: v_new, SRC_SUMS: sums}
+
+        def port_data(port, src, width, choices):
+            with m.Switch(src):
+                for code in choices:
+                    with m.Case(code):
+                        m.d.comb += port.data.eq(Cat(*[x[:width] for x in sources[code]]))
+                with m.Default():
+                    m.d.comb += port.data.eq(0)
+        m.d.comb += [a_wr.en.eq(a_we), a_wr.addr.eq(a_waddr)]
+        port_data(a_wr, a_src, A, (SRC_UPD,) if has_v else (SRC_UPD, SRC_SUMS))
+        if has_v:
+            m.d.comb += [v_wr.en.eq(v_we), v_wr.addr.eq(v_waddr)]
+            port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW, SRC_SUMS))
         return m
