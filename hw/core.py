@@ -706,6 +706,12 @@ class _Sequencer(wiring.Component):
         m.d.comb += vmode.eq(multibit & is_engine)
         oh_eq, spike_idx, spike_any = _lowest(hold)
         m.d.comb += oh_eq
+        # A depthwise event is a group of lanes with spikes (a lane mask: every lane of the
+        # group adds its own channel's weight at the same pixel), the group of the beat's
+        # lowest spike; other engines take one spike an event.
+        ev_mask = Signal(L)
+        sp_grp = spike_idx >> LGL
+        grp_word = hold.word_select(sp_grp[:_log2(AW // L)], L) if AW > L else hold[:L]
         slot_vals = []
         for lb in range(3):
             per = AB >> lb
@@ -730,7 +736,7 @@ class _Sequencer(wiring.Component):
         # an event is offered from the held beat
         with m.If(have & ~vmode):
             m.d.comb += [ev_valid.eq(spike_any), ev_c.eq(h_cbase + spike_idx), ev_b.eq(0),
-                         ev_neg.eq(0)]
+                         ev_neg.eq(0), ev_mask.eq(grp_word)]
         with m.If(have & vmode & mag_on):
             m.d.comb += [ev_valid.eq(1), ev_c.eq(mag_c), ev_b.eq(mag_idx), ev_neg.eq(mag_neg)]
         ev_take = Signal()
@@ -741,6 +747,11 @@ class _Sequencer(wiring.Component):
                 m.d.sync += mag.eq(mag & ~(Const(1, 33) << mag_idx))
                 with m.If((mag & ~(Const(1, 33) << mag_idx)) == 0):
                     m.d.sync += mag_on.eq(0)
+            with m.Elif(is_dw):
+                if AW > L:
+                    m.d.sync += hold.word_select(sp_grp[:_log2(AW // L)], L).eq(0)
+                else:
+                    m.d.sync += hold.eq(0)
             with m.Else():
                 m.d.sync += hold.eq(hold & ~(Const(1, AW) << spike_idx))
         # values: load the next non-zero slot's magnitude
@@ -792,7 +803,7 @@ class _Sequencer(wiring.Component):
         tg_ocol0, tg_kcol0 = Signal(signed(MAPB + 3)), Signal(KB + 2)
         tg_g = Signal(GB + 1)
         tg_dwg = Signal(CHB + 1)                      # depthwise: the event's group in the tile
-        tg_lane = Signal(LGL + 1)
+        tg_mask = Signal(L)                           # depthwise: the event's lanes
         part_cur = Signal(8)
 
         in_band = (tg_orow >= r0) & (tg_orow < r1)
@@ -841,7 +852,7 @@ class _Sequencer(wiring.Component):
                          tg_orow.eq(h_rt[4:20]), tg_krow.eq(h_rt[20:24]),
                          tg_ocol.eq(h_ct[4:20]), tg_ocol0.eq(h_ct[4:20]),
                          tg_kcol.eq(h_ct[20:24]), tg_kcol0.eq(h_ct[20:24]),
-                         tg_g.eq(0), tg_dwg.eq(dwg), tg_lane.eq(ev_c[:LGL])]
+                         tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(ev_mask)]
 
         # -- update pipeline --------------------------------------------------------------------
         s0_valid = Signal()
@@ -849,13 +860,13 @@ class _Sequencer(wiring.Component):
         s0_w = Signal(WGB + 1)
         s0_b = Signal(6)
         s0_neg = Signal()
-        s0_lane = Signal(LGL + 1)
+        s0_mask = Signal(L)
         s0_dw = Signal()
         s1_valid = Signal()
         s1_acc = Signal(ACCB + 1)
         s1_b = Signal(6)
         s1_neg = Signal()
-        s1_lane = Signal(LGL + 1)
+        s1_mask = Signal(L)
         s1_dw = Signal()
         s0_cnt = Signal()                            # attention: add 0/1 counts `s0_bits`
         s0_bits = Signal(L)
@@ -871,14 +882,14 @@ class _Sequencer(wiring.Component):
             m.d.sync += [
                 s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
                 s0_w.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
-                s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_lane.eq(tg_lane), s0_dw.eq(is_dw),
+                s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_mask.eq(tg_mask), s0_dw.eq(is_dw),
                 s0_cnt.eq(0),
             ]
         with m.If(kv_emit):
             m.d.sync += [s0_acc.eq(kv_addr), s0_bits.eq(kv_bits), s0_cnt.eq(1), s0_b.eq(0),
                          s0_neg.eq(0), s0_dw.eq(0)]
         m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc), s1_b.eq(s0_b),
-                     s1_neg.eq(s0_neg), s1_lane.eq(s0_lane), s1_dw.eq(s0_dw),
+                     s1_neg.eq(s0_neg), s1_mask.eq(s0_mask), s1_dw.eq(s0_dw),
                      s1_cnt.eq(s0_cnt), s1_bits.eq(s0_bits)]
 
         # acc memory ports: the pipeline while streaming, the drain otherwise
@@ -901,7 +912,7 @@ class _Sequencer(wiring.Component):
         # bits, never saturated) and the accumulators' (spike events: +-w, saturated at the
         # layer's acc_bits; attention counts: + 0/1, not saturated). A spike event's bit is 0.
         for i in range(L):
-            mine = ~s1_dw | (s1_lane == i)
+            mine = ~s1_dw | s1_mask[i]
             wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
             m.d.comb += wn.eq(Mux(mine, Mux(s1_neg, -w_lanes[i], w_lanes[i]), 0))
             w = Signal(signed(WIDE), name=f"upd_w{i}")
@@ -1550,7 +1561,7 @@ class _Sequencer(wiring.Component):
 
             # drain: per pixel of the band, per group of the tile ------------------------------
             with m.State("DRAIN"):
-                m.d.sync += [dri_n.eq(0), dwi_n.eq(0)]
+                m.d.sync += [dri_n.eq(0), dwi_n.eq(0), asm_n.eq(0)]
                 m.d.sync += [d_npix.eq((r1 - r0) << 0), cnt.eq(0), acc32.eq(0)]
                 m.next = "D_NPIX"
             with m.State("D_NPIX"):                 # pixels of this band: (r1 - r0) * ow
@@ -1571,7 +1582,7 @@ class _Sequencer(wiring.Component):
                     m.next = "T_START"
                 with m.Elif(d_pix != d_npix):
                     m.d.sync += [d_g.eq(0), sbuf.eq(0), sstrb.eq(0),
-                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0), asm_n.eq(0)]
+                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0)]
                     m.next = "D_WAIT"
             with m.State("D_WAIT"):
                 # the group's stream word (when needed), then the accumulator read
@@ -1589,6 +1600,7 @@ class _Sequencer(wiring.Component):
                     m.next = "D_CALC"
             with m.State("D_CALC"):
                 m.d.comb += draining.eq(1)
+                m.d.sync += asm_n.eq(0)                  # the stream word is taken
                 sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
                 for i in range(L):
                     sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
@@ -1608,6 +1620,10 @@ class _Sequencer(wiring.Component):
                         acc_write(drain_addr, SRC_ZERO)
                 m.next = "D_LIF"
             with m.State("D_LIF"):
+                # the stream word of the group was taken in D_CALC: the next one's beats come
+                # in while the lane unit works (the drain's stream holds only the band's words)
+                with m.If(s_need):
+                    collect(s_nbeats)
                 with m.If(lu_busy):
                     m.d.comb += draining.eq(1)
                 with m.Else():
@@ -1636,12 +1652,14 @@ class _Sequencer(wiring.Component):
                                      em_n.eq(0), em_nb.eq(o_nbeats)]
                         m.next = "D_NEXTG"
             with m.State("D_NEXTG"):
+                with m.If(s_need):
+                    collect(s_nbeats)                # the next group's stream word, early
                 with m.If(d_g + 1 == gt):
                     m.d.sync += [d_pix.eq(d_pix + 1), out_pix.eq(out_pix + D["out_pixel_bytes"]),
                                  res_pix.eq(res_pix + s_pb)]
                     m.next = "D_PIX"
                 with m.Else():
-                    m.d.sync += [d_g.eq(d_g + 1), asm_n.eq(0)]
+                    m.d.sync += d_g.eq(d_g + 1)
                     m.next = "D_WAIT"
 
             # -- attention (sdsa): tiles of heads, bands of token rows, timesteps --------------
