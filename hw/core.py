@@ -897,10 +897,13 @@ class _Sequencer(wiring.Component):
         draining = Signal()
         y_read = Signal()                             # the attention's Q KV reads
         y_addr = Signal(ACCB + 1)
-        m.d.comb += [a_rd.addr.eq(Mux(y_read, y_addr, Mux(draining, drain_addr, s0_acc))),
+        d_read = Signal()                             # the drain's next group is read
+        d_addr = Signal(ACCB + 1)                     # at this address (D_WAIT)
+        m.d.comb += [a_rd.addr.eq(Mux(y_read, y_addr, Mux(d_read, d_addr,
+                                                         Mux(draining, drain_addr, s0_acc)))),
                      w_rd.addr.eq(s0_w)]
         if has_v:
-            m.d.comb += v_rd.addr.eq(Mux(draining, drain_addr, s0_acc))
+            m.d.comb += v_rd.addr.eq(Mux(d_read, d_addr, Mux(draining, drain_addr, s0_acc)))
         acc_lanes = [a_rd.data[A * i:A * (i + 1)].as_signed() for i in range(L)]
         if has_v:
             wide_lanes = [v_rd.data[V * i:V * (i + 1)].as_signed() for i in range(L)]
@@ -1591,12 +1594,10 @@ class _Sequencer(wiring.Component):
                     m.d.comb += go.eq(collect(s_nbeats))
                 with m.Else():
                     m.d.comb += go.eq(1)
-                with m.If(go):
-                    m.d.sync += drain_addr.eq(gbase[d_g[:GB]] + d_pix)
-                    m.next = "D_READ"
-            with m.State("D_READ"):
-                m.d.comb += draining.eq(1)
-                with m.If(~em_busy):
+                # the read is issued in every cycle of this state: the data is there in the next
+                m.d.comb += [d_read.eq(1), d_addr.eq(gbase[d_g[:GB]] + d_pix)]
+                with m.If(go & ~em_busy):
+                    m.d.sync += drain_addr.eq(d_addr)
                     m.next = "D_CALC"
             with m.State("D_CALC"):
                 m.d.comb += draining.eq(1)
@@ -1646,21 +1647,18 @@ class _Sequencer(wiring.Component):
                             m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
                                          sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
                                          em_nb.eq(1)]
-                        m.next = "D_NEXTG"
                     with m.Else():
                         m.d.sync += [em_word.eq(out_word), em_busy.eq(1), em_spk.eq(0),
                                      em_n.eq(0), em_nb.eq(o_nbeats)]
-                        m.next = "D_NEXTG"
-            with m.State("D_NEXTG"):
-                with m.If(s_need):
-                    collect(s_nbeats)                # the next group's stream word, early
-                with m.If(d_g + 1 == gt):
-                    m.d.sync += [d_pix.eq(d_pix + 1), out_pix.eq(out_pix + D["out_pixel_bytes"]),
-                                 res_pix.eq(res_pix + s_pb)]
-                    m.next = "D_PIX"
-                with m.Else():
-                    m.d.sync += d_g.eq(d_g + 1)
-                    m.next = "D_WAIT"
+                    # the next group, or the next pixel
+                    with m.If(d_g + 1 == gt):
+                        m.d.sync += [d_pix.eq(d_pix + 1),
+                                     out_pix.eq(out_pix + D["out_pixel_bytes"]),
+                                     res_pix.eq(res_pix + s_pb)]
+                        m.next = "D_PIX"
+                    with m.Else():
+                        m.d.sync += d_g.eq(d_g + 1)
+                        m.next = "D_WAIT"
 
             # -- attention (sdsa): tiles of heads, bands of token rows, timesteps --------------
             with m.State("SD_DGW"):                 # dim * gph: K^T V words of one head
