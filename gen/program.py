@@ -768,7 +768,8 @@ def _engine_cycles(op, core, x):
     compute: per tile, band, timestep and weight pass, the encoder scans the band's input
     beats, one per cycle; a beat with events costs its events' update cycles instead (an event,
     one per spike or per set bit of a multi-bit value, updates the tile's `groups` words per
-    output pixel it touches; a depthwise event one window per `rows x cols` bank block),
+    output pixel it touches; a depthwise event, a group's lane mask at a pixel, one word per
+    output pixel it touches),
     spread evenly over the passes; each frame-pass ends with the update pipeline's flush, each
     frame with the drain of the band's accumulators (one word per cycle plus its latency).
     Bands re-scan their halo rows (one cycle per beat).
@@ -784,15 +785,14 @@ def _engine_cycles(op, core, x):
     beats = -(-sae.in_channels // sae.in_lanes)
     pad = beats * sae.in_lanes - sae.in_channels
     p = np.pad(planes, ((0, 0), (0, 0), (0, pad), (0, 0), (0, 0)))
-    events = p.reshape(frames, p.shape[1], beats, sae.in_lanes, sae.height,
-                       sae.width).sum(axis=(1, 3))    # (T, beats, H, W)
+    per_lane = p.reshape(frames, p.shape[1], beats, sae.in_lanes, sae.height, sae.width)
+    if sae.mode == "depthwise":                       # groups with a spike (a beat is a group)
+        events = (per_lane != 0).any(axis=3).sum(axis=1)
+    else:
+        events = per_lane.sum(axis=(1, 3))           # (T, beats, H, W)
     rows = np.array([e[0] for e in sae.depthwise_axis_table(sae.height, sae.out_height)])
     cols = np.array([e[0] for e in sae.depthwise_axis_table(sae.width, sae.out_width)])
-    if sae.mode == "depthwise":
-        r, c = sae.depthwise_banks
-        touched = np.outer(-(-rows // r), -(-cols // c))
-    else:
-        touched = np.outer(rows, cols)
+    touched = np.outer(rows, cols)
     extra_rows = _input_rows_read(op) - sae.height          # halo rows scanned again
     groups_total = -(-sae.out_channels // lanes)
     weight_tile = -(-pack_weights(op, core)[1] // core.axi_bytes) if op.weight is not None \
@@ -803,7 +803,7 @@ def _engine_cycles(op, core, x):
     for tile in range(tl.tiles):
         g = min(tl.groups, groups_total - tile * tl.groups)
         if sae.mode == "depthwise":
-            # a tile scans only its own groups' beats; an event updates one window per block
+            # a tile scans only its own groups' beats; an event updates one pixel a cycle
             tile_events = events[:, tile * tl.groups:tile * tl.groups + g]
             updates = tile_events * touched[None, None]
             scanned = g
