@@ -40,7 +40,8 @@ from spec.program import (
 from sw.lif_int import lif_int, saturate
 from sw.shortcut_int import shortcut_int
 
-__all__ = ["Memory", "run_program", "check_outputs", "Divergence", "read_descriptors"]
+__all__ = ["Memory", "run_program", "check_outputs", "check_scores", "class_scores",
+           "Divergence", "read_descriptors"]
 
 _MODE_NAMES = {v: k for k, v in MODES.items()}
 
@@ -400,3 +401,25 @@ def check_outputs(mem, layout, core, traces, sample):
                 f"({len(diff)} values differ)")
         compared += want.size
     return compared
+
+
+def class_scores(mem, layout, core, timesteps, classes):
+    """The head's class scores in `mem`: its output region (one value per class and timestep)
+    summed over timesteps."""
+    region = layout["regions"]["head:outputs"]
+    values, _ = unpack_values(mem.read(region["addr"], region["bytes"]), timesteps, classes,
+                              1, 1, 32, core)
+    return values.sum(axis=0)[:, 0, 0]
+
+
+def check_scores(mem, layout, core, timesteps, expected, sample):
+    """Compare the class scores in `mem` with `expected` (the integer model's, one per class)
+    for `sample`; raise `Divergence` naming the first differing class. Returns the scores."""
+    expected = np.asarray(expected)
+    got = class_scores(mem, layout, core, timesteps, len(expected))
+    diff = np.flatnonzero(got != expected)
+    if len(diff):
+        k = int(diff[0])
+        raise Divergence(f"image {sample}: class {k} scores {int(got[k])}, expected "
+                         f"{int(expected[k])} ({len(diff)} classes differ)")
+    return got

@@ -15,7 +15,7 @@ import pytest
 
 from gen.program import CompileError, compile_network, geometry_tables
 from gen.program import main as program_main
-from sim.overlay import Divergence, check_outputs, read_descriptors, run_program
+from sim.overlay import Divergence, check_outputs, check_scores, read_descriptors, run_program
 from spec.cli import run_main
 from spec.core import CoreConfig
 from spec.csr import ERRORS
@@ -66,10 +66,8 @@ def run_and_check(path, core):
         mem = run_program(image.data, len(image.data) + image.activation_bytes, 0, core,
                           bundle.arrays["pixels"][s])
         compared = check_outputs(mem, layout, core, bundle.arrays, s)
-        scores = unpack_values(mem.read(layout["regions"]["head:outputs"]["addr"],
-                                        layout["regions"]["head:outputs"]["bytes"]),
-                               net.timesteps, net.head.fc.out_channels, 1, 1, 32, core)[0]
-        assert np.array_equal(scores.sum(axis=0)[:, 0, 0], bundle.arrays["scores"][s])
+        assert len(bundle.arrays["scores"][s]) == net.head.fc.out_channels
+        check_scores(mem, layout, core, net.timesteps, bundle.arrays["scores"][s], s)
     return image, compared
 
 
@@ -138,6 +136,21 @@ def test_checker_names_a_corrupted_value(folder):
         f"{op['name']} (spikes of {region['trace'][0]}): first divergence at timestep 0, "
         f"token 5 (row 0, column 5), channel 2: expected {got}, got {1 - got} "
         f"(1 values differ)")
+
+
+def test_score_checker_names_a_corrupted_score(folder):
+    """The class-score check passes on the executor's scores and names the first class whose
+    expected score was changed."""
+    core, bundle, layout, mem, _ = _executed(folder, "head")
+    timesteps = layout["regions"]["head:outputs"]["shape"][0]
+    expected = np.array(bundle.arrays["scores"][0])
+    got = check_scores(mem, layout, core, timesteps, expected, 0)
+    assert np.array_equal(got, expected)
+    expected[3] += 1
+    with pytest.raises(Divergence) as info:
+        check_scores(mem, layout, core, timesteps, expected, 0)
+    assert str(info.value) == (f"image 0: class 3 scores {got[3]}, expected {got[3] + 1} "
+                               f"(1 classes differ)")
 
 
 def test_checker_refuses_nonzero_padding(folder):
