@@ -1,7 +1,7 @@
 """Co-simulation of a whole network under Verilator against the integer network.
 
 Two small quantized digits models (`quant_helpers.stats_model`), each exported as a network
-bundle with one test image and generated as one design with taps on every layer's output
+bundle with two test images and generated as one design with taps on every layer's output
 stream (`hw.network.Network`); every value of every layer's stream, sample and timestep is
 compared (tb/cocotb_network.py). Their layers: a first convolution on 5-bit pixels, a
 Conv-based block, a downsampling layer with its LIF, a Transformer-based block, and the head.
@@ -25,7 +25,7 @@ from sim.cosim import read_report, run_cocotb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 CALIBRATION_IMAGES = 64
-TEST_IMAGES = 1                 # every value of every layer is compared
+TEST_IMAGES = 2
 #: one Verilator build per T
 CASES = {1: ["test_network_matches_integer_model", "test_corrupted_expectation_is_caught"],
          4: ["test_network_random_stalls"]}
