@@ -479,7 +479,6 @@ class _Sequencer(wiring.Component):
         asm = Signal(L * 32)
         asm_n = Signal(8)                            # beats collected
         asm_shift = Signal()                         # take the beat into the assembler
-        m.d.comb += asm_shift.eq(0)
         with m.If(asm_shift):
             m.d.sync += asm.eq(Cat(asm[AW:], rd.payload.data))
 
@@ -1174,10 +1173,10 @@ class _Sequencer(wiring.Component):
                     m.d.sync += asm_n.eq(asm_n + 1)
             return done
 
-        def wide_write(addr, lanes):
+        def wide_write(addr, src):
             """Write a word of the wide store (the membrane memory; the accumulators when the
-            core keeps no membranes) from `lanes`: SRC_ZERO or SRC_SUMS."""
-            (v_write if has_v else acc_write)(addr, lanes)
+            core keeps no membranes) from `src`: SRC_ZERO or SRC_SUMS."""
+            (v_write if has_v else acc_write)(addr, src)
 
         # -- the sequencer FSM ------------------------------------------------------------------
         core_id = core_fingerprint(cfg)
