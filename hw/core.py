@@ -298,7 +298,7 @@ class _Sequencer(wiring.Component):
         GB = max(1, cfg.tile_groups.bit_length())
 
         rd, wr = self.rd_data, self.wr_data
-        m.d.comb += [self.rd_cmd.valid.eq(0), self.wr_cmd.valid.eq(0), wr.valid.eq(0),
+        m.d.comb += [wr.valid.eq(0),
                      rd.ready.eq(0), self.layer_done.eq(0), self.event.eq(0)]
 
         # -- header and descriptor registers: shift registers of words --------------------------
@@ -342,6 +342,21 @@ class _Sequencer(wiring.Component):
 
         def aligned(value):
             return value[:LGAB] == 0 if LGAB else Const(1)
+
+        # One check per port, on the command offered: an issuer raises `*_req` with the
+        # address and length on the payload; a command that breaks the address rule (or the
+        # alignment, where `*_chk_al`) is not offered and stops the core instead.
+        rd_req, rd_chk, rd_chk_al, rd_bad, rd_taken = (Signal() for _ in range(5))
+        wr_req, wr_chk_al, wr_bad, wr_taken = (Signal() for _ in range(4))
+        rcmd, wcmd = self.rd_cmd.payload, self.wr_cmd.payload
+        m.d.comb += [
+            rd_chk.eq(rd_req),
+            rd_bad.eq(rd_chk & (~read_ok(rcmd.addr, rcmd.length)
+                                | rd_chk_al & ~aligned(rcmd.addr))),
+            wr_bad.eq(~write_ok(wcmd.addr, wcmd.length) | wr_chk_al & ~aligned(wcmd.addr)),
+            rd_taken.eq(self.rd_cmd.valid & self.rd_cmd.ready),
+            wr_taken.eq(self.wr_cmd.valid & self.wr_cmd.ready),
+        ]
 
         # -- per-layer derived values -----------------------------------------------------------
         op = D["opcode"]
@@ -459,6 +474,12 @@ class _Sequencer(wiring.Component):
         cnt = Signal(max(cfg.acc_words, 2 * cfg.max_map, cfg.max_tokens, cfg.tile_groups,
                          cfg.max_channels).bit_length() + 1)   # a loop counter
         acc32 = Signal(33)                           # a running sum
+        acc_add = Signal(33)                         # its addend this cycle: one adder
+
+        def acc_plus(value):
+            m.d.comb += acc_add.eq(value)
+            return (acc32 + acc_add)[:33]
+
         band_pixels = Signal(ACCB + 2)
         rowbytes = Signal(32)
         in_off = Signal(32)                          # of the band's first input row
@@ -611,7 +632,6 @@ class _Sequencer(wiring.Component):
         # while the engine waits for it, never just before an input stream, which would then
         # wait behind the whole load
         ld_allow = Signal()
-        ld_addr_bad = Signal()
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ld_start):
@@ -643,9 +663,7 @@ class _Sequencer(wiring.Component):
             with m.State("ISSUE"):
                 m.d.comb += ld_issue.eq((slot_state[ld_slot] == 0) & ~fl_busy & ~fsm_cmd
                                         & ~q_full & ld_allow & ~drain_on)
-                m.d.comb += ld_addr_bad.eq(ld_issue & (~read_ok(ld_waddr, ld_pbytes)
-                                                       | ~aligned(ld_waddr)))
-                with m.If(ld_issue & ~ld_addr_bad & self.rd_cmd.ready):
+                with m.If(ld_issue & rd_taken):
                     m.d.sync += [slot_state[ld_slot].eq(1), fl_busy.eq(1), fl_slot.eq(ld_slot),
                                  fl_gt.eq(ld_gt), fl_g.eq(0), fl_c.eq(0), fl_t.eq(0),
                                  fl_cbase.eq(0), fl_tbase.eq(0), fl_n.eq(0),
@@ -668,11 +686,9 @@ class _Sequencer(wiring.Component):
                                       | (ld_r0 + band_rows >= D["out_height"])):
                                 m.d.sync += next_tile
                                 m.next = "TILE"
-        with m.If(ld_issue & ~ld_addr_bad):
-            m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.addr.eq(ld_waddr),
+        with m.If(ld_issue):
+            m.d.comb += [rd_req.eq(1), rd_chk_al.eq(1), self.rd_cmd.payload.addr.eq(ld_waddr),
                          self.rd_cmd.payload.length.eq(ld_pbytes), cmd_kind.eq(KIND_W)]
-        with m.If(ld_addr_bad):
-            m.d.comb += fault("address")
 
         # -- event source -----------------------------------------------------------------------
         src_active = Signal()                         # consuming the band's input beats
@@ -1137,14 +1153,10 @@ class _Sequencer(wiring.Component):
         dri_a = s_base + t_res + dri_addr + (g0 << (LGL + s_lgvb))
         dri_len = gt << (LGL + s_lgvb)
         with m.If(dri_go):
-            m.d.comb += [self.rd_cmd.payload.addr.eq(dri_a),
+            m.d.comb += [rd_req.eq(1), self.rd_cmd.payload.addr.eq(dri_a),
                          self.rd_cmd.payload.length.eq(dri_len), cmd_kind.eq(KIND_FSM)]
-            with m.If(~read_ok(dri_a, dri_len)):
-                m.d.comb += fault("address")
-            with m.Else():
-                m.d.comb += self.rd_cmd.valid.eq(1)
-                with m.If(self.rd_cmd.ready):
-                    m.d.sync += [dri_n.eq(dri_n + 1), dri_addr.eq(dri_addr + s_pb)]
+            with m.If(rd_taken):
+                m.d.sync += [dri_n.eq(dri_n + 1), dri_addr.eq(dri_addr + s_pb)]
         sp_first = (g0 << _log2(SPB)) >> LGAB
         sp_last = (((g0 + gt) << _log2(SPB)) - 1) >> LGAB
         dwi_oaddr = D["out_addr"] + t_out + dwi_addr
@@ -1152,15 +1164,11 @@ class _Sequencer(wiring.Component):
                     dwi_oaddr + (g0 << (LGL + lg_out_vb)))
         dwi_len = Mux(out_spikes, (sp_last - sp_first + 1) << LGAB, gt << (LGL + lg_out_vb))
         with m.If(drain_on & (dwi_n != d_npix) & (dwi_n < d_pix + 4)):
-            m.d.comb += [self.wr_cmd.payload.addr.eq(dwi_a),
+            m.d.comb += [wr_req.eq(1), self.wr_cmd.payload.addr.eq(dwi_a),
                          self.wr_cmd.payload.length.eq(dwi_len)]
-            with m.If(~write_ok(dwi_a, dwi_len)):
-                m.d.comb += fault("address")
-            with m.Else():
-                m.d.comb += self.wr_cmd.valid.eq(1)
-                with m.If(self.wr_cmd.ready):
-                    m.d.sync += [dwi_n.eq(dwi_n + 1),
-                                 dwi_addr.eq(dwi_addr + D["out_pixel_bytes"])]
+            with m.If(wr_taken):
+                m.d.sync += [dwi_n.eq(dwi_n + 1),
+                             dwi_addr.eq(dwi_addr + D["out_pixel_bytes"])]
 
         def collect(beats):
             """In a state: take the sequencer's beats into the assembler until `beats` are in;
@@ -1195,23 +1203,15 @@ class _Sequencer(wiring.Component):
 
         def read_cmd(addr, length, nxt, check=True):
             m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length),
-                         fsm_cmd.eq(1)]
-            ok = ~read_ok(addr, length) | ~aligned(addr) if check else Const(0)
-            with m.If(ok):
-                m.d.comb += fault("address")
-            with m.Elif(~q_full):
-                m.d.comb += self.rd_cmd.valid.eq(1)
-                with m.If(self.rd_cmd.ready):
-                    m.next = nxt
+                         fsm_cmd.eq(1), rd_req.eq(1), rd_chk.eq(check), rd_chk_al.eq(check)]
+            with m.If(rd_taken):
+                m.next = nxt
 
         def write_cmd(addr, length, nxt):
-            m.d.comb += [self.wr_cmd.payload.addr.eq(addr), self.wr_cmd.payload.length.eq(length)]
-            with m.If(~write_ok(addr, length) | ~aligned(addr)):
-                m.d.comb += fault("address")
-            with m.Else():
-                m.d.comb += self.wr_cmd.valid.eq(1)
-                with m.If(self.wr_cmd.ready):
-                    m.next = nxt
+            m.d.comb += [self.wr_cmd.payload.addr.eq(addr), self.wr_cmd.payload.length.eq(length),
+                         wr_req.eq(1), wr_chk_al.eq(1)]
+            with m.If(wr_taken):
+                m.next = nxt
 
         with m.FSM():
             with m.State("IDLE"):
@@ -1408,19 +1408,19 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [rowbytes.eq(acc32), cnt.eq(0), acc32.eq(0)]
                     m.next = "ROWOFF"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + D["in_pixel_bytes"]), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(D["in_pixel_bytes"])), cnt.eq(cnt + 1)]
 
             # row offsets in the accumulator tile: j * out_width --------------------------------
             with m.State("ROWOFF"):
                 m.d.comb += [ro_wr.addr.eq(cnt), ro_wr.data.eq(acc32), ro_wr.en.eq(1)]
                 with m.If(cnt + 1 >= band_rows):
-                    m.d.sync += [band_pixels.eq(acc32 + ow), cnt.eq(0)]
+                    m.d.sync += [band_pixels.eq(acc_plus(ow)), cnt.eq(0)]
                     with m.If(is_sdsa):
                         m.next = "SD_TILE"
                     with m.Else():
                         m.next = "TILE"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(ow)), cnt.eq(cnt + 1)]
 
             # tiles ----------------------------------------------------------------------------
             with m.State("TILE"):
@@ -1469,7 +1469,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += kind.eq(kind + 1)
                     m.next = "PAR_RX"
             with m.State("GBASE"):
-                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc32 + band_pixels),
+                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc_plus(band_pixels)),
                              cnt.eq(cnt + 1)]
                 with m.If(cnt + 1 >= gt):
                     m.d.sync += [cnt.eq(0), acc32.eq(0), band.eq(0), r0.eq(0), out_off.eq(0),
@@ -1573,7 +1573,7 @@ class _Sequencer(wiring.Component):
                                  dwi_addr.eq(out_off), drain_on.eq(1)]
                     m.next = "D_PIX"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + ow), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(ow)), cnt.eq(cnt + 1)]
             with m.State("D_PIX"):
                 with m.If((d_pix == d_npix) & ~em_busy):
                     m.d.sync += drain_on.eq(0)
@@ -1665,13 +1665,13 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [dgw.eq(acc32), cnt.eq(0), acc32.eq(0)]
                     m.next = "SD_TBITS"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + dim), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(dim)), cnt.eq(cnt + 1)]
             with m.State("SD_TBITS"):               # tile_groups * dim: channels of a tile
                 with m.If(cnt == D["tile_groups"]):
                     m.d.sync += [tile_bits.eq(acc32), cnt.eq(0), acc32.eq(0)]
                     m.next = "ROWOFF"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + dim), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(dim)), cnt.eq(cnt + 1)]
             with m.State("SD_TILE"):
                 with m.If((tile == D["tiles"]) | (h0 >= D["heads"])):
                     m.d.sync += cnt.eq(0)
@@ -1688,9 +1688,9 @@ class _Sequencer(wiring.Component):
                                  nb.eq(((base0 + hsdim - 1) >> LGAW) - (base0 >> LGAW) + 1)]
                     m.next = "PAR_CMD"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + gph), hsdim.eq(hsdim + dim), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(gph)), hsdim.eq(hsdim + dim), cnt.eq(cnt + 1)]
             with m.State("SD_KVB"):                 # K^T V base of each head of the tile
-                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc32 + dgw), cnt.eq(cnt + 1)]
+                m.d.sync += [gbase[cnt[:GB]].eq(acc32), acc32.eq(acc_plus(dgw)), cnt.eq(cnt + 1)]
                 with m.If(cnt + 1 >= hs):
                     m.d.sync += [band.eq(0), r0.eq(0), yband_off.eq(0), oband_off.eq(0)]
                     m.next = "SD_BAND"
@@ -1710,7 +1710,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [ntok.eq(acc32), cnt.eq(0)]
                     m.next = "SD_T"
                 with m.Else():
-                    m.d.sync += [acc32.eq(acc32 + D["in_width"]), cnt.eq(cnt + 1)]
+                    m.d.sync += [acc32.eq(acc_plus(D["in_width"])), cnt.eq(cnt + 1)]
             with m.State("SD_T"):
                 with m.If(ts == tsteps):
                     m.d.sync += [band.eq(band + 1), r0.eq(r0 + band_rows),
@@ -1968,4 +1968,10 @@ class _Sequencer(wiring.Component):
         if has_v:
             m.d.comb += [v_wr.en.eq(v_we), v_wr.addr.eq(v_waddr)]
             port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW, SRC_SUMS))
+
+        # the command ports (the checks above)
+        m.d.comb += [self.rd_cmd.valid.eq(rd_req & ~rd_bad & ~q_full),
+                     self.wr_cmd.valid.eq(wr_req & ~wr_bad)]
+        with m.If(rd_req & rd_bad | wr_req & wr_bad):
+            m.d.comb += fault("address")
         return m
