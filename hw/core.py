@@ -207,7 +207,9 @@ class OverlayCore(wiring.Component):
         lc_mem = memory.Memory(shape=unsigned(32), depth=MAX_LAYERS, init=[])
         m.submodules.layer_cycles = lc_mem
         lc_wr = lc_mem.write_port()
-        lc_rd = lc_mem.read_port(domain="comb")
+        # a synchronous read (block RAM): LAYER_CYCLES follows LAYER_SELECT one cycle later,
+        # before a host that waits for the select's write response can read it
+        lc_rd = lc_mem.read_port()
         m.d.comb += [lc_rd.addr.eq(ctl.layer_select), ctl.layer_cycles.eq(lc_rd.data)]
 
         fault = Signal()
@@ -438,7 +440,7 @@ class _Sequencer(wiring.Component):
         rt_mem = mem("row_table", 24, cfg.max_map)
         ct_mem = mem("col_table", 24, cfg.max_map)
         rt_wr, ct_wr = rt_mem.write_port(), ct_mem.write_port()
-        rt_rd, ct_rd = rt_mem.read_port(domain="comb"), ct_mem.read_port(domain="comb")
+        rt_rd, ct_rd = rt_mem.read_port(), ct_mem.read_port()       # block RAM
         ro_mem = mem("row_offsets", ACCB + 1, cfg.max_map)
         ro_wr, ro_rd = ro_mem.write_port(), ro_mem.read_port(domain="comb")
         tap_idx_bits = 2 * KB
@@ -701,7 +703,10 @@ class _Sequencer(wiring.Component):
 
         have = Signal()                               # a beat is held
         hold = Signal(AW)                             # spikes, or the values' beat
-        h_rt = Signal(24)
+        h_row = Signal(MAPB + 1)                      # the held beat's pixel
+        h_col = Signal(MAPB + 1)
+        h_unit = Signal()                             # ... or a unit table entry (the head)
+        h_rt = Signal(24)                             # the tables' entries of that pixel
         h_ct = Signal(24)
         h_cbase = Signal(CHB + 1)
         nz = Signal(AB)                               # values: slots not yet expanded
@@ -779,8 +784,11 @@ class _Sequencer(wiring.Component):
         with m.If(have & beat_spent):
             m.d.sync += have.eq(0)
         # take the next beat
-        m.d.comb += [rt_rd.addr.eq(pix_row), ct_rd.addr.eq(pix_col)]
         take_beat = Signal()
+        # the tables are read as a beat is taken and then hold the beat's pixel's entries
+        m.d.comb += [rt_rd.addr.eq(Mux(take_beat, pix_row, h_row)),
+                     ct_rd.addr.eq(Mux(take_beat, pix_col, h_col)),
+                     h_rt.eq(Mux(h_unit, 1, rt_rd.data)), h_ct.eq(Mux(h_unit, 1, ct_rd.data))]
         fin = in_fifo.r_data
         with m.If(src_active & (beats_left != 0) & (~have | beat_spent)):
             m.d.comb += [in_fifo.r_en.eq(1), take_beat.eq(in_fifo.r_rdy)]
@@ -793,7 +801,7 @@ class _Sequencer(wiring.Component):
                             fin[(8 << lb) * s:(8 << lb) * (s + 1)].any()
                             for s in range(AB >> lb)]))
             m.d.sync += [have.eq(1), hold.eq(fin), nz.eq(nzs), mag_on.eq(0),
-                         h_rt.eq(rt_rd.data), h_ct.eq(ct_rd.data),
+                         h_row.eq(pix_row), h_col.eq(pix_col), h_unit.eq(0),
                          h_cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
                                              beat_j << _log2(AW))),
                          beats_left.eq(beats_left - 1)]
@@ -1935,7 +1943,7 @@ class _Sequencer(wiring.Component):
                             v_write(drain_addr, SRC_NEW)
                     real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
                     m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
-                                 h_rt.eq(1), h_ct.eq(1), nz.eq(0), mag_on.eq(0)]
+                                 h_unit.eq(1), nz.eq(0), mag_on.eq(0)]
                     m.next = "HD_EV"
             with m.State("HD_EV"):
                 with m.If(stream_idle):

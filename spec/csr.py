@@ -46,7 +46,8 @@ REGISTERS = (
     Register("WRITTEN_LO", 0x38, "ro", "bytes written over AXI"),
     Register("WRITTEN_HI", 0x3C, "ro", "bits 32-63"),
     Register("LAYER_SELECT", 0x40, "rw", "a layer index for LAYER_CYCLES"),
-    Register("LAYER_CYCLES", 0x44, "ro", "cycles the selected layer took in the last run"),
+    Register("LAYER_CYCLES", 0x44, "ro", "cycles the selected layer took in the last run "
+             "(valid once the LAYER_SELECT write has its response)"),
 )
 OFFSETS = {r.name: r.offset for r in REGISTERS}
 #: Bits of the register block's address (64 bytes of registers and room to grow).
