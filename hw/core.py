@@ -1080,19 +1080,21 @@ class _Sequencer(wiring.Component):
         MAXD = cfg.max_head_dim
         GPH = -(-MAXD // L)
         LGAW = _log2(AW)
+        # Q's slice is read after the last K^T V update: it takes K's buffer
         bufs = {name: Array(Signal(AW, name=f"{name}buf{j}") for j in range(NB + 1))
-                for name in ("k", "v", "q", "o")}
+                for name in ("k", "v", "o")}
+        bufs["q"] = bufs["k"]
         dim = D["head_dim"][:8]
         gph = Signal(4)
         m.d.comb += gph.eq((dim + L - 1) >> LGL)
         dmask = Signal(MAXD)
         m.d.comb += dmask.eq((Const(1, MAXD + 1) << dim) - 1)
-        win_sel = Signal(2)
+        win_sel = Signal()                            # K (or Q), V
         win_rel = Signal(16)
         window = Signal(MAXD)
-        # one extractor for the three buffers: two beats from the chosen one, shifted
+        # one extractor for the buffers: two beats from the chosen one, shifted
         bi = win_rel >> LGAW
-        lo_beat = Array(Array(bufs[n][j] for n in ("k", "v", "q")) for j in range(NB + 1))
+        lo_beat = Array(Array(bufs[n][j] for n in ("k", "v")) for j in range(NB + 1))
         two = Cat(lo_beat[bi][win_sel], lo_beat[bi + 1][win_sel])
         m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
         h0 = Signal(16)
@@ -1810,7 +1812,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "SD_O_WCMD"
                 with m.Else():
-                    m.d.comb += [win_sel.eq(2), win_rel.eq(rel)]
+                    m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
                     m.d.sync += [qscan.eq(window), grp.eq(0)]
                     m.d.sync += [a.eq(0) for row in att for a in row]
                     m.next = "SD_Y_EV"
