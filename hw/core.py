@@ -114,6 +114,15 @@ def _clamp(value, lo, hi):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+def _above(value, limit):
+    """`value > limit` for an unsigned `value` and a constant `limit`: the bits above the
+    limit's width OR-ed (LUTs), a compare of the bits below (no carry chain of len(value))."""
+    bl = max(1, limit.bit_length())
+    if len(value) <= bl:
+        return value > limit
+    return value[bl:].any() | (value[:bl] > limit)
+
+
 def _shl_sat(x, f, width):
     """`x << f` (f unsigned) saturated to the signed `width`-bit range: equal to `x << f`
     where that fits, else the range's end on `x`'s side. A later saturation to a range of at
@@ -494,6 +503,14 @@ class _Sequencer(wiring.Component):
         res_off = Signal(32)
         next_out_off = Signal(32)
         next_res_off = Signal(32)
+
+        def lanes_below(first, limit):
+            """The L lanes' bits `first + i < limit`: one subtraction, then compares of its
+            low bits with constants."""
+            left = Signal(signed(max(len(first), len(limit)) + 2))
+            m.d.comb += left.eq(limit - first)
+            big = ~left[-1] & left[LGL + 1:].any()
+            return Cat(*[big | ~left[-1] & (left[:LGL + 1] > i) for i in range(L)])
 
         def sub_clip(a, b):                          # max(a - b, 0), on unsigned values
             return Mux(a > b, a - b, 0)
@@ -992,9 +1009,14 @@ class _Sequencer(wiring.Component):
         lu_sub = Signal(range(max(2, NSUB)))
         vnew_reg = Signal(L * V)
         v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
+        picked = []
         for kl in range(DL):
             def pick(lanes, kl=kl):
-                return Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub]
+                # a signal, not an array proxy: operators on a proxy are built per element
+                sel = Signal.like(lanes[kl], name=f"pick{kl}_{len(picked)}")
+                picked.append(sel)
+                m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub])
+                return sel
             x = pick(x_lanes)
             if has_v:
                 vold = Mux(first_t, 0, pick(wide_lanes))
@@ -1300,7 +1322,7 @@ class _Sequencer(wiring.Component):
             with m.State("DSC_CHECK"):
                 shape_bad = Const(0)
                 for fname, limit in SHAPE_LIMITS:
-                    shape_bad = shape_bad | (D[fname] > getattr(cfg, limit))
+                    shape_bad = shape_bad | _above(D[fname], getattr(cfg, limit))
                 wide_limit = V if has_v else A
                 acc_bad = Mux(wide, D["acc_bits"] > wide_limit, D["acc_bits"] > A)
                 tg = D["tile_groups"]
@@ -1645,8 +1667,7 @@ class _Sequencer(wiring.Component):
                         byte = s_byte[:LGAB] if LGAB else Const(0)
                         nbuf = Signal(AW)
                         # padding channels (past out_channels) never fire
-                        real = Cat(*[(((g0 + d_g) << LGL) + i) < D["out_channels"]
-                                     for i in range(L)])
+                        real = lanes_below((g0 + d_g) << LGL, D["out_channels"])
                         m.d.comb += nbuf.eq(sbuf | ((spike_word & real) << (byte << 3)))
                         nstrb = Signal(AB)
                         m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
@@ -1846,7 +1867,7 @@ class _Sequencer(wiring.Component):
                     if has_v:
                         with m.If(~last_t):
                             v_write(drain_addr, SRC_NEW)
-                    lane_ok = Cat(*[(grp << LGL) + i < dim for i in range(L)])
+                    lane_ok = lanes_below(grp << LGL, dim)
                     pos = rel + (grp << LGL)
                     placed = Signal(2 * AW)
                     m.d.comb += placed.eq((spike_word & lane_ok) << pos[:LGAW])
@@ -1943,7 +1964,7 @@ class _Sequencer(wiring.Component):
                     if has_v:
                         with m.If(~last_t):
                             v_write(drain_addr, SRC_NEW)
-                    real = Cat(*[((hd_g << LGL) + i) < D["in_channels"] for i in range(L)])
+                    real = lanes_below(hd_g << LGL, D["in_channels"])
                     m.d.sync += [hold.eq(spike_word & real), have.eq(1), h_cbase.eq(hd_g << LGL),
                                  h_unit.eq(1), nz.eq(0), mag_on.eq(0)]
                     m.next = "HD_EV"
