@@ -573,15 +573,17 @@ class _Sequencer(wiring.Component):
                              & (self.rd_cmd.payload.length >> LGAB != 0)),
                      push_beats.eq(self.rd_cmd.payload.length >> LGAB)]
         pop = Signal()
-        m.d.comb += pop.eq(beat_taken & (head_beats == 1))
+        head_taken = Signal(24)                       # beats of the head's command taken
+        m.d.comb += pop.eq(beat_taken & (head_taken + 1 == head_beats))
         with m.If(push):
             m.d.sync += [q_kind[q_tail].eq(cmd_kind), q_beats[q_tail].eq(push_beats),
                          q_tail.eq(Mux(q_tail == QD - 1, 0, q_tail + 1))]
+        # (a count beside the queue: an entry is written only when its command is pushed)
         with m.If(beat_taken):
             with m.If(pop):
-                m.d.sync += q_head.eq(Mux(q_head == QD - 1, 0, q_head + 1))
+                m.d.sync += [q_head.eq(Mux(q_head == QD - 1, 0, q_head + 1)), head_taken.eq(0)]
             with m.Else():
-                m.d.sync += head_beats.eq(head_beats - 1)
+                m.d.sync += head_taken.eq(head_taken + 1)
         m.d.sync += q_count.eq(q_count + push - pop)
 
         # -- weight buffer slots, the loader and the filler --------------------------------------
@@ -982,6 +984,9 @@ class _Sequencer(wiring.Component):
         # one saturation a lane, shared: a group's accumulators plus bias at acc_bits (the
         # drain), or the head's token sums at sum_bits
         sum_sel = Signal()
+        sums_mode = Signal()                          # the adders add a token's values
+        sums = []
+        tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
         biased = [Signal(signed(34), name=f"biased{i}") for i in range(L)]
         clamped = [Signal(signed(34), name=f"clamped{i}") for i in range(L)]
         c_lo, c_hi = Signal(signed(V + 2)), Signal(signed(V + 2))
@@ -993,7 +998,14 @@ class _Sequencer(wiring.Component):
         prm1 = lanes_of(p_rd[1].data, 2)
         prm2 = lanes_of(p_rd[2].data, 2)
         for i in range(L):
-            m.d.comb += [biased[i].eq(Mux(wide, wide_lanes[i], acc_lanes[i]) + bias[i]),
+            # one adder a lane for the bias and the head's token sums (HD_SUM_WR)
+            bsum = Signal(signed(max(34, V + 2)), name=f"bsum{i}")
+            tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
+                          Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
+            m.d.comb += bsum.eq(Mux(wide | sums_mode, wide_lanes[i], acc_lanes[i])
+                                + Mux(sums_mode, tok_val, bias[i]))
+            sums.append(bsum)
+            m.d.comb += [biased[i].eq(bsum),
                          clamped[i].eq(_clamp(Mux(sum_sel, wide_lanes[i], biased[i]),
                                               c_lo, c_hi))]
         for pr in p_rd:
@@ -1921,6 +1933,7 @@ class _Sequencer(wiring.Component):
             with m.State("HD_SUM_WR"):
                 m.d.comb += draining.eq(1)
                 wide_write(drain_addr, SRC_SUMS)
+                m.d.comb += sums_mode.eq(1)
                 m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
                 with m.If(hd_g + 1 == hd_cg):
                     m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
@@ -1981,10 +1994,7 @@ class _Sequencer(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)
 
-        # the write ports' data: the head's token sums add a token's values to the wide store
-        sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
-        sums = [wide_lanes[i] + Mux(lg_in_vb == 2, sw[2][i],
-                                    Mux(lg_in_vb == 1, sw[1][i], sw[0][i])) for i in range(L)]
+        # the write ports' data (the head's token sums: the bias adders, `sums_mode`)
         sources = {SRC_UPD: upd, SRC_NEW: v_new, SRC_SUMS: sums}
 
         def port_data(port, src, width, choices):
