@@ -1157,7 +1157,13 @@ class _Sequencer(wiring.Component):
         next_yo = Signal(32)
         mrow = Signal(ACCB + 2)
         ATTB = max(2, (cfg.max_head_dim * cfg.max_tokens).bit_length() + 1)
-        att = [[Signal(ATTB, name=f"att{gi}_{i}") for i in range(L)] for gi in range(GPH)]
+        # a head's attention sums, a word of L lanes per group: LUT RAM (two read ports), and a
+        # flag per word that says it was written since the token started (else it reads 0)
+        att_mem = mem("attention", L * ATTB, max(2, GPH))
+        att_wr = att_mem.write_port()
+        att_rd_y = att_mem.read_port(domain="comb")          # the Q KV sums
+        att_rd_l = att_mem.read_port(domain="comb")          # into the LIF
+        att_ok = Signal(max(2, GPH))
         y_v = Signal()
         y_grp = Signal(4)
         k_eq, k_idx, k_any = _lowest(kscan)
@@ -1173,13 +1179,14 @@ class _Sequencer(wiring.Component):
             return out
         kv_row = times_gph(k_idx)
         q_row = times_gph(q_idx)
+        att_old = Mux(att_ok.bit_select(y_grp, 1), att_rd_y.data, 0)
+        m.d.comb += [att_rd_y.addr.eq(y_grp), att_wr.addr.eq(y_grp),
+                     att_wr.data.eq(Cat(*[(att_old[ATTB * i:ATTB * (i + 1)]
+                                           + a_rd.data[A * i:A * (i + 1)])[:ATTB]
+                                          for i in range(L)]))]
         with m.If(y_v):                              # one adder per lane, shared by groups
-            for i in range(L):
-                total = (Array(att[gi][i] for gi in range(GPH))[y_grp]
-                         + a_rd.data[A * i:A * (i + 1)])
-                for gi in range(GPH):
-                    with m.If(y_grp == gi):
-                        m.d.sync += att[gi][i].eq(total)
+            m.d.comb += att_wr.en.eq(1)
+            m.d.sync += att_ok.bit_select(y_grp, 1).eq(1)
         m.d.sync += [y_v.eq(0)]
         SUMBASE = cfg.acc_words // 2                 # the head's token sums
         hd_cg = Signal(CHB)
@@ -1847,7 +1854,7 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
                     m.d.sync += [qscan.eq(window), grp.eq(0)]
-                    m.d.sync += [a.eq(0) for row in att for a in row]
+                    m.d.sync += att_ok.eq(0)
                     m.next = "SD_Y_EV"
             with m.State("SD_Y_EV"):                # per Q bit i: att += KV[i], group by group
                 with m.If(q_any):
@@ -1861,8 +1868,8 @@ class _Sequencer(wiring.Component):
                     m.d.sync += grp.eq(0)
                     m.next = "SD_L_A"
             with m.State("SD_L_A"):                 # the group's neurons through the LIF
-                atts = Array(Cat(*att[gi]) for gi in range(GPH))
-                sel = atts[grp]
+                m.d.comb += att_rd_l.addr.eq(grp)
+                sel = Mux(att_ok.bit_select(grp, 1), att_rd_l.data, 0)
                 m.d.sync += [drain_addr.eq(mrow + jw), d_g.eq(jw)]
                 m.d.sync += [x_lanes[i].eq(sel[ATTB * i:ATTB * (i + 1)]) for i in range(L)]
                 m.next = "SD_L_R"
