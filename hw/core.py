@@ -52,7 +52,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.axi import AxiConfig
-from spec.core import CoreConfig
+from spec.core import MAX_LAYER_CYCLES, CoreConfig
 from spec.csr import ERRORS
 from spec.program import (
     DESCRIPTOR_WORDS,
@@ -77,7 +77,7 @@ __all__ = ["OverlayCore", "check_config", "IMPLEMENTED_OPS", "MAX_LAYERS"]
 #: Operations this version of the core runs; any other opcode is refused (`ERRORS["opcode"]`).
 IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head")
 #: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
-MAX_LAYERS = 256
+MAX_LAYERS = MAX_LAYER_CYCLES
 #: Lanes the drain's LIF and shortcut compute per cycle (a group takes lanes / DRAIN_LANES).
 DRAIN_LANES = 4
 #: Beats of the engine's input FIFO: a band's input arrives there while the next weights load.
@@ -1156,7 +1156,7 @@ class _Sequencer(wiring.Component):
         next_y = Signal(32)
         next_yo = Signal(32)
         mrow = Signal(ACCB + 2)
-        ATTB = max(2, (cfg.max_head_dim * cfg.max_tokens).bit_length() + 1)
+        ATTB = cfg.attention_bits
         # a head's attention sums, a word of L lanes per group: LUT RAM (two read ports), and a
         # flag per word that says it was written since the token started (else it reads 0)
         att_mem = mem("attention", L * ATTB, max(2, GPH))

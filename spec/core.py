@@ -26,6 +26,8 @@ LANE_COUNTS = (1, 2, 4, 8, 16, 32)
 AXI_BOUNDARY_BYTES = 4096
 #: Bits of a per-channel shortcut shift (-MAX_RIGHT .. MAX_LEFT of spec.shortcut, signed).
 SHIFT_BITS = 6
+#: Layers whose cycle counts the core keeps for LAYER_CYCLES (later layers still run).
+MAX_LAYER_CYCLES = 256
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class CoreConfig(UnitConfig):
     UNIT = "core"
     NAME = "a core"
 
-    lanes: int = 16
-    in_lanes: int = 16
+    lanes: int = 8
+    in_lanes: int = 8
     w_bits: int = 8
     acc_bits: int = 20
     stream_bits: int = 24
@@ -186,6 +188,11 @@ class CoreConfig(UnitConfig):
         return (self.max_kernel.bit_length() + (self.acc_words - 1).bit_length()
                 + (self.weight_words - 1).bit_length())
 
+    @property
+    def attention_bits(self):
+        """Width of an attention sum Q KV: up to max_head_dim x max_tokens counts."""
+        return max(2, (self.max_head_dim * self.max_tokens).bit_length() + 1)
+
     def memories(self):
         """The core's on-chip memories (`CoreMemory`), largest first."""
         mems = [
@@ -205,8 +212,13 @@ class CoreConfig(UnitConfig):
             CoreMemory("lif", self.lanes * 2 * self.v_bits, self.tile_groups,
                        "per output channel: LIF threshold and bias"),
             CoreMemory("row_table", self.table_bits, self.max_map,
-                       "per input row: taps, accumulator and weight offsets", "lutram"),
+                       "per input row: taps, accumulator and weight offsets"),
             CoreMemory("col_table", self.table_bits, self.max_map,
-                       "per input column: taps, accumulator and weight offsets", "lutram"),
+                       "per input column: taps, accumulator and weight offsets"),
+            CoreMemory("attention", self.lanes * self.attention_bits,
+                       max(2, -(-self.max_head_dim // self.lanes)),
+                       "a head's Q KV sums, a word per group of lanes", "lutram"),
+            CoreMemory("layer_cycles", 32, MAX_LAYER_CYCLES,
+                       "LAYER_CYCLES: cycles per layer of the last run"),
         ]
         return sorted(mems, key=lambda m: -m.width * m.depth)

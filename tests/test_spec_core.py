@@ -10,12 +10,13 @@ from spec.errors import ConfigError
 
 def test_defaults():
     cfg = CoreConfig()
-    assert (cfg.lanes, cfg.in_lanes, cfg.w_bits, cfg.axi_data_bits) == (16, 16, 8, 64)
-    assert cfg.axi_bytes == 8 and cfg.weight_word_bytes == 16 and cfg.count_bits == 11
+    assert (cfg.lanes, cfg.in_lanes, cfg.w_bits, cfg.axi_data_bits) == (8, 8, 8, 64)
+    assert cfg.axi_bytes == 8 and cfg.weight_word_bytes == 8 and cfg.count_bits == 11
     assert cfg.table_bits == 3 + 9 + 12            # taps, accumulator and weight offsets
     names = [m.name for m in cfg.memories()]
     assert sorted(names) == sorted(["weights", "accumulators", "membranes", "acc_bias",
-                                    "shortcut", "lif", "row_table", "col_table"])
+                                    "shortcut", "lif", "row_table", "col_table", "attention",
+                                    "layer_cycles"])
 
 
 def test_no_membranes_at_one_timestep():
@@ -48,7 +49,7 @@ def test_no_membranes_at_one_timestep():
     ({"max_burst": 256, "axi_data_bits": 256, "lanes": 32},
      "max_burst (256) beats of 32 bytes cross a 4 KiB boundary; at most 128 beats"),
     ({"axi_data_bits": 256},
-     "lanes (16) must be at least the bytes of an AXI beat (32, axi_data_bits 256): a word "
+     "lanes (8) must be at least the bytes of an AXI beat (32, axi_data_bits 256): a word "
      "of lanes values of 1 byte or more fills whole beats"),
 ])
 def test_bad_values(changes, message):
@@ -81,9 +82,10 @@ def test_default_core_memories_fit_an_ecp5_25f():
 
 
 def test_the_budget_check_can_fail():
-    """Can-fail check of the test above: a core holding the paper's widest 3x3 layer's
-    weights (C_in 512) whole does not fit the budget."""
-    est = estimate_core(CoreConfig(weight_words=512 * 9))
+    """Can-fail check of the test above: a core holding a 3x3 layer's weights of C_in 1024
+    whole does not fit the budget, nor does a 16-lane core."""
+    assert estimate_core(CoreConfig(lanes=16, in_lanes=16))["bram"] > 0.8 * 56
+    est = estimate_core(CoreConfig(weight_words=1024 * 9))
     assert est["bram"] > 0.8 * CAPACITY["ecp5-25k"]["bram"]
 
 
