@@ -980,34 +980,23 @@ class _Sequencer(wiring.Component):
         d_g = Signal(GB + 1)
         d_pix = Signal(ACCB + 2)                      # pixel within the band
         d_npix = Signal(ACCB + 2)
+        # the lane unit's inputs, and what it does to them first (X_*): the drain's
+        # accumulators plus bias, saturated at acc_bits (or not: the wide store), the head's
+        # token sums saturated at sum_bits, or nothing
         x_lanes = [Signal(signed(34), name=f"x{i}") for i in range(L)]
-        # one saturation a lane, shared: a group's accumulators plus bias at acc_bits (the
-        # drain), or the head's token sums at sum_bits
-        sum_sel = Signal()
-        sums_mode = Signal()                          # the adders add a token's values
-        sums = []
+        X_AS_IS, X_BIAS_SAT, X_BIAS, X_SUM_SAT = range(4)
+        x_mode = Signal(2)
         tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
-        biased = [Signal(signed(34), name=f"biased{i}") for i in range(L)]
-        clamped = [Signal(signed(34), name=f"clamped{i}") for i in range(L)]
-        c_lo, c_hi = Signal(signed(V + 2)), Signal(signed(V + 2))
-        m.d.comb += [c_lo.eq(Mux(sum_sel, sum_lo, acc_lo)), c_hi.eq(Mux(sum_sel, sum_hi, acc_hi))]
         res_lanes = [Signal(signed(34), name=f"res{i}") for i in range(L)]
         out_word = Signal(L * 32)
         spike_word = Signal(L)
         bias = lanes_of(p_rd[0].data, 2)
         prm1 = lanes_of(p_rd[1].data, 2)
         prm2 = lanes_of(p_rd[2].data, 2)
-        for i in range(L):
-            # one adder a lane for the bias and the head's token sums (HD_SUM_WR)
-            bsum = Signal(signed(max(34, V + 2)), name=f"bsum{i}")
-            tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
-                          Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
-            m.d.comb += bsum.eq(Mux(wide | sums_mode, wide_lanes[i], acc_lanes[i])
-                                + Mux(sums_mode, tok_val, bias[i]))
-            sums.append(bsum)
-            m.d.comb += [biased[i].eq(bsum),
-                         clamped[i].eq(_clamp(Mux(sum_sel, wide_lanes[i], biased[i]),
-                                              c_lo, c_hi))]
+        # the head's token sums: a token's values added to the wide store (HD_SUM_WR)
+        sums = [wide_lanes[i] + Mux(lg_in_vb == 2, tok_lanes[2][i],
+                                    Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
+                for i in range(L)]
         for pr in p_rd:
             m.d.comb += pr.addr.eq(d_g)
         frac = D["frac_bits"][:5]
@@ -1029,12 +1018,19 @@ class _Sequencer(wiring.Component):
                 picked.append(sel)
                 m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub])
                 return sel
-            x = pick(x_lanes)
+            b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
+            x_in = pick(x_lanes)
+            xb = Signal(signed(35), name=f"xb{kl}")
+            m.d.comb += xb.eq(x_in + Mux((x_mode == X_BIAS_SAT) | (x_mode == X_BIAS), b0, 0))
+            x_lo = Mux(x_mode == X_SUM_SAT, sum_lo, acc_lo)
+            x_hi = Mux(x_mode == X_SUM_SAT, sum_hi, acc_hi)
+            x = Signal(signed(34), name=f"xin{kl}")
+            m.d.comb += x.eq(Mux((x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT),
+                                 _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
             if has_v:
                 vold = Mux(first_t, 0, pick(wide_lanes))
             else:
                 vold = Const(0, signed(V))
-            b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
             th = Mux(is_lif | is_sdsa, b0, p1)
             lbias = Mux(is_sdsa, 0, Mux(is_lif, p1, p2))
             # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
@@ -1071,27 +1067,21 @@ class _Sequencer(wiring.Component):
         # the output emitter: sends a finished group's beats while the drain goes on
         em_busy = Signal()
         em_spk = Signal()
+        # (a shift register: the chunk packed as it is loaded, a beat out of its low bits)
         em_word = Signal(L * 32)
-        em_sbeat = Signal(AW)
         em_sstrb = Signal(AB)
         em_n = Signal(8)
         em_nb = Signal(8)
-        em_packed = {lb: Cat(*[em_word[32 * i:32 * i + (8 << lb)] for i in range(L)])
-                     for lb in range(3)}
-        chunk_beat = Signal(AW)
-        with m.Switch(lg_out_vb):
-            for lb in range(3):
-                with m.Case(lb):
-                    with m.Switch(em_n):
-                        for bi in range((L << lb) // AB):
-                            with m.Case(bi):
-                                m.d.comb += chunk_beat.eq(em_packed[lb][AW * bi:AW * (bi + 1)])
+        out_packed = Signal(L * 32)                   # out_word's values at the layer's bytes
+        packs = {lb: Cat(*[out_word[32 * i:32 * i + (8 << lb)] for i in range(L)])
+                 for lb in range(3)}
+        m.d.comb += out_packed.eq(Mux(lg_out_vb == 2, packs[2],
+                                      Mux(lg_out_vb == 1, packs[1], packs[0])))
         with m.If(em_busy):
-            m.d.comb += [wr.valid.eq(1),
-                         wr.payload.data.eq(Mux(em_spk, em_sbeat, chunk_beat)),
+            m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(em_word[:AW]),
                          wr.payload.strb.eq(Mux(em_spk, em_sstrb, (1 << AB) - 1))]
             with m.If(wr.ready):
-                m.d.sync += em_n.eq(em_n + 1)
+                m.d.sync += [em_n.eq(em_n + 1), em_word.eq(em_word[AW:])]
                 with m.If(em_n + 1 == em_nb):
                     m.d.sync += em_busy.eq(0)
         sbuf = Signal(AW)
@@ -1114,22 +1104,28 @@ class _Sequencer(wiring.Component):
         MAXD = cfg.max_head_dim
         GPH = -(-MAXD // L)
         LGAW = _log2(AW)
-        # Q's slice is read after the last K^T V update: it takes K's buffer
-        bufs = {name: Array(Signal(AW, name=f"{name}buf{j}") for j in range(NB + 1))
-                for name in ("k", "v", "o")}
-        bufs["q"] = bufs["k"]
+        # the K and V slices in LUT RAM, beat j in bank j % 2 (two beats read at once); Q's
+        # slice is read after the last K^T V update: it takes K's place
+        KVB = max(1, _log2(-(-(NB + 1) // 2)))       # address bits of a slice in a bank
+        kv_banks = [mem(f"kv_bank{b}", AW, 2 << KVB) for b in range(2)]
+        kv_wr = [bank.write_port() for bank in kv_banks]
+        kv_rd = [bank.read_port(domain="comb") for bank in kv_banks]
+        bufs = {"o": Array(Signal(AW, name=f"obuf{j}") for j in range(NB + 1))}
         dim = D["head_dim"][:8]
         gph = Signal(4)
         m.d.comb += gph.eq((dim + L - 1) >> LGL)
         dmask = Signal(MAXD)
         m.d.comb += dmask.eq((Const(1, MAXD + 1) << dim) - 1)
         win_sel = Signal()                            # K (or Q), V
+        for b in range(2):
+            m.d.comb += kv_wr[b].en.eq(0)
         win_rel = Signal(16)
         window = Signal(MAXD)
-        # one extractor for the buffers: two beats from the chosen one, shifted
+        # one extractor for the slices: beats bi and bi + 1 of the chosen one, shifted
         bi = win_rel >> LGAW
-        lo_beat = Array(Array(bufs[n][j] for n in ("k", "v")) for j in range(NB + 1))
-        two = Cat(lo_beat[bi][win_sel], lo_beat[bi + 1][win_sel])
+        m.d.comb += [kv_rd[0].addr.eq(Cat(((bi + 1) >> 1)[:KVB], win_sel)),
+                     kv_rd[1].addr.eq(Cat((bi >> 1)[:KVB], win_sel))]
+        two = Mux(bi[0], Cat(kv_rd[1].data, kv_rd[0].data), Cat(kv_rd[0].data, kv_rd[1].data))
         m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
         h0 = Signal(16)
         hs = Signal(16)
@@ -1656,11 +1652,12 @@ class _Sequencer(wiring.Component):
                 for i in range(L):
                     sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
                     accv = Mux(wide, wide_lanes[i], acc_lanes[i])
-                    withb = Mux(wide, biased[i], clamped[i])
                     m.d.sync += [
-                        x_lanes[i].eq(Mux(is_lif, sval, Mux(D["has_bias"] != 0, withb, accv))),
+                        x_lanes[i].eq(Mux(is_lif, sval, accv)),
                         res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
                     ]
+                m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
+                                          Mux(wide, X_BIAS, X_BIAS_SAT)))
                 m.d.sync += lu_busy.eq(1)
                 # clear the accumulator as it is read
                 with m.If(~is_lif):
@@ -1693,11 +1690,11 @@ class _Sequencer(wiring.Component):
                         m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
                         flush = (byte + SPB == AB) | (d_g + 1 == gt)
                         with m.If(flush):
-                            m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
+                            m.d.sync += [em_word.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
                                          sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
                                          em_nb.eq(1)]
                     with m.Else():
-                        m.d.sync += [em_word.eq(out_word), em_busy.eq(1), em_spk.eq(0),
+                        m.d.sync += [em_word.eq(out_packed), em_busy.eq(1), em_spk.eq(0),
                                      em_n.eq(0), em_nb.eq(o_nbeats)]
                     # the next group, or the next pixel
                     with m.If(d_g + 1 == gt):
@@ -1792,8 +1789,11 @@ class _Sequencer(wiring.Component):
                 with m.State(f"SD_{name}_RX"):
                     m.d.comb += frd_ready.eq(1)
                     with m.If(frd_valid):
-                        m.d.sync += [bufs[name.lower()][count].eq(rd.payload.data),
-                                     count.eq(count + 1)]
+                        for b in range(2):
+                            m.d.comb += [kv_wr[b].addr.eq(Cat((count >> 1)[:KVB], name == "V")),
+                                         kv_wr[b].data.eq(rd.payload.data),
+                                         kv_wr[b].en.eq(count[0] == b)]
+                        m.d.sync += count.eq(count + 1)
                         with m.If(count + 1 == nb):
                             m.d.sync += [hl.eq(0), rel.eq(base0[:LGAW])]
                             m.next = nxt
@@ -1872,6 +1872,7 @@ class _Sequencer(wiring.Component):
                 sel = Mux(att_ok.bit_select(grp, 1), att_rd_l.data, 0)
                 m.d.sync += [drain_addr.eq(mrow + jw), d_g.eq(jw)]
                 m.d.sync += [x_lanes[i].eq(sel[ATTB * i:ATTB * (i + 1)]) for i in range(L)]
+                m.d.sync += x_mode.eq(X_AS_IS)
                 m.next = "SD_L_R"
             with m.State("SD_L_R"):
                 m.d.comb += draining.eq(1)
@@ -1940,7 +1941,6 @@ class _Sequencer(wiring.Component):
             with m.State("HD_SUM_WR"):
                 m.d.comb += draining.eq(1)
                 wide_write(drain_addr, SRC_SUMS)
-                m.d.comb += sums_mode.eq(1)
                 m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
                 with m.If(hd_g + 1 == hd_cg):
                     m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
@@ -1967,8 +1967,8 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_S_GET"
             with m.State("HD_S_GET"):
                 m.d.comb += draining.eq(1)
-                m.d.comb += sum_sel.eq(1)
-                m.d.sync += [x_lanes[i].eq(clamped[i]) for i in range(L)]
+                m.d.sync += [x_lanes[i].eq(wide_lanes[i]) for i in range(L)]
+                m.d.sync += x_mode.eq(X_SUM_SAT)
                 m.d.sync += drain_addr.eq(hd_g)
                 m.next = "HD_M_RD"
             with m.State("HD_M_RD"):
@@ -2001,7 +2001,7 @@ class _Sequencer(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)
 
-        # the write ports' data (the head's token sums: the bias adders, `sums_mode`)
+        # the write ports' data
         sources = {SRC_UPD: upd, SRC_NEW: v_new, SRC_SUMS: sums}
 
         def port_data(port, src, width, choices):
