@@ -1110,7 +1110,34 @@ class _Sequencer(wiring.Component):
         kv_banks = [mem(f"kv_bank{b}", AW, 2 << KVB) for b in range(2)]
         kv_wr = [bank.write_port() for bank in kv_banks]
         kv_rd = [bank.read_port(domain="comb") for bank in kv_banks]
-        bufs = {"o": Array(Signal(AW, name=f"obuf{j}") for j in range(NB + 1))}
+        # the output record's slice: two LUT-RAM banks the same way, a flag per beat that
+        # says it was written since the token started (else it reads 0); beats ob_e and
+        # ob_e + 1 are read (ob_lo, ob_hi) and written (ob_new_lo, ob_new_hi) at once
+        ob_banks = [mem(f"o_bank{b}", AW, 1 << KVB) for b in range(2)]
+        ob_wr = [bank.write_port() for bank in ob_banks]
+        ob_rd = [bank.read_port(domain="comb") for bank in ob_banks]
+        ob_ok = Signal(NB + 3)
+        ob_e = Signal(range(NB + 2))
+        ob_lo, ob_hi = Signal(AW), Signal(AW)
+        ob_new_lo, ob_new_hi = Signal(AW), Signal(AW)
+        ob_we_lo, ob_we_hi = Signal(), Signal()
+        ob_e1 = (ob_e + 1)[:len(ob_e) + 1]
+        m.d.comb += [
+            ob_rd[0].addr.eq((ob_e1 >> 1)[:KVB]), ob_rd[1].addr.eq((ob_e >> 1)[:KVB]),
+            ob_lo.eq(Mux(ob_ok.bit_select(ob_e, 1),
+                         Mux(ob_e[0], ob_rd[1].data, ob_rd[0].data), 0)),
+            ob_hi.eq(Mux(ob_ok.bit_select(ob_e1, 1),
+                         Mux(ob_e[0], ob_rd[0].data, ob_rd[1].data), 0)),
+            ob_wr[0].addr.eq(ob_rd[0].addr), ob_wr[1].addr.eq(ob_rd[1].addr),
+            ob_wr[0].data.eq(Mux(ob_e[0], ob_new_hi, ob_new_lo)),
+            ob_wr[1].data.eq(Mux(ob_e[0], ob_new_lo, ob_new_hi)),
+            ob_wr[0].en.eq(Mux(ob_e[0], ob_we_hi, ob_we_lo)),
+            ob_wr[1].en.eq(Mux(ob_e[0], ob_we_lo, ob_we_hi)),
+        ]
+        with m.If(ob_we_lo):
+            m.d.sync += ob_ok.bit_select(ob_e, 1).eq(1)
+        with m.If(ob_we_hi):
+            m.d.sync += ob_ok.bit_select(ob_e1, 1).eq(1)
         dim = D["head_dim"][:8]
         gph = Signal(4)
         m.d.comb += gph.eq((dim + L - 1) >> LGL)
@@ -1833,8 +1860,8 @@ class _Sequencer(wiring.Component):
                     m.next = "SD_Q_CMD"
             with m.State("SD_Q_DONE"):              # the output record's slice: earlier tiles'
                 m.d.sync += count.eq(0)              # bits merged, this tile's cleared
+                m.d.sync += ob_ok.eq(0)
                 with m.If(tile == 0):
-                    m.d.sync += [bufs["o"][j].eq(0) for j in range(NB + 1)]
                     m.next = "SD_YH"
                 with m.Else():
                     m.next = "SD_O_RCMD"
@@ -1842,9 +1869,11 @@ class _Sequencer(wiring.Component):
                 read_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_RX")
             with m.State("SD_O_RX"):
                 m.d.comb += frd_ready.eq(1)
-                with m.If(frd_valid):
-                    m.d.sync += [bufs["o"][count].eq(Mux(count == 0, rd.payload.data & (
-                        (Const(1, AW + 1) << base0[:LGAW]) - 1), 0)), count.eq(count + 1)]
+                with m.If(frd_valid):                # beat 0's bits below the slice
+                    m.d.comb += [ob_e.eq(0), ob_we_lo.eq(count == 0),
+                                 ob_new_lo.eq(rd.payload.data
+                                              & ((Const(1, AW + 1) << base0[:LGAW]) - 1))]
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count + 1 == nb):
                         m.next = "SD_YH"
             with m.State("SD_YH"):
@@ -1891,9 +1920,12 @@ class _Sequencer(wiring.Component):
                     pos = rel + (grp << LGL)
                     placed = Signal(2 * AW)
                     m.d.comb += placed.eq((spike_word & lane_ok) << pos[:LGAW])
-                    pb_i = pos >> LGAW
-                    m.d.sync += [bufs["o"][pb_i].eq(bufs["o"][pb_i] | placed[:AW]),
-                                 bufs["o"][pb_i + 1].eq(bufs["o"][pb_i + 1] | placed[AW:])]
+                    # (the next beat only when bits spill into it: past the slice's last
+                    # beat its bank address would wrap)
+                    m.d.comb += [ob_e.eq(pos >> LGAW), ob_we_lo.eq(1),
+                                 ob_we_hi.eq(placed[AW:].any()),
+                                 ob_new_lo.eq(ob_lo | placed[:AW]),
+                                 ob_new_hi.eq(ob_hi | placed[AW:])]
                     m.d.sync += jw.eq(jw + 1)
                     with m.If(grp + 1 == gph):
                         m.d.sync += [grp.eq(0), hl.eq(hl + 1), rel.eq(rel + dim)]
@@ -1904,7 +1936,7 @@ class _Sequencer(wiring.Component):
             with m.State("SD_O_WCMD"):
                 write_cmd(D["out_addr"] + t_out + yo_off + (fb << LGAB), nb << LGAB, "SD_O_W")
             with m.State("SD_O_W"):
-                m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(bufs["o"][count]),
+                m.d.comb += [ob_e.eq(count), wr.valid.eq(1), wr.payload.data.eq(ob_lo),
                              wr.payload.strb.eq((1 << AB) - 1)]
                 with m.If(wr.ready):
                     m.d.sync += count.eq(count + 1)

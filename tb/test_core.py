@@ -67,6 +67,16 @@ def seeded_t4(tmp_path_factory):
     return folder, _program(folder, net, net.to_input(digits_data()[2][:2])), net
 
 
+@pytest.fixture(scope="module")
+def seeded_heads(tmp_path_factory):
+    """Two heads of dimension 64: one head's K^T V fills the accumulators, so the attention
+    runs in two tiles (the second merges its bits into the output records)."""
+    folder = tmp_path_factory.mktemp("heads")
+    net = quantize(stats_model(timesteps=1, dims=(8, 128), heads=2, seed=5),
+                   digits_data()[0][:32])
+    return folder, _program(folder, net, net.to_input(digits_data()[2][:1])), net
+
+
 def with_header(image_bytes, **fields):
     """The image with header words changed (checksum recomputed unless given)."""
     words = list(struct.unpack(f"<{HEADER_WORDS}I", image_bytes[:HEADER_WORDS * 4]))
@@ -140,6 +150,16 @@ def test_seeded_network_t4_bit_exact(verilog, build_root, seeded_t4):
     report = run_case(verilog, build_root, folder, "t4", image, len(image.ops),
                       samples=[0], budget=3_000_000, classes=net.head.fc.out_channels,
                       timesteps=4, seed=3, pause=0.3)
+    assert report[0]["compared"] > 1_000
+
+
+def test_attention_in_two_tiles_bit_exact(verilog, build_root, seeded_heads):
+    folder, image, net = seeded_heads
+    tiles = [d["tiles"] for d, op in zip(image.descriptors, image.ops) if op.opcode == "sdsa"]
+    assert tiles and min(tiles) > 1, tiles
+    report = run_case(verilog, build_root, folder, "heads", image, len(image.ops),
+                      samples=[0], budget=3_000_000, classes=net.head.fc.out_channels,
+                      timesteps=1, seed=4)
     assert report[0]["compared"] > 1_000
 
 
