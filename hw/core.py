@@ -89,15 +89,16 @@ def _log2(n):
 
 
 def _lowest(value):
-    """(index, found) of the lowest set bit of `value`: isolate it (`v & -v`), then OR the
-    one-hot bits into a binary index."""
+    """(statement, index, found, rest) of the lowest set bit of `value`: isolate it
+    (`v & -v`), then OR the one-hot bits into a binary index; `rest` is `value` without
+    that bit (the one-hot masked out: no shifter)."""
     width = len(value)
     onehot = Signal(width)
     onehot_eq = onehot.eq(value & (~value + 1))
     bits = []
     for k in range(max(1, _log2(width))):
         bits.append(Cat(*[onehot[i] for i in range(width) if (i >> k) & 1]).any())
-    return onehot_eq, Cat(*bits), value.any()
+    return onehot_eq, Cat(*bits), value.any(), value & ~onehot
 
 
 def _sat_bounds(bits_sig, width):
@@ -461,7 +462,7 @@ class _Sequencer(wiring.Component):
             m.d.comb += port.en.eq(0)
         # The accumulator and membrane memories' write ports: every state names an address and
         # a source, and one multiplexer per port picks the data (not one per state).
-        SRC_UPD, SRC_ZERO, SRC_NEW, SRC_SUMS = range(4)
+        SRC_UPD, SRC_ZERO, SRC_NEW = range(3)
         a_we, a_waddr, a_src = Signal(), Signal(ACCB + 1), Signal(2)
         v_we, v_waddr, v_src = Signal(), Signal(ACCB + 1), Signal(2)
 
@@ -743,7 +744,7 @@ class _Sequencer(wiring.Component):
 
         vmode = Signal()                              # events from values' magnitudes
         m.d.comb += vmode.eq(multibit & is_engine)
-        oh_eq, spike_idx, spike_any = _lowest(hold)
+        oh_eq, spike_idx, spike_any, hold_rest = _lowest(hold)
         m.d.comb += oh_eq
         # A depthwise event is a group of lanes with spikes (a lane mask: every lane of the
         # group adds its own channel's weight at the same pixel), the group of the beat's
@@ -759,7 +760,7 @@ class _Sequencer(wiring.Component):
                 raw = hold[(8 << lb) * s:(8 << lb) * (s + 1)]
                 vals.append(Mux(in_signed, raw.as_signed(), raw.as_unsigned()))
             slot_vals.append(vals)
-        nz_oh_eq, nz_idx, nz_any = _lowest(nz)
+        nz_oh_eq, nz_idx, nz_any, nz_rest = _lowest(nz)
         m.d.comb += nz_oh_eq
         slot_val = Signal(signed(34))
         with m.Switch(lg_in_vb):
@@ -769,7 +770,7 @@ class _Sequencer(wiring.Component):
                         for s, v in enumerate(slot_vals[lb]):
                             with m.Case(s):
                                 m.d.comb += slot_val.eq(v)
-        mag_eq, mag_idx, mag_any = _lowest(mag)
+        mag_eq, mag_idx, mag_any, mag_rest = _lowest(mag)
         m.d.comb += mag_eq
 
         # an event is offered from the held beat
@@ -783,8 +784,8 @@ class _Sequencer(wiring.Component):
         with m.If(ev_take):
             m.d.comb += self.event.eq(1)
             with m.If(vmode):
-                m.d.sync += mag.eq(mag & ~(Const(1, 33) << mag_idx))
-                with m.If((mag & ~(Const(1, 33) << mag_idx)) == 0):
+                m.d.sync += mag.eq(mag_rest)
+                with m.If(mag_rest == 0):
                     m.d.sync += mag_on.eq(0)
             with m.Elif(is_dw):
                 if AW > L:
@@ -792,12 +793,12 @@ class _Sequencer(wiring.Component):
                 else:
                     m.d.sync += hold.eq(0)
             with m.Else():
-                m.d.sync += hold.eq(hold & ~(Const(1, AW) << spike_idx))
+                m.d.sync += hold.eq(hold_rest)
         # values: load the next non-zero slot's magnitude
         with m.If(have & vmode & ~mag_on & nz_any):
             m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
                          mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx), mag_on.eq(1),
-                         nz.eq(nz & ~(Const(1, AB) << nz_idx))]
+                         nz.eq(nz_rest)]
         beat_spent = Signal()
         m.d.comb += beat_spent.eq(Mux(vmode, ~mag_on & ~nz_any, ~spike_any))
         with m.If(have & beat_spent):
@@ -954,8 +955,11 @@ class _Sequencer(wiring.Component):
         w_lanes = [w_rd.data[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed() for i in range(L)]
         upd = []
         # Two adders a lane: the wide store's (multi-bit events: +-w << bit, wrapping at WIDE
-        # bits, never saturated) and the accumulators' (spike events: +-w, saturated at the
-        # layer's acc_bits; attention counts: + 0/1, not saturated). A spike event's bit is 0.
+        # bits, never saturated; the head's token sums, `sums_mode`: a token's values) and the
+        # accumulators' (spike events: +-w, saturated at the layer's acc_bits; attention
+        # counts: + 0/1, not saturated). A spike event's bit is 0.
+        sums_mode = Signal()
+        tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
         for i in range(L):
             mine = ~s1_dw | s1_mask[i]
             wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
@@ -963,10 +967,13 @@ class _Sequencer(wiring.Component):
             w = Signal(signed(WIDE), name=f"upd_w{i}")
             m.d.comb += w.eq(wn << s1_b)
             total = Signal(signed(WIDE), name=f"upd_wide{i}")
-            m.d.comb += total.eq(wide_lanes[i] + w)
+            tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
+                          Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
+            m.d.comb += total.eq(wide_lanes[i] + Mux(sums_mode, tok_val, w))
             narrow = Signal(signed(NB), name=f"upd_acc{i}")
             m.d.comb += narrow.eq(acc_lanes[i] + Mux(s1_cnt, s1_bits[i], wn))
-            upd.append(Mux(wide, total, Mux(s1_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
+            upd.append(Mux(wide | sums_mode, total,
+                           Mux(s1_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
         with m.If(s1_valid):
             with m.If(wide & has_v):
                 if has_v:
@@ -986,17 +993,12 @@ class _Sequencer(wiring.Component):
         x_lanes = [Signal(signed(34), name=f"x{i}") for i in range(L)]
         X_AS_IS, X_BIAS_SAT, X_BIAS, X_SUM_SAT = range(4)
         x_mode = Signal(2)
-        tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
         res_lanes = [Signal(signed(34), name=f"res{i}") for i in range(L)]
         out_word = Signal(L * 32)
         spike_word = Signal(L)
         bias = lanes_of(p_rd[0].data, 2)
         prm1 = lanes_of(p_rd[1].data, 2)
         prm2 = lanes_of(p_rd[2].data, 2)
-        # the head's token sums: a token's values added to the wide store (HD_SUM_WR)
-        sums = [wide_lanes[i] + Mux(lg_in_vb == 2, tok_lanes[2][i],
-                                    Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
-                for i in range(L)]
         for pr in p_rd:
             m.d.comb += pr.addr.eq(d_g)
         frac = D["frac_bits"][:5]
@@ -1035,8 +1037,9 @@ class _Sequencer(wiring.Component):
             lbias = Mux(is_sdsa, 0, Mux(is_lif, p1, p2))
             # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
             # and charge, both in range, so its saturation is the identity and left out
+            # one saturating left shift: by frac_bits (the LIF), or by the stream shift
             shifted = Signal(signed(SW), name=f"xshift{kl}")
-            m.d.comb += shifted.eq(_shl_sat(x, frac, SW))
+            m.d.comb += shifted.eq(_shl_sat(x, Mux(is_stream, p1[:5], frac), SW))
             charge = Signal(signed(V + 1), name=f"charge{kl}")
             m.d.comb += charge.eq(_clamp(shifted + lbias, v_lo, v_hi))
             h = Signal(signed(V + 1), name=f"h{kl}")
@@ -1044,7 +1047,7 @@ class _Sequencer(wiring.Component):
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
             moved = Signal(signed(SW), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(p1 >= 0, _shl_sat(x, p1[:5], SW), x >> (-p1)[:5]))
+            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x >> (-p1)[:5]))
             branch = Signal(signed(33), name=f"branch{kl}")
             m.d.comb += branch.eq(_clamp(moved + p2, o_lo, o_hi))
             val = Mux(is_stream, _clamp(branch + pick(res_lanes), o_lo, o_hi), x)
@@ -1189,8 +1192,8 @@ class _Sequencer(wiring.Component):
         att_ok = Signal(max(2, GPH))
         y_v = Signal()
         y_grp = Signal(4)
-        k_eq, k_idx, k_any = _lowest(kscan)
-        q_eq, q_idx, q_any = _lowest(qscan)
+        k_eq, k_idx, k_any, k_rest = _lowest(kscan)
+        q_eq, q_idx, q_any, q_rest = _lowest(qscan)
         m.d.comb += [k_eq, q_eq]
 
         def times_gph(value):
@@ -1257,7 +1260,7 @@ class _Sequencer(wiring.Component):
 
         def wide_write(addr, src):
             """Write a word of the wide store (the membrane memory; the accumulators when the
-            core keeps no membranes) from `src`: SRC_ZERO or SRC_SUMS."""
+            core keeps no membranes) from `src`: SRC_ZERO, or SRC_UPD (the token sums)."""
             (v_write if has_v else acc_write)(addr, src)
 
         # -- the sequencer FSM ------------------------------------------------------------------
@@ -1845,7 +1848,7 @@ class _Sequencer(wiring.Component):
                     m.d.comb += [kv_emit.eq(1), kv_addr.eq(gbase[hl[:GB]] + kv_row + grp),
                                  kv_bits.eq(vgroups[grp]), self.event.eq(grp == 0)]
                     with m.If(grp + 1 == gph):
-                        m.d.sync += [grp.eq(0), kscan.eq(kscan & ~(Const(1, MAXD) << k_idx))]
+                        m.d.sync += [grp.eq(0), kscan.eq(k_rest)]
                     with m.Else():
                         m.d.sync += grp.eq(grp + 1)
             with m.State("SD_YT"):                  # the band's tokens: Q KV, LIF, spikes
@@ -1890,7 +1893,7 @@ class _Sequencer(wiring.Component):
                     m.d.comb += [y_read.eq(1), y_addr.eq(gbase[hl[:GB]] + q_row + grp)]
                     m.d.sync += [y_v.eq(1), y_grp.eq(grp)]
                     with m.If(grp + 1 == gph):
-                        m.d.sync += [grp.eq(0), qscan.eq(qscan & ~(Const(1, MAXD) << q_idx))]
+                        m.d.sync += [grp.eq(0), qscan.eq(q_rest)]
                     with m.Else():
                         m.d.sync += grp.eq(grp + 1)
                 with m.Elif(~y_v):
@@ -1972,7 +1975,8 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_SUM_WR"
             with m.State("HD_SUM_WR"):
                 m.d.comb += draining.eq(1)
-                wide_write(drain_addr, SRC_SUMS)
+                wide_write(drain_addr, SRC_UPD)
+                m.d.comb += sums_mode.eq(1)
                 m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
                 with m.If(hd_g + 1 == hd_cg):
                     m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
@@ -2034,7 +2038,7 @@ class _Sequencer(wiring.Component):
                 m.d.comb += self.done.eq(1)
 
         # the write ports' data
-        sources = {SRC_UPD: upd, SRC_NEW: v_new, SRC_SUMS: sums}
+        sources = {SRC_UPD: upd, SRC_NEW: v_new}
 
         def port_data(port, src, width, choices):
             with m.Switch(src):
@@ -2044,10 +2048,10 @@ class _Sequencer(wiring.Component):
                 with m.Default():
                     m.d.comb += port.data.eq(0)
         m.d.comb += [a_wr.en.eq(a_we), a_wr.addr.eq(a_waddr)]
-        port_data(a_wr, a_src, A, (SRC_UPD,) if has_v else (SRC_UPD, SRC_SUMS))
+        port_data(a_wr, a_src, A, (SRC_UPD,))
         if has_v:
             m.d.comb += [v_wr.en.eq(v_we), v_wr.addr.eq(v_waddr)]
-            port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW, SRC_SUMS))
+            port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW))
 
         # the command ports (the checks above)
         m.d.comb += [self.rd_cmd.valid.eq(rd_req & ~rd_bad & ~q_full),
