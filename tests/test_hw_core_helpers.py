@@ -1,6 +1,6 @@
 """The overlay core's arithmetic helpers (`hw.core`) against plain Python, exhaustively at
-small widths: the saturation without comparators, the saturating left shift, the lane masks'
-lowest set bit."""
+small widths: the saturation, the saturating left shift, the lowest set bit and the
+constant compare."""
 
 import pytest
 from amaranth import Module, Signal, signed
