@@ -79,7 +79,7 @@ IMPLEMENTED_OPS = ("conv_lif", "conv_stream", "depthwise", "lif", "sdsa", "head"
 #: Layers whose cycle counts are kept for `LAYER_CYCLES` (later layers still run).
 MAX_LAYERS = MAX_LAYER_CYCLES
 #: Lanes the drain's LIF and shortcut compute per cycle (a group takes lanes / DRAIN_LANES).
-DRAIN_LANES = 4
+DRAIN_LANES = 2
 #: Beats of the engine's input FIFO: a band's input arrives there while the next weights load.
 IN_FIFO = 256
 
