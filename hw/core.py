@@ -1072,8 +1072,9 @@ class _Sequencer(wiring.Component):
         # the output emitter: sends a finished group's beats while the drain goes on
         em_busy = Signal()
         em_spk = Signal()
-        # (a shift register: the chunk packed as it is loaded, a beat out of its low bits)
-        em_word = Signal(L * 32)
+        # Values are sent from out_word itself: the lane unit starts the next group only when
+        # the emitter is idle (D_WAIT), so out_word holds still while its beats go out.
+        em_sbeat = Signal(AW)                         # a spike beat (sbuf goes on filling)
         em_sstrb = Signal(AB)
         em_n = Signal(8)
         em_nb = Signal(8)
@@ -1082,11 +1083,14 @@ class _Sequencer(wiring.Component):
                  for lb in range(3)}
         m.d.comb += out_packed.eq(Mux(lg_out_vb == 2, packs[2],
                                       Mux(lg_out_vb == 1, packs[1], packs[0])))
+        NBT = L * 32 // AW                            # beats of a chunk of 4-byte values
+        chunk_beat = out_packed.word_select(em_n[:max(1, _log2(NBT))], AW) if NBT > 1 \
+            else out_packed[:AW]
         with m.If(em_busy):
-            m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(em_word[:AW]),
+            m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(Mux(em_spk, em_sbeat, chunk_beat)),
                          wr.payload.strb.eq(Mux(em_spk, em_sstrb, (1 << AB) - 1))]
             with m.If(wr.ready):
-                m.d.sync += [em_n.eq(em_n + 1), em_word.eq(em_word[AW:])]
+                m.d.sync += em_n.eq(em_n + 1)
                 with m.If(em_n + 1 == em_nb):
                     m.d.sync += em_busy.eq(0)
         sbuf = Signal(AW)
@@ -1722,11 +1726,11 @@ class _Sequencer(wiring.Component):
                         m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
                         flush = (byte + SPB == AB) | (d_g + 1 == gt)
                         with m.If(flush):
-                            m.d.sync += [em_word.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
+                            m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
                                          sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
                                          em_nb.eq(1)]
                     with m.Else():
-                        m.d.sync += [em_word.eq(out_packed), em_busy.eq(1), em_spk.eq(0),
+                        m.d.sync += [em_busy.eq(1), em_spk.eq(0),
                                      em_n.eq(0), em_nb.eq(o_nbeats)]
                     # the next group, or the next pixel
                     with m.If(d_g + 1 == gt):
