@@ -4,7 +4,7 @@
     python -m gen.core --config core.yaml -o core.v          # a core configuration file
     python -m gen.core --set lanes=8 --set acc_words=256 > core.v
 
-The configuration is `spec.core.CoreConfig` (defaults: 16 lanes, 64-bit AXI, the maxima in
+The configuration is `spec.core.CoreConfig` (defaults: 8 lanes, 64-bit AXI, the maxima in
 docs/overlay-format.md); `--set KEY=VALUE` changes one field over the file or the defaults.
 Programs for the core come from `python -m gen.program` with the same configuration (the
 header's fingerprint must equal the core's `CORE_ID`). The same configuration gives the same
