@@ -224,12 +224,20 @@ class OverlayCore(wiring.Component):
         lc_rd = lc_mem.read_port()
         m.d.comb += [lc_rd.addr.eq(ctl.layer_select), ctl.layer_cycles.eq(lc_rd.data)]
 
+        # A fault is registered before it resets the sequencer: the reset reaches every
+        # register of the sequencer, and combinationally it ended the longest path (a
+        # command's address check -> fault -> reset, 45 ns at grade 6). The sequencer runs one
+        # more cycle; the command that faulted is not offered in it.
         fault = Signal()
         fault_code = Signal(8)
-        with m.If(axi.read_error | axi.write_error):
-            m.d.comb += [fault.eq(busy), fault_code.eq(ERRORS["bus"])]
+        fault_layer = Signal(16)
+        with m.If(fault):
+            m.d.sync += fault.eq(0)
+        with m.Elif(axi.read_error | axi.write_error):
+            m.d.sync += [fault.eq(busy), fault_code.eq(ERRORS["bus"]), fault_layer.eq(seq.layer)]
         with m.Elif(seq.fault):
-            m.d.comb += [fault.eq(busy), fault_code.eq(seq.fault_code)]
+            m.d.sync += [fault.eq(busy), fault_code.eq(seq.fault_code),
+                         fault_layer.eq(seq.layer)]
 
         m.d.comb += [
             seq.program.eq(ctl.program),
@@ -262,8 +270,9 @@ class OverlayCore(wiring.Component):
             m.d.sync += [busy.eq(0), flushing.eq(1), report_error.eq(0)]
         with m.Elif(fault):
             m.d.sync += [busy.eq(0), flushing.eq(1), report_error.eq(1), code.eq(fault_code),
-                         err_layer.eq(seq.layer)]
-        with m.Elif(busy & seq.done & axi.write_idle):
+                         err_layer.eq(fault_layer)]
+        with m.Elif(busy & seq.done & axi.write_idle & ~seq.fault & ~axi.read_error
+                    & ~axi.write_error):
             m.d.sync += [busy.eq(0), ctl.done.eq(1)]
         with m.Elif(flushing & axi.read_idle & axi.write_idle):
             m.d.sync += [flushing.eq(0), report_error.eq(0), ctl.error.eq(report_error)]
