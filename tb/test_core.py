@@ -161,7 +161,8 @@ def test_seeded_network_t4_bit_exact(verilog, build_root, seeded_t4):
 
 def test_attention_in_two_tiles_bit_exact(verilog, build_root, seeded_heads):
     folder, image, net = seeded_heads
-    tiles = [d["tiles"] for d, op in zip(image.descriptors, image.ops) if op.opcode == "sdsa"]
+    tiles = [d["tiles"] for d, op in zip(image.descriptors, image.ops, strict=True)
+             if op.opcode == "sdsa"]
     assert tiles and min(tiles) > 1, tiles
     report = run_case(verilog, build_root, folder, "heads", image, len(image.ops),
                       samples=[0], budget=3_000_000, classes=net.head.fc.out_channels,
