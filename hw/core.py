@@ -368,14 +368,14 @@ class _Sequencer(wiring.Component):
 
         # One check per port, on the command offered: an issuer raises `*_req` with the
         # address and length on the payload; a command that breaks the address rule (or the
-        # alignment, where `*_chk_al`) is not offered and stops the core instead.
-        rd_req, rd_chk, rd_chk_al, rd_bad, rd_taken = (Signal() for _ in range(5))
+        # alignment, where `*_chk_al`) is not offered and stops the core instead (the header
+        # and descriptor reads, `rd_nochk`, are checked by their states).
+        rd_req, rd_nochk, rd_chk_al, rd_bad, rd_taken = (Signal() for _ in range(5))
         wr_req, wr_chk_al, wr_bad, wr_taken = (Signal() for _ in range(4))
         rcmd, wcmd = self.rd_cmd.payload, self.wr_cmd.payload
         m.d.comb += [
-            rd_chk.eq(rd_req),
-            rd_bad.eq(rd_chk & (~read_ok(rcmd.addr, rcmd.length)
-                                | rd_chk_al & ~aligned(rcmd.addr))),
+            rd_bad.eq(~rd_nochk & (~read_ok(rcmd.addr, rcmd.length)
+                                   | rd_chk_al & ~aligned(rcmd.addr))),
             wr_bad.eq(~write_ok(wcmd.addr, wcmd.length) | wr_chk_al & ~aligned(wcmd.addr)),
             rd_taken.eq(self.rd_cmd.valid & self.rd_cmd.ready),
             wr_taken.eq(self.wr_cmd.valid & self.wr_cmd.ready),
@@ -1023,12 +1023,10 @@ class _Sequencer(wiring.Component):
         lu_sub = Signal(range(max(2, NSUB)))
         vnew_reg = Signal(L * V)
         v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
-        picked = []
         for kl in range(DL):
             def pick(lanes, kl=kl):
                 # a signal, not an array proxy: operators on a proxy are built per element
-                sel = Signal.like(lanes[kl], name=f"pick{kl}_{len(picked)}")
-                picked.append(sel)
+                sel = Signal.like(lanes[kl], name=f"pick{kl}")
                 m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub])
                 return sel
             b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
@@ -1125,6 +1123,13 @@ class _Sequencer(wiring.Component):
         # the K and V slices in LUT RAM, beat j in bank j % 2 (two beats read at once); Q's
         # slice is read after the last K^T V update: it takes K's place
         KVB = max(1, _log2(-(-(NB + 1) // 2)))       # address bits of a slice in a bank
+
+        def beat_pair(e, data0, data1):
+            """Beats e and e + 1 of a slice in two banks (beat j at word j // 2 of bank
+            j % 2): the banks' word addresses and (lo, hi) from their read data."""
+            addr0, addr1 = ((e + 1) >> 1)[:KVB], (e >> 1)[:KVB]
+            return addr0, addr1, Mux(e[0], data1, data0), Mux(e[0], data0, data1)
+
         kv_banks = [mem(f"kv_bank{b}", AW, 2 << KVB) for b in range(2)]
         kv_wr = [bank.write_port() for bank in kv_banks]
         kv_rd = [bank.read_port(domain="comb") for bank in kv_banks]
@@ -1140,13 +1145,12 @@ class _Sequencer(wiring.Component):
         ob_new_lo, ob_new_hi = Signal(AW), Signal(AW)
         ob_we_lo, ob_we_hi = Signal(), Signal()
         ob_e1 = (ob_e + 1)[:len(ob_e) + 1]
+        ob_a0, ob_a1, ob_d_lo, ob_d_hi = beat_pair(ob_e, ob_rd[0].data, ob_rd[1].data)
         m.d.comb += [
-            ob_rd[0].addr.eq((ob_e1 >> 1)[:KVB]), ob_rd[1].addr.eq((ob_e >> 1)[:KVB]),
-            ob_lo.eq(Mux(ob_ok.bit_select(ob_e, 1),
-                         Mux(ob_e[0], ob_rd[1].data, ob_rd[0].data), 0)),
-            ob_hi.eq(Mux(ob_ok.bit_select(ob_e1, 1),
-                         Mux(ob_e[0], ob_rd[0].data, ob_rd[1].data), 0)),
-            ob_wr[0].addr.eq(ob_rd[0].addr), ob_wr[1].addr.eq(ob_rd[1].addr),
+            ob_rd[0].addr.eq(ob_a0), ob_rd[1].addr.eq(ob_a1),
+            ob_lo.eq(Mux(ob_ok.bit_select(ob_e, 1), ob_d_lo, 0)),
+            ob_hi.eq(Mux(ob_ok.bit_select(ob_e1, 1), ob_d_hi, 0)),
+            ob_wr[0].addr.eq(ob_a0), ob_wr[1].addr.eq(ob_a1),
             ob_wr[0].data.eq(Mux(ob_e[0], ob_new_hi, ob_new_lo)),
             ob_wr[1].data.eq(Mux(ob_e[0], ob_new_lo, ob_new_hi)),
             ob_wr[0].en.eq(Mux(ob_e[0], ob_we_hi, ob_we_lo)),
@@ -1168,10 +1172,9 @@ class _Sequencer(wiring.Component):
         window = Signal(MAXD)
         # one extractor for the slices: beats bi and bi + 1 of the chosen one, shifted
         bi = win_rel >> LGAW
-        m.d.comb += [kv_rd[0].addr.eq(Cat(((bi + 1) >> 1)[:KVB], win_sel)),
-                     kv_rd[1].addr.eq(Cat((bi >> 1)[:KVB], win_sel))]
-        two = Mux(bi[0], Cat(kv_rd[1].data, kv_rd[0].data), Cat(kv_rd[0].data, kv_rd[1].data))
-        m.d.comb += window.eq((two >> win_rel[:LGAW]) & dmask)
+        kv_a0, kv_a1, kv_lo, kv_hi = beat_pair(bi, kv_rd[0].data, kv_rd[1].data)
+        m.d.comb += [kv_rd[0].addr.eq(Cat(kv_a0, win_sel)), kv_rd[1].addr.eq(Cat(kv_a1, win_sel)),
+                     window.eq((Cat(kv_lo, kv_hi) >> win_rel[:LGAW]) & dmask)]
         h0 = Signal(16)
         hs = Signal(16)
         base0 = Signal(24)
@@ -1295,7 +1298,7 @@ class _Sequencer(wiring.Component):
 
         def read_cmd(addr, length, nxt, check=True):
             m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length),
-                         fsm_cmd.eq(1), rd_req.eq(1), rd_chk.eq(check), rd_chk_al.eq(check)]
+                         fsm_cmd.eq(1), rd_req.eq(1), rd_nochk.eq(not check), rd_chk_al.eq(check)]
             with m.If(rd_taken):
                 m.next = nxt
 
