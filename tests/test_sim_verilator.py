@@ -120,3 +120,25 @@ def test_the_wheel_build_does_call_python(tmp_path):
     assert "\nPYTHON3 = python\n" in (root / "include" / "verilated.mk").read_text()
     proc, marker = _build_without_python(tmp_path, "unfixed")
     assert proc.returncode != 0 and marker.exists()
+
+
+def test_builds_share_verilators_runtime_objects(tmp_path):
+    """The first build in a build root compiles Verilator's runtime library; the next builds
+    take its objects (make does not compile them again) and still link. (Every co-simulation
+    in tb/ runs on such a build.)"""
+    from gen.verilog import to_verilog
+    from hw.lif import LIFArray
+    from spec.lif import LIFConfig
+
+    logs = []
+    for n in (8, 16):
+        v = tmp_path / f"lif{n}.v"
+        v.write_text(to_verilog(LIFArray(LIFConfig(neurons=n, lanes=4)), "lif"))
+        d = verilator.build(v, "lif", tmp_path / "root")
+        assert (d / "lif").is_file()
+        logs.append((d / "build.log").read_text())
+    compiled = [[name for name in verilator.RUNTIME_OBJECTS if f"-o {name}.o " in log]
+                for log in logs]
+    assert compiled == [list(verilator.RUNTIME_OBJECTS), []]
+    runtime = verilator._runtime_dir(tmp_path / "root")
+    assert (runtime / "complete").is_file()
