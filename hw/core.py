@@ -355,30 +355,45 @@ class _Sequencer(wiring.Component):
         act = Signal(33)
         act_end = Signal(33)
 
-        def read_ok(addr, length):
-            end = addr + length
-            return (addr >= base) & (end <= act_end) & (end >= addr)
-
-        def write_ok(addr, length):
-            end = addr + length
-            return (addr >= act) & (addr >= image_end) & (end <= act_end)
-
         def aligned(value):
             return value[:LGAB] == 0 if LGAB else Const(1)
 
-        # One check per port, on the command offered: an issuer raises `*_req` with the
-        # address and length on the payload; a command that breaks the address rule (or the
-        # alignment, where `*_chk_al`) is not offered and stops the core instead (the header
-        # and descriptor reads, `rd_nochk`, are checked by their states).
-        rd_req, rd_nochk, rd_chk_al, rd_bad, rd_taken = (Signal() for _ in range(5))
-        wr_req, wr_chk_al, wr_bad, wr_taken = (Signal() for _ in range(4))
+        # A command slot per port: an issuer raises `*_req` with the address and length on
+        # `rq_*` / `wq_*`; the slot takes it when empty (`*_taken`: one command in two cycles at
+        # most) with its end address, and offers it to the AXI master in the next cycle. The
+        # slot checks its command (the address rule, and the alignment where `*_chk_al`): a
+        # bad one is never offered and stops the core instead (the header and descriptor
+        # reads, `rd_nochk`, are checked by their states). So no path runs from an issuer's
+        # choice through the check into the AXI master, or from the AXI master's `ready`
+        # back into the issuers.
+        rd_req, rd_nochk, rd_chk_al, rd_taken = (Signal() for _ in range(4))
+        wr_req, wr_chk_al, wr_taken = (Signal() for _ in range(3))
+        rq_addr, rq_len, wq_addr, wq_len = (Signal(32) for _ in range(4))
+        rq_kind = Signal(2)                          # the read's kind (the read queue's)
+        rs_valid, rs_nochk, rs_chk_al, rs_bad = (Signal() for _ in range(4))
+        rs_kind = Signal(2)
+        rs_end = Signal(33)
+        ws_valid, ws_chk_al, ws_bad = (Signal() for _ in range(3))
+        ws_end = Signal(33)
         rcmd, wcmd = self.rd_cmd.payload, self.wr_cmd.payload
+        m.d.comb += [rd_taken.eq(rd_req & ~rs_valid), wr_taken.eq(wr_req & ~ws_valid)]
+        with m.If(rd_taken):
+            m.d.sync += [rs_valid.eq(1), rcmd.addr.eq(rq_addr), rcmd.length.eq(rq_len),
+                         rs_end.eq(rq_addr + rq_len), rs_nochk.eq(rd_nochk),
+                         rs_chk_al.eq(rd_chk_al), rs_kind.eq(rq_kind)]
+        with m.Elif(self.rd_cmd.valid & self.rd_cmd.ready):
+            m.d.sync += rs_valid.eq(0)
+        with m.If(wr_taken):
+            m.d.sync += [ws_valid.eq(1), wcmd.addr.eq(wq_addr), wcmd.length.eq(wq_len),
+                         ws_end.eq(wq_addr + wq_len), ws_chk_al.eq(wr_chk_al)]
+        with m.Elif(self.wr_cmd.valid & self.wr_cmd.ready):
+            m.d.sync += ws_valid.eq(0)
         m.d.comb += [
-            rd_bad.eq(~rd_nochk & (~read_ok(rcmd.addr, rcmd.length)
-                                   | rd_chk_al & ~aligned(rcmd.addr))),
-            wr_bad.eq(~write_ok(wcmd.addr, wcmd.length) | wr_chk_al & ~aligned(wcmd.addr)),
-            rd_taken.eq(self.rd_cmd.valid & self.rd_cmd.ready),
-            wr_taken.eq(self.wr_cmd.valid & self.wr_cmd.ready),
+            rs_bad.eq(~rs_nochk & (~((rcmd.addr >= base) & (rs_end <= act_end)
+                                     & (rs_end >= rcmd.addr))
+                                   | rs_chk_al & ~aligned(rcmd.addr))),
+            ws_bad.eq(~((wcmd.addr >= act) & (wcmd.addr >= image_end) & (ws_end <= act_end))
+                      | ws_chk_al & ~aligned(wcmd.addr)),
         ]
 
         # -- per-layer derived values -----------------------------------------------------------
@@ -558,7 +573,6 @@ class _Sequencer(wiring.Component):
         q_count = Signal(range(QD + 1))
         q_full = Signal()
         m.d.comb += q_full.eq(q_count == QD)
-        cmd_kind = Signal(2)                          # kind of the command offered this cycle
         fsm_cmd = Signal()                            # the sequencer drives rd_cmd this cycle
         frd_ready = Signal()
         frd_valid = Signal()
@@ -588,7 +602,7 @@ class _Sequencer(wiring.Component):
         head_taken = Signal(24)                       # beats of the head's command taken
         m.d.comb += pop.eq(beat_taken & (head_taken + 1 == head_beats))
         with m.If(push):
-            m.d.sync += [q_kind[q_tail].eq(cmd_kind), q_beats[q_tail].eq(push_beats),
+            m.d.sync += [q_kind[q_tail].eq(rs_kind), q_beats[q_tail].eq(push_beats),
                          q_tail.eq(Mux(q_tail == QD - 1, 0, q_tail + 1))]
         # (a count beside the queue: an entry is written only when its command is pushed)
         with m.If(beat_taken):
@@ -720,8 +734,8 @@ class _Sequencer(wiring.Component):
                                 m.d.sync += next_tile
                                 m.next = "TILE"
         with m.If(ld_issue):
-            m.d.comb += [rd_req.eq(1), rd_chk_al.eq(1), self.rd_cmd.payload.addr.eq(ld_waddr),
-                         self.rd_cmd.payload.length.eq(ld_pbytes), cmd_kind.eq(KIND_W)]
+            m.d.comb += [rd_req.eq(1), rd_chk_al.eq(1), rq_addr.eq(ld_waddr),
+                         rq_len.eq(ld_pbytes), rq_kind.eq(KIND_W)]
 
         # -- event source -----------------------------------------------------------------------
         src_active = Signal()                         # consuming the band's input beats
@@ -1016,21 +1030,31 @@ class _Sequencer(wiring.Component):
         first_t = ts == 0
         last_t = ts + 1 == tsteps
         # the lane unit: LIF and shortcut of DL lanes a cycle (L / DL cycles a group), into
-        # registers: spike_word, out_word (values) and the new membranes
+        # registers: spike_word, out_word (values) and the new membranes. Two stages: the
+        # input's bias, saturation and saturating shift, then the charge, the membrane update
+        # and the threshold (and the shortcut's sums). A client sets `lu_run` and waits for
+        # `lu_busy` to fall, holding the unit's inputs (x_lanes, res_lanes, the parameters
+        # at d_g, the membranes read) until then.
         DL = min(L, DRAIN_LANES)
         NSUB = L // DL
-        lu_busy = Signal()
+        lu_run = Signal()                             # stage 1 takes sub-group lu_sub
         lu_sub = Signal(range(max(2, NSUB)))
+        lu_v2 = Signal()                              # stage 2 holds sub-group lu_sub2
+        lu_sub2 = Signal(range(max(2, NSUB)))
+        lu_busy = Signal()
+        m.d.comb += lu_busy.eq(lu_run | lu_v2)
+        m.d.sync += [lu_v2.eq(lu_run), lu_sub2.eq(lu_sub)]
         vnew_reg = Signal(L * V)
         v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
         for kl in range(DL):
-            def pick(lanes, kl=kl):
+            def pick(lanes, sub, kl=kl):
                 # a signal, not an array proxy: operators on a proxy are built per element
                 sel = Signal.like(lanes[kl], name=f"pick{kl}")
-                m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[lu_sub])
+                m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[sub])
                 return sel
-            b0, p1, p2 = pick(bias), pick(prm1), pick(prm2)
-            x_in = pick(x_lanes)
+            # stage 1
+            b0, p1 = pick(bias, lu_sub), pick(prm1, lu_sub)
+            x_in = pick(x_lanes, lu_sub)
             xb = Signal(signed(35), name=f"xb{kl}")
             m.d.comb += xb.eq(x_in + Mux((x_mode == X_BIAS_SAT) | (x_mode == X_BIAS), b0, 0))
             x_lo = Mux(x_mode == X_SUM_SAT, sum_lo, acc_lo)
@@ -1038,39 +1062,46 @@ class _Sequencer(wiring.Component):
             x = Signal(signed(34), name=f"xin{kl}")
             m.d.comb += x.eq(Mux((x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT),
                                  _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
-            if has_v:
-                vold = Mux(first_t, 0, pick(wide_lanes))
-            else:
-                vold = Const(0, signed(V))
-            th = Mux(is_lif | is_sdsa, b0, p1)
-            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1, p2))
-            # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
-            # and charge, both in range, so its saturation is the identity and left out
-            # one saturating left shift: by frac_bits (the LIF), or by the stream shift
+            # one saturating left shift: by frac_bits (the LIF), or by the stream shift; the
+            # shortcut's right shift beside it
             shifted = Signal(signed(SW), name=f"xshift{kl}")
             m.d.comb += shifted.eq(_shl_sat(x, Mux(is_stream, p1[:5], frac), SW))
+            moved = Signal(signed(SW), name=f"moved{kl}")
+            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x >> (-p1)[:5]))
+            x2 = Signal(signed(34), name=f"x2_{kl}")
+            shifted2 = Signal(signed(SW), name=f"xshift2_{kl}")
+            moved2 = Signal(signed(SW), name=f"moved2_{kl}")
+            m.d.sync += [x2.eq(x), shifted2.eq(shifted), moved2.eq(moved)]
+            # stage 2
+            b0s, p1s, p2s = pick(bias, lu_sub2), pick(prm1, lu_sub2), pick(prm2, lu_sub2)
+            if has_v:
+                vold = Mux(first_t, 0, pick(wide_lanes, lu_sub2))
+            else:
+                vold = Const(0, signed(V))
+            th = Mux(is_lif | is_sdsa, b0s, p1s)
+            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))
+            # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
+            # and charge, both in range, so its saturation is the identity and left out
             charge = Signal(signed(V + 1), name=f"charge{kl}")
-            m.d.comb += charge.eq(_clamp(shifted + lbias, v_lo, v_hi))
+            m.d.comb += charge.eq(_clamp(shifted2 + lbias, v_lo, v_hi))
             h = Signal(signed(V + 1), name=f"h{kl}")
             m.d.comb += h.eq(vold + ((charge - vold) >> 1))
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
-            moved = Signal(signed(SW), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x >> (-p1)[:5]))
             branch = Signal(signed(33), name=f"branch{kl}")
-            m.d.comb += branch.eq(_clamp(moved + p2, o_lo, o_hi))
-            val = Mux(is_stream, _clamp(branch + pick(res_lanes), o_lo, o_hi), x)
-            with m.If(lu_busy):
+            m.d.comb += branch.eq(_clamp(moved2 + p2s, o_lo, o_hi))
+            val = Mux(is_stream, _clamp(branch + pick(res_lanes, lu_sub2), o_lo, o_hi), x2)
+            with m.If(lu_v2):
                 for j in range(NSUB):
                     i = j * DL + kl
-                    with m.If(lu_sub == j):
+                    with m.If(lu_sub2 == j):
                         m.d.sync += [spike_word[i].eq(fired),
                                      vnew_reg[V * i:V * (i + 1)].eq(Mux(fired, 0, h)),
                                      out_word[32 * i:32 * (i + 1)].eq(val)]
-        with m.If(lu_busy):
+        with m.If(lu_run):
             m.d.sync += lu_sub.eq(lu_sub + 1)
             with m.If(lu_sub == NSUB - 1):
-                m.d.sync += [lu_busy.eq(0), lu_sub.eq(0)]
+                m.d.sync += [lu_run.eq(0), lu_sub.eq(0)]
 
         # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
         o_nbeats = Signal(8)                          # beats of a value chunk
@@ -1248,8 +1279,8 @@ class _Sequencer(wiring.Component):
         dri_a = s_base + t_res + dri_addr + (g0 << (LGL + s_lgvb))
         dri_len = gt << (LGL + s_lgvb)
         with m.If(dri_go):
-            m.d.comb += [rd_req.eq(1), self.rd_cmd.payload.addr.eq(dri_a),
-                         self.rd_cmd.payload.length.eq(dri_len), cmd_kind.eq(KIND_FSM)]
+            m.d.comb += [rd_req.eq(1), rq_addr.eq(dri_a), rq_len.eq(dri_len),
+                         rq_kind.eq(KIND_FSM)]
             with m.If(rd_taken):
                 m.d.sync += [dri_n.eq(dri_n + 1), dri_addr.eq(dri_addr + s_pb)]
         sp_first = (g0 << _log2(SPB)) >> LGAB
@@ -1259,8 +1290,7 @@ class _Sequencer(wiring.Component):
                     dwi_oaddr + (g0 << (LGL + lg_out_vb)))
         dwi_len = Mux(out_spikes, (sp_last - sp_first + 1) << LGAB, gt << (LGL + lg_out_vb))
         with m.If(drain_on & (dwi_n != d_npix) & (dwi_n < d_pix + 4)):
-            m.d.comb += [wr_req.eq(1), self.wr_cmd.payload.addr.eq(dwi_a),
-                         self.wr_cmd.payload.length.eq(dwi_len)]
+            m.d.comb += [wr_req.eq(1), wq_addr.eq(dwi_a), wq_len.eq(dwi_len)]
             with m.If(wr_taken):
                 m.d.sync += [dwi_n.eq(dwi_n + 1),
                              dwi_addr.eq(dwi_addr + D["out_pixel_bytes"])]
@@ -1297,14 +1327,13 @@ class _Sequencer(wiring.Component):
         res_pix = Signal(33)
 
         def read_cmd(addr, length, nxt, check=True):
-            m.d.comb += [self.rd_cmd.payload.addr.eq(addr), self.rd_cmd.payload.length.eq(length),
-                         fsm_cmd.eq(1), rd_req.eq(1), rd_nochk.eq(not check), rd_chk_al.eq(check)]
+            m.d.comb += [rq_addr.eq(addr), rq_len.eq(length), fsm_cmd.eq(1), rd_req.eq(1),
+                         rd_nochk.eq(not check), rd_chk_al.eq(check)]
             with m.If(rd_taken):
                 m.next = nxt
 
         def write_cmd(addr, length, nxt):
-            m.d.comb += [self.wr_cmd.payload.addr.eq(addr), self.wr_cmd.payload.length.eq(length),
-                         wr_req.eq(1), wr_chk_al.eq(1)]
+            m.d.comb += [wq_addr.eq(addr), wq_len.eq(length), wr_req.eq(1), wr_chk_al.eq(1)]
             with m.If(wr_taken):
                 m.next = nxt
 
@@ -1333,21 +1362,32 @@ class _Sequencer(wiring.Component):
             record_rx("HDR_RX", hdr, hdr_beats, "HDR_CHECK")
             record_rx("DSC_RX", dsc, dsc_beats, "DSC_CHECK")
 
-            with m.State("HDR_CHECK"):
+            hchk_magic, hchk_sum, hchk_core, hchk_addr, hdr_settled = (Signal() for _ in range(5))
+
+            with m.State("HDR_CHECK"):              # two cycles: the checks, their verdict
                 # csum holds the sum of all 16 words; the checksum word w15 = ~sum(w0..w14)
                 d_lo = H["descriptors"]
                 d_hi = d_lo + (H["layers"] << 8)
-                with m.If((H["magic"] != MAGIC) | (H["version"] != VERSION)):
+                m.d.sync += [
+                    hchk_magic.eq((H["magic"] != MAGIC) | (H["version"] != VERSION)),
+                    hchk_sum.eq(csum != 0xFFFFFFFF),
+                    hchk_core.eq(H["core"] != core_id),
+                    hchk_addr.eq((H["base"] != self.program)
+                                 | (d_lo < H["base"]) | (d_hi > H["base"] + H["image_bytes"])
+                                 | (H["layers"] >= 1 << 16) | ~aligned(d_lo)),
+                ]
+                with m.If(~hdr_settled):
+                    m.d.sync += hdr_settled.eq(1)
+                with m.Elif(hchk_magic):
                     m.d.comb += fault("magic")
-                with m.Elif(csum != 0xFFFFFFFF):
+                with m.Elif(hchk_sum):
                     m.d.comb += fault("header_checksum")
-                with m.Elif(H["core"] != core_id):
+                with m.Elif(hchk_core):
                     m.d.comb += fault("core")
-                with m.Elif((H["base"] != self.program)
-                            | (d_lo < H["base"]) | (d_hi > H["base"] + H["image_bytes"])
-                            | (H["layers"] >= 1 << 16) | ~aligned(d_lo)):
+                with m.Elif(hchk_addr):
                     m.d.comb += fault("address")
                 with m.Else():
+                    m.d.sync += hdr_settled.eq(0)
                     m.d.sync += [base.eq(H["base"]), image_end.eq(H["base"] + H["image_bytes"]),
                                  act.eq(H["activation_addr"]),
                                  act_end.eq(H["activation_addr"] + H["activation_bytes"]),
@@ -1382,7 +1422,9 @@ class _Sequencer(wiring.Component):
             with m.State("DSC_CMD"):
                 read_cmd(daddr, DESCRIPTOR_WORDS * 4, "DSC_RX", check=False)
 
-            with m.State("DSC_CHECK"):
+            chk_sum, chk_op, chk_shape, chk_align, dsc_settled = (Signal() for _ in range(5))
+
+            with m.State("DSC_CHECK"):              # two cycles: the checks, their verdict
                 shape_bad = Const(0)
                 for fname, limit in SHAPE_LIMITS:
                     shape_bad = shape_bad | _above(D[fname], getattr(cfg, limit))
@@ -1430,15 +1472,26 @@ class _Sequencer(wiring.Component):
                     | ~aligned(D["params_tile_bytes"]) | ~aligned(D["row_table_addr"]) \
                     | ~aligned(D["col_table_addr"]) | ~aligned(D["k_addr"]) \
                     | ~aligned(D["v_addr"])
-                with m.If(csum != 0xFFFFFFFF):
+                # the verdicts are registered in DSC_SETTLE (from the whole descriptor) and
+                # read here: no path from the descriptor's fields through the checks into the
+                # sequencer's next state
+                m.d.sync += [chk_sum.eq(csum != 0xFFFFFFFF),
+                             chk_op.eq(~(is_engine | is_lif | is_sdsa | is_head)),
+                             chk_shape.eq(shape_bad | acc_bad | engine_bad | common_bad
+                                          | sdsa_bad | head_bad),
+                             chk_align.eq(align_bad)]
+                with m.If(~dsc_settled):
+                    m.d.sync += dsc_settled.eq(1)
+                with m.Elif(chk_sum):
                     m.d.comb += fault("descriptor_checksum")
-                with m.Elif(~(is_engine | is_lif | is_sdsa | is_head)):
+                with m.Elif(chk_op):
                     m.d.comb += fault("opcode")
-                with m.Elif(shape_bad | acc_bad | engine_bad | common_bad | sdsa_bad | head_bad):
+                with m.Elif(chk_shape):
                     m.d.comb += fault("shape")
-                with m.Elif(align_bad):
+                with m.Elif(chk_align):
                     m.d.comb += fault("address")
                 with m.Else():
+                    m.d.sync += dsc_settled.eq(0)
                     m.d.sync += [tile.eq(0), g0.eq(0),
                                  p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0),
                                  h0.eq(0), base0.eq(0)]
@@ -1641,7 +1694,7 @@ class _Sequencer(wiring.Component):
                         m.d.comb += release.eq(1)
                     m.next = "PART"
                 with m.Else():
-                    m.d.comb += cmd_kind.eq(KIND_S)
+                    m.d.comb += rq_kind.eq(KIND_S)
                     read_cmd(D["in_addr"] + t_in + in_off, in_len, "STREAM")
             with m.State("STREAM"):
                 m.d.comb += [src_active.eq(1), ld_allow.eq(1)]
@@ -1706,7 +1759,7 @@ class _Sequencer(wiring.Component):
                     ]
                 m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
                                           Mux(wide, X_BIAS, X_BIAS_SAT)))
-                m.d.sync += lu_busy.eq(1)
+                m.d.sync += lu_run.eq(1)
                 # clear the accumulator as it is read
                 with m.If(~is_lif):
                     with m.If(wide & has_v):
@@ -1771,7 +1824,7 @@ class _Sequencer(wiring.Component):
                 with m.If((tile == D["tiles"]) | (h0 >= D["heads"])):
                     m.d.sync += cnt.eq(0)
                     m.next = "SD_END"
-                with m.Elif((tile == 0) | self.write_idle):   # earlier tiles' records written
+                with m.Elif((tile == 0) | self.write_idle & ~ws_valid):   # earlier tiles' records
                     left = D["heads"] - h0
                     m.d.sync += [hs.eq(Mux(left < D["tile_groups"], left, D["tile_groups"])),
                                  cnt.eq(0), acc32.eq(0), hsdim.eq(0)]
@@ -1929,7 +1982,7 @@ class _Sequencer(wiring.Component):
                 m.next = "SD_L_S"
             with m.State("SD_L_S"):
                 m.d.comb += draining.eq(1)
-                m.d.sync += lu_busy.eq(1)
+                m.d.sync += lu_run.eq(1)
                 m.next = "SD_L_C"
             with m.State("SD_L_C"):
                 m.d.comb += draining.eq(1)
@@ -2030,7 +2083,7 @@ class _Sequencer(wiring.Component):
                 m.next = "HD_M_S"
             with m.State("HD_M_S"):
                 m.d.comb += draining.eq(1)
-                m.d.sync += lu_busy.eq(1)
+                m.d.sync += lu_run.eq(1)
                 m.next = "HD_M_GET"
             with m.State("HD_M_GET"):               # the membrane; spikes become events
                 m.d.comb += draining.eq(1)
@@ -2052,8 +2105,8 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [layer.eq(layer + 1), daddr.eq(daddr + DESCRIPTOR_WORDS * 4)]
                 m.next = "NEXT"
 
-            with m.State("FINISH"):
-                m.d.comb += self.done.eq(1)
+            with m.State("FINISH"):                 # (with no command left in a slot)
+                m.d.comb += self.done.eq(~rs_valid & ~ws_valid)
 
         # the write ports' data
         sources = {SRC_UPD: upd, SRC_NEW: v_new}
@@ -2072,8 +2125,8 @@ class _Sequencer(wiring.Component):
             port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW))
 
         # the command ports (the checks above)
-        m.d.comb += [self.rd_cmd.valid.eq(rd_req & ~rd_bad & ~q_full),
-                     self.wr_cmd.valid.eq(wr_req & ~wr_bad)]
-        with m.If(rd_req & rd_bad | wr_req & wr_bad):
+        m.d.comb += [self.rd_cmd.valid.eq(rs_valid & ~rs_bad & ~q_full),
+                     self.wr_cmd.valid.eq(ws_valid & ~ws_bad)]
+        with m.If(rs_valid & rs_bad | ws_valid & ws_bad):
             m.d.comb += fault("address")
         return m
