@@ -925,17 +925,13 @@ class _Sequencer(wiring.Component):
         # -- update pipeline --------------------------------------------------------------------
         s0_valid = Signal()
         s0_acc = Signal(ACCB + 1)
-        s0_w = Signal(WGB + 1)
+        w_next = Signal(WGB + 1)                     # the weight word of the update emitted
         s0_b = Signal(6)
         s0_neg = Signal()
         s0_mask = Signal(L)
         s0_dw = Signal()
         s1_valid = Signal()
         s1_acc = Signal(ACCB + 1)
-        s1_b = Signal(6)
-        s1_neg = Signal()
-        s1_mask = Signal(L)
-        s1_dw = Signal()
         s0_cnt = Signal()                            # attention: add 0/1 counts `s0_bits`
         s0_bits = Signal(L)
         s1_cnt = Signal()
@@ -946,18 +942,19 @@ class _Sequencer(wiring.Component):
         g_used = Mux(is_dw, tg_dwg, tg_g)
         pix_in_band = ro_rd.data + tg_ocol[:ACCB + 1]
         m.d.sync += s0_valid.eq(emit | kv_emit)
+        # the weight word is read as the update is emitted, so its value (negated, masked and
+        # shifted) is ready in a register when the accumulator word arrives
+        m.d.comb += w_next.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used)
         with m.If(emit):
             m.d.sync += [
                 s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
-                s0_w.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
                 s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_mask.eq(tg_mask), s0_dw.eq(is_dw),
                 s0_cnt.eq(0),
             ]
         with m.If(kv_emit):
             m.d.sync += [s0_acc.eq(kv_addr), s0_bits.eq(kv_bits), s0_cnt.eq(1), s0_b.eq(0),
                          s0_neg.eq(0), s0_dw.eq(0)]
-        m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc), s1_b.eq(s0_b),
-                     s1_neg.eq(s0_neg), s1_mask.eq(s0_mask), s1_dw.eq(s0_dw),
+        m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc),
                      s1_cnt.eq(s0_cnt), s1_bits.eq(s0_bits)]
 
         # acc memory ports: the pipeline while streaming, the drain otherwise
@@ -969,7 +966,7 @@ class _Sequencer(wiring.Component):
         d_addr = Signal(ACCB + 1)                     # at this address (D_WAIT)
         m.d.comb += [a_rd.addr.eq(Mux(y_read, y_addr, Mux(d_read, d_addr,
                                                          Mux(draining, drain_addr, s0_acc)))),
-                     w_rd.addr.eq(s0_w)]
+                     w_rd.addr.eq(w_next)]
         if has_v:
             m.d.comb += v_rd.addr.eq(Mux(d_read, d_addr, Mux(draining, drain_addr, s0_acc)))
         acc_lanes = [a_rd.data[A * i:A * (i + 1)].as_signed() for i in range(L)]
@@ -982,15 +979,17 @@ class _Sequencer(wiring.Component):
         # Two adders a lane: the wide store's (multi-bit events: +-w << bit, wrapping at WIDE
         # bits, never saturated; the head's token sums, `sums_mode`: a token's values) and the
         # accumulators' (spike events: +-w, saturated at the layer's acc_bits; attention
-        # counts: + 0/1, not saturated). A spike event's bit is 0.
+        # counts: + 0/1, not saturated). A spike event's bit is 0. The weight's part (s0):
+        # +-w masked, and shifted by the bit, into registers; the sums (s1).
         sums_mode = Signal()
         tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
         for i in range(L):
-            mine = ~s1_dw | s1_mask[i]
+            mine = ~s0_dw | s0_mask[i]
+            wn0 = Signal(signed(cfg.w_bits + 1), name=f"upd_wn0_{i}")
+            m.d.comb += wn0.eq(Mux(mine, Mux(s0_neg, -w_lanes[i], w_lanes[i]), 0))
             wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
-            m.d.comb += wn.eq(Mux(mine, Mux(s1_neg, -w_lanes[i], w_lanes[i]), 0))
             w = Signal(signed(WIDE), name=f"upd_w{i}")
-            m.d.comb += w.eq(wn << s1_b)
+            m.d.sync += [wn.eq(wn0), w.eq(wn0 << s0_b)]
             total = Signal(signed(WIDE), name=f"upd_wide{i}")
             tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
                           Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
@@ -1030,9 +1029,10 @@ class _Sequencer(wiring.Component):
         first_t = ts == 0
         last_t = ts + 1 == tsteps
         # the lane unit: LIF and shortcut of DL lanes a cycle (L / DL cycles a group), into
-        # registers: spike_word, out_word (values) and the new membranes. Two stages: the
-        # input's bias, saturation and saturating shift, then the charge, the membrane update
-        # and the threshold (and the shortcut's sums). A client sets `lu_run` and waits for
+        # registers: spike_word, out_word (values) and the new membranes. Three stages: the
+        # input's bias and saturation; the saturating shift (and the shortcut's right shift);
+        # the charge, the membrane update and the threshold (and the shortcut's sums). A
+        # client sets `lu_run` and waits for
         # `lu_busy` to fall, holding the unit's inputs (x_lanes, res_lanes, the parameters
         # at d_g, the membranes read) until then.
         DL = min(L, DRAIN_LANES)
@@ -1041,9 +1041,11 @@ class _Sequencer(wiring.Component):
         lu_sub = Signal(range(max(2, NSUB)))
         lu_v2 = Signal()                              # stage 2 holds sub-group lu_sub2
         lu_sub2 = Signal(range(max(2, NSUB)))
+        lu_v3 = Signal()                              # stage 3 holds sub-group lu_sub3
+        lu_sub3 = Signal(range(max(2, NSUB)))
         lu_busy = Signal()
-        m.d.comb += lu_busy.eq(lu_run | lu_v2)
-        m.d.sync += [lu_v2.eq(lu_run), lu_sub2.eq(lu_sub)]
+        m.d.comb += lu_busy.eq(lu_run | lu_v2 | lu_v3)
+        m.d.sync += [lu_v2.eq(lu_run), lu_sub2.eq(lu_sub), lu_v3.eq(lu_v2), lu_sub3.eq(lu_sub2)]
         vnew_reg = Signal(L * V)
         v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
         for kl in range(DL):
@@ -1053,7 +1055,7 @@ class _Sequencer(wiring.Component):
                 m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[sub])
                 return sel
             # stage 1
-            b0, p1 = pick(bias, lu_sub), pick(prm1, lu_sub)
+            b0 = pick(bias, lu_sub)
             x_in = pick(x_lanes, lu_sub)
             xb = Signal(signed(35), name=f"xb{kl}")
             m.d.comb += xb.eq(x_in + Mux((x_mode == X_BIAS_SAT) | (x_mode == X_BIAS), b0, 0))
@@ -1062,20 +1064,23 @@ class _Sequencer(wiring.Component):
             x = Signal(signed(34), name=f"xin{kl}")
             m.d.comb += x.eq(Mux((x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT),
                                  _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
-            # one saturating left shift: by frac_bits (the LIF), or by the stream shift; the
-            # shortcut's right shift beside it
+            x1 = Signal(signed(34), name=f"x1_{kl}")
+            m.d.sync += x1.eq(x)
+            # stage 2: one saturating left shift, by frac_bits (the LIF) or by the stream
+            # shift; the shortcut's right shift beside it
             shifted = Signal(signed(SW), name=f"xshift{kl}")
-            m.d.comb += shifted.eq(_shl_sat(x, Mux(is_stream, p1[:5], frac), SW))
+            p1 = pick(prm1, lu_sub2)
+            m.d.comb += shifted.eq(_shl_sat(x1, Mux(is_stream, p1[:5], frac), SW))
             moved = Signal(signed(SW), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x >> (-p1)[:5]))
+            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x1 >> (-p1)[:5]))
             x2 = Signal(signed(34), name=f"x2_{kl}")
             shifted2 = Signal(signed(SW), name=f"xshift2_{kl}")
             moved2 = Signal(signed(SW), name=f"moved2_{kl}")
-            m.d.sync += [x2.eq(x), shifted2.eq(shifted), moved2.eq(moved)]
-            # stage 2
-            b0s, p1s, p2s = pick(bias, lu_sub2), pick(prm1, lu_sub2), pick(prm2, lu_sub2)
+            m.d.sync += [x2.eq(x1), shifted2.eq(shifted), moved2.eq(moved)]
+            # stage 3
+            b0s, p1s, p2s = pick(bias, lu_sub3), pick(prm1, lu_sub3), pick(prm2, lu_sub3)
             if has_v:
-                vold = Mux(first_t, 0, pick(wide_lanes, lu_sub2))
+                vold = Mux(first_t, 0, pick(wide_lanes, lu_sub3))
             else:
                 vold = Const(0, signed(V))
             th = Mux(is_lif | is_sdsa, b0s, p1s)
@@ -1090,11 +1095,11 @@ class _Sequencer(wiring.Component):
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
             branch = Signal(signed(33), name=f"branch{kl}")
             m.d.comb += branch.eq(_clamp(moved2 + p2s, o_lo, o_hi))
-            val = Mux(is_stream, _clamp(branch + pick(res_lanes, lu_sub2), o_lo, o_hi), x2)
-            with m.If(lu_v2):
+            val = Mux(is_stream, _clamp(branch + pick(res_lanes, lu_sub3), o_lo, o_hi), x2)
+            with m.If(lu_v3):
                 for j in range(NSUB):
                     i = j * DL + kl
-                    with m.If(lu_sub2 == j):
+                    with m.If(lu_sub3 == j):
                         m.d.sync += [spike_word[i].eq(fired),
                                      vnew_reg[V * i:V * (i + 1)].eq(Mux(fired, 0, h)),
                                      out_word[32 * i:32 * (i + 1)].eq(val)]
