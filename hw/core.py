@@ -925,7 +925,7 @@ class _Sequencer(wiring.Component):
         # -- update pipeline --------------------------------------------------------------------
         s0_valid = Signal()
         s0_acc = Signal(ACCB + 1)
-        w_next = Signal(WGB + 1)                     # the weight word of the update emitted
+        w_next = Signal(WGB + 1)                     # the weight word of the update in sA
         s0_b = Signal(6)
         s0_neg = Signal()
         s0_mask = Signal(L)
@@ -940,15 +940,27 @@ class _Sequencer(wiring.Component):
         kv_addr = Signal(ACCB + 1)
         kv_bits = Signal(L)
         g_used = Mux(is_dw, tg_dwg, tg_g)
-        pix_in_band = ro_rd.data + tg_ocol[:ACCB + 1]
-        m.d.sync += s0_valid.eq(emit | kv_emit)
-        # the weight word is read as the update is emitted, so its value (negated, masked and
-        # shifted) is ready in a register when the accumulator word arrives
-        m.d.comb += w_next.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used)
+        # sA: the emitted update's pixel in the band, group and weight word, registered; s0:
+        # its accumulator word (the group's base added) and the weight word's read, so its
+        # value (negated, masked and shifted) is ready in a register when the accumulator
+        # word arrives (s1)
+        sa_valid = Signal()
+        sa_pix = Signal(ACCB + 1)
+        sa_g = Signal(GB)
+        sa_b = Signal(6)
+        sa_neg = Signal()
+        sa_mask = Signal(L)
+        sa_dw = Signal()
+        m.d.sync += [sa_valid.eq(emit), s0_valid.eq(sa_valid | kv_emit)]
         with m.If(emit):
+            m.d.sync += [sa_pix.eq(ro_rd.data + tg_ocol[:ACCB + 1]), sa_g.eq(g_used[:GB]),
+                         w_next.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
+                         sa_b.eq(tg_b), sa_neg.eq(tg_neg), sa_mask.eq(tg_mask),
+                         sa_dw.eq(is_dw)]
+        with m.If(sa_valid):
             m.d.sync += [
-                s0_acc.eq(gbase[g_used[:GB]] + pix_in_band),
-                s0_b.eq(tg_b), s0_neg.eq(tg_neg), s0_mask.eq(tg_mask), s0_dw.eq(is_dw),
+                s0_acc.eq(gbase[sa_g] + sa_pix),
+                s0_b.eq(sa_b), s0_neg.eq(sa_neg), s0_mask.eq(sa_mask), s0_dw.eq(sa_dw),
                 s0_cnt.eq(0),
             ]
         with m.If(kv_emit):
@@ -1005,11 +1017,13 @@ class _Sequencer(wiring.Component):
             with m.Else():
                 acc_write(s1_acc, SRC_UPD)
         stream_idle = Signal()
-        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~s0_valid & ~s1_valid)
+        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~sa_valid & ~s0_valid
+                                   & ~s1_valid)
 
         # -- drain datapath ---------------------------------------------------------------------
         d_g = Signal(GB + 1)
         d_pix = Signal(ACCB + 2)                      # pixel within the band
+        d_real = Signal(L)                            # the group's lanes below out_channels
         d_npix = Signal(ACCB + 2)
         # the lane unit's inputs, and what it does to them first (X_*): the drain's
         # accumulators plus bias, saturated at acc_bits (or not: the wide store), the head's
@@ -1090,7 +1104,7 @@ class _Sequencer(wiring.Component):
             charge = Signal(signed(V + 1), name=f"charge{kl}")
             m.d.comb += charge.eq(_clamp(shifted2 + lbias, v_lo, v_hi))
             h = Signal(signed(V + 1), name=f"h{kl}")
-            m.d.comb += h.eq(vold + ((charge - vold) >> 1))
+            m.d.comb += h.eq((vold + charge) >> 1)          # = v + ((charge - v) >> 1)
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
             branch = Signal(signed(33), name=f"branch{kl}")
@@ -1764,6 +1778,7 @@ class _Sequencer(wiring.Component):
                     ]
                 m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
                                           Mux(wide, X_BIAS, X_BIAS_SAT)))
+                m.d.sync += d_real.eq(lanes_below((g0 + d_g) << LGL, D["out_channels"]))
                 m.d.sync += lu_run.eq(1)
                 # clear the accumulator as it is read
                 with m.If(~is_lif):
@@ -1788,9 +1803,8 @@ class _Sequencer(wiring.Component):
                     with m.If(out_spikes):
                         byte = s_byte[:LGAB] if LGAB else Const(0)
                         nbuf = Signal(AW)
-                        # padding channels (past out_channels) never fire
-                        real = lanes_below((g0 + d_g) << LGL, D["out_channels"])
-                        m.d.comb += nbuf.eq(sbuf | ((spike_word & real) << (byte << 3)))
+                        # padding channels (past out_channels) never fire (d_real)
+                        m.d.comb += nbuf.eq(sbuf | ((spike_word & d_real) << (byte << 3)))
                         nstrb = Signal(AB)
                         m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
                         m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
