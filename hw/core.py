@@ -1271,8 +1271,12 @@ class _Sequencer(wiring.Component):
                     with m.Case(c):
                         m.d.comb += out.eq(mul_const(value, c))
             return out
-        kv_row = times_gph(k_idx)
-        q_row = times_gph(q_idx)
+        # the bit being used (its row of K^T V words, registered) and the bits left: the next
+        # bit is taken off the scan as the last group of the current one goes
+        kc_valid, qc_valid = Signal(), Signal()
+        kc_row, qc_row = Signal(ACCB + 2), Signal(ACCB + 2)
+        k_next = [kc_valid.eq(k_any), kc_row.eq(times_gph(k_idx)), kscan.eq(k_rest)]
+        q_next = [qc_valid.eq(q_any), qc_row.eq(times_gph(q_idx)), qscan.eq(q_rest)]
         att_old = Mux(att_ok.bit_select(y_grp, 1), att_rd_y.data, 0)
         m.d.comb += [att_rd_y.addr.eq(y_grp), att_wr.addr.eq(y_grp),
                      att_wr.data.eq(Cat(*[(att_old[ATTB * i:ATTB * (i + 1)]
@@ -1927,18 +1931,18 @@ class _Sequencer(wiring.Component):
                     m.next = "SD_KVH2"
             with m.State("SD_KVH2"):
                 m.d.comb += [win_sel.eq(1), win_rel.eq(rel)]
-                m.d.sync += [vreg.eq(window), grp.eq(0)]
+                m.d.sync += [vreg.eq(window), grp.eq(0)] + k_next
                 m.next = "SD_KV_EV"
             with m.State("SD_KV_EV"):               # per K bit i: KV[i] += V, group by group
-                with m.If(~k_any):
+                with m.If(~kc_valid):
                     m.d.sync += [hl.eq(hl + 1), rel.eq(rel + dim)]
                     m.next = "SD_KVH"
                 with m.Else():
                     vgroups = Array(vreg[L * gi:L * (gi + 1)] for gi in range(GPH))
-                    m.d.comb += [kv_emit.eq(1), kv_addr.eq(gbase[hl[:GB]] + kv_row + grp),
+                    m.d.comb += [kv_emit.eq(1), kv_addr.eq(gbase[hl[:GB]] + kc_row + grp),
                                  kv_bits.eq(vgroups[grp]), self.event.eq(grp == 0)]
                     with m.If(grp + 1 == gph):
-                        m.d.sync += [grp.eq(0), kscan.eq(k_rest)]
+                        m.d.sync += [grp.eq(0)] + k_next
                     with m.Else():
                         m.d.sync += grp.eq(grp + 1)
             with m.State("SD_YT"):                  # the band's tokens: Q KV, LIF, spikes
@@ -1977,13 +1981,16 @@ class _Sequencer(wiring.Component):
                     m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
                     m.d.sync += [qscan.eq(window), grp.eq(0)]
                     m.d.sync += att_ok.eq(0)
-                    m.next = "SD_Y_EV"
+                    m.next = "SD_YQ"
+            with m.State("SD_YQ"):                  # the first Q bit off the scan
+                m.d.sync += q_next
+                m.next = "SD_Y_EV"
             with m.State("SD_Y_EV"):                # per Q bit i: att += KV[i], group by group
-                with m.If(q_any):
-                    m.d.comb += [y_read.eq(1), y_addr.eq(gbase[hl[:GB]] + q_row + grp)]
+                with m.If(qc_valid):
+                    m.d.comb += [y_read.eq(1), y_addr.eq(gbase[hl[:GB]] + qc_row + grp)]
                     m.d.sync += [y_v.eq(1), y_grp.eq(grp)]
                     with m.If(grp + 1 == gph):
-                        m.d.sync += [grp.eq(0), qscan.eq(q_rest)]
+                        m.d.sync += [grp.eq(0)] + q_next
                     with m.Else():
                         m.d.sync += grp.eq(grp + 1)
                 with m.Elif(~y_v):
