@@ -1091,14 +1091,21 @@ class _Sequencer(wiring.Component):
             shifted2 = Signal(signed(SW), name=f"xshift2_{kl}")
             moved2 = Signal(signed(SW), name=f"moved2_{kl}")
             m.d.sync += [x2.eq(x1), shifted2.eq(shifted), moved2.eq(moved)]
-            # stage 3
-            b0s, p1s, p2s = pick(bias, lu_sub3), pick(prm1, lu_sub3), pick(prm2, lu_sub3)
+            # stage 3's parameters, old membrane and residual, picked in stage 2 into registers
+            b0s, p1s, p2s = pick(bias, lu_sub2), p1, pick(prm2, lu_sub2)
+            th = Signal(signed(32), name=f"th{kl}")
+            lbias = Signal(signed(32), name=f"lbias{kl}")
+            p2r = Signal(signed(32), name=f"p2r{kl}")
+            res = Signal(signed(34), name=f"res3_{kl}")
+            m.d.sync += [th.eq(Mux(is_lif | is_sdsa, b0s, p1s)),
+                         lbias.eq(Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))), p2r.eq(p2s),
+                         res.eq(pick(res_lanes, lu_sub2))]
             if has_v:
-                vold = Mux(first_t, 0, pick(wide_lanes, lu_sub3))
+                vold = Signal(signed(V), name=f"vold{kl}")
+                m.d.sync += vold.eq(Mux(first_t, 0, pick(wide_lanes, lu_sub2)))
             else:
                 vold = Const(0, signed(V))
-            th = Mux(is_lif | is_sdsa, b0s, p1s)
-            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))
+            # stage 3
             # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
             # and charge, both in range, so its saturation is the identity and left out
             charge = Signal(signed(V + 1), name=f"charge{kl}")
@@ -1108,8 +1115,8 @@ class _Sequencer(wiring.Component):
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
             branch = Signal(signed(33), name=f"branch{kl}")
-            m.d.comb += branch.eq(_clamp(moved2 + p2s, o_lo, o_hi))
-            val = Mux(is_stream, _clamp(branch + pick(res_lanes, lu_sub3), o_lo, o_hi), x2)
+            m.d.comb += branch.eq(_clamp(moved2 + p2r, o_lo, o_hi))
+            val = Mux(is_stream, _clamp(branch + res, o_lo, o_hi), x2)
             with m.If(lu_v3):
                 for j in range(NSUB):
                     i = j * DL + kl
