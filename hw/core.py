@@ -439,21 +439,20 @@ class _Sequencer(wiring.Component):
                      lg_out_vb.eq(bytes_log(D["out_bytes"]))]
         in_signed = D["in_kind"] == IN_SIGNED
 
-        # runtime saturation bounds, registered (layer constants: they follow the descriptor a
-        # cycle late, while DSC_CHECK takes its verdict)
+        # runtime saturation bounds
         # a layer that saturates at acc_bits has acc_bits <= A (spec.program.check_descriptor)
         NB = max(A, cfg.w_bits + 1) + 1
         acc_hi, acc_lo, eqs = _sat_bounds(D["acc_bits"][:6], NB)
-        m.d.sync += eqs
+        m.d.comb += eqs
         # the drain's shifted values saturate at SW bits first (_shl_sat): the ranges below
         # are at most 32 bits and the terms added 32 bits
         SW = max(V, 32) + 3
         v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], V + 1)
-        m.d.sync += eqs
+        m.d.comb += eqs
         o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 33)
-        m.d.sync += eqs
+        m.d.comb += eqs
         sum_hi, sum_lo, eqs = _sat_bounds(D["sum_bits"][:6], V + 2)
-        m.d.sync += eqs
+        m.d.comb += eqs
 
         # -- memories ---------------------------------------------------------------------------
         def mem(name, width, depth):
