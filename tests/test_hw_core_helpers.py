@@ -93,3 +93,28 @@ def test_a_broken_expectation_fails():
                 bad.append(x)
     _run(m, bench)
     assert bad
+
+
+@pytest.mark.parametrize("field_bits, width", [(4, 6), (6, 9), (6, 33)])
+def test_sat_bounds_equal_the_shifted_constants(field_bits, width):
+    """hi = (1 << (n - 1)) - 1 and lo = -(1 << (n - 1)) truncated to `width` bits, n - 1
+    wrapping at the field's width (n = 0 included), for every field value."""
+    m = Module()
+    n = Signal(field_bits)
+    hi, lo, eqs = _sat_bounds(n, width)
+    m.d.comb += eqs
+    bad = []
+
+    def signed_at(v):
+        v &= (1 << width) - 1
+        return v - (1 << width) if v >> (width - 1) else v
+
+    async def bench(ctx):
+        for nb in range(1 << field_bits):
+            ctx.set(n, nb)
+            e = (nb - 1) % (1 << field_bits)
+            want = (signed_at((1 << e) - 1), signed_at(-(1 << e)))
+            if (ctx.get(hi), ctx.get(lo)) != want:
+                bad.append((nb, ctx.get(hi), ctx.get(lo), want))
+    _run(m, bench)
+    assert not bad, bad[:5]
