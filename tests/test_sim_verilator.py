@@ -108,7 +108,8 @@ def test_a_build_needs_no_python_command(tmp_path):
     proc, marker = _build_without_python(tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not marker.exists()
-    (build_dir,) = (tmp_path / "b").iterdir()
+    # the build's folder, beside the runtime objects it compiled for later builds
+    (build_dir,) = [d for d in (tmp_path / "b").iterdir() if not d.name.startswith("_runtime-")]
     assert (build_dir / "tiny").is_file() and (build_dir / "built.ok").is_file()
 
 
