@@ -359,13 +359,13 @@ class _Sequencer(wiring.Component):
             return value[:LGAB] == 0 if LGAB else Const(1)
 
         # A command slot per port: an issuer raises `*_req` with the address and length on
-        # `rq_*` / `wq_*`; the slot takes it when empty (`*_taken`: one command in two cycles at
-        # most) with its end address, and offers it to the AXI master in the next cycle. The
-        # slot checks its command (the address rule, and the alignment where `*_chk_al`): a
-        # bad one is never offered and stops the core instead (the header and descriptor
-        # reads, `rd_nochk`, are checked by their states). So no path runs from an issuer's
-        # choice through the check into the AXI master, or from the AXI master's `ready`
-        # back into the issuers.
+        # `rq_*` / `wq_*`; the slot takes it when empty (`*_taken`: one command in three cycles
+        # at most), sums its end address in the next cycle and offers it to the AXI master in
+        # the one after. The slot checks its command (the address rule, and the alignment
+        # where `*_chk_al`): a bad one is never offered and stops the core instead (the
+        # header and descriptor reads, `rd_nochk`, are checked by their states). So no path
+        # runs from an issuer's choice through the check into the AXI master, or from the AXI
+        # master's `ready` back into the issuers.
         rd_req, rd_nochk, rd_chk_al, rd_taken = (Signal() for _ in range(4))
         wr_req, wr_chk_al, wr_taken = (Signal() for _ in range(3))
         rq_addr, rq_len, wq_addr, wq_len = (Signal(32) for _ in range(4))
@@ -373,27 +373,35 @@ class _Sequencer(wiring.Component):
         rs_valid, rs_nochk, rs_chk_al, rs_bad = (Signal() for _ in range(4))
         rs_kind = Signal(2)
         rs_end = Signal(33)
+        rs_endv = Signal()                           # rs_end holds the command's end
         ws_valid, ws_chk_al, ws_bad = (Signal() for _ in range(3))
         ws_end = Signal(33)
+        ws_endv = Signal()
         rcmd, wcmd = self.rd_cmd.payload, self.wr_cmd.payload
         m.d.comb += [rd_taken.eq(rd_req & ~rs_valid), wr_taken.eq(wr_req & ~ws_valid)]
+        # taken; the end address summed from the registered command (a cycle later); offered
         with m.If(rd_taken):
-            m.d.sync += [rs_valid.eq(1), rcmd.addr.eq(rq_addr), rcmd.length.eq(rq_len),
-                         rs_end.eq(rq_addr + rq_len), rs_nochk.eq(rd_nochk),
+            m.d.sync += [rs_valid.eq(1), rs_endv.eq(0), rcmd.addr.eq(rq_addr),
+                         rcmd.length.eq(rq_len), rs_nochk.eq(rd_nochk),
                          rs_chk_al.eq(rd_chk_al), rs_kind.eq(rq_kind)]
         with m.Elif(self.rd_cmd.valid & self.rd_cmd.ready):
-            m.d.sync += rs_valid.eq(0)
+            m.d.sync += [rs_valid.eq(0), rs_endv.eq(0)]
+        with m.Elif(rs_valid):
+            m.d.sync += [rs_end.eq(rcmd.addr + rcmd.length), rs_endv.eq(1)]
         with m.If(wr_taken):
-            m.d.sync += [ws_valid.eq(1), wcmd.addr.eq(wq_addr), wcmd.length.eq(wq_len),
-                         ws_end.eq(wq_addr + wq_len), ws_chk_al.eq(wr_chk_al)]
+            m.d.sync += [ws_valid.eq(1), ws_endv.eq(0), wcmd.addr.eq(wq_addr),
+                         wcmd.length.eq(wq_len), ws_chk_al.eq(wr_chk_al)]
         with m.Elif(self.wr_cmd.valid & self.wr_cmd.ready):
-            m.d.sync += ws_valid.eq(0)
+            m.d.sync += [ws_valid.eq(0), ws_endv.eq(0)]
+        with m.Elif(ws_valid):
+            m.d.sync += [ws_end.eq(wcmd.addr + wcmd.length), ws_endv.eq(1)]
         m.d.comb += [
-            rs_bad.eq(~rs_nochk & (~((rcmd.addr >= base) & (rs_end <= act_end)
-                                     & (rs_end >= rcmd.addr))
-                                   | rs_chk_al & ~aligned(rcmd.addr))),
-            ws_bad.eq(~((wcmd.addr >= act) & (wcmd.addr >= image_end) & (ws_end <= act_end))
-                      | ws_chk_al & ~aligned(wcmd.addr)),
+            rs_bad.eq(rs_endv & ~rs_nochk & (~((rcmd.addr >= base) & (rs_end <= act_end)
+                                                & (rs_end >= rcmd.addr))
+                                              | rs_chk_al & ~aligned(rcmd.addr))),
+            ws_bad.eq(ws_endv & (~((wcmd.addr >= act) & (wcmd.addr >= image_end)
+                                   & (ws_end <= act_end))
+                                 | ws_chk_al & ~aligned(wcmd.addr))),
         ]
 
         # -- per-layer derived values -----------------------------------------------------------
@@ -1046,9 +1054,8 @@ class _Sequencer(wiring.Component):
         # registers: spike_word, out_word (values) and the new membranes. Three stages: the
         # input's bias and saturation; the saturating shift (and the shortcut's right shift);
         # the charge, the membrane update and the threshold (and the shortcut's sums). A
-        # client sets `lu_run` and waits for
-        # `lu_busy` to fall, holding the unit's inputs (x_lanes, res_lanes, the parameters
-        # at d_g, the membranes read) until then.
+        # client sets `lu_run` and waits for `lu_busy` to fall, holding the unit's inputs
+        # (x_lanes, res_lanes, the parameters at d_g, the membranes read) until then.
         DL = min(L, DRAIN_LANES)
         NSUB = L // DL
         lu_run = Signal()                             # stage 1 takes sub-group lu_sub
@@ -1502,9 +1509,9 @@ class _Sequencer(wiring.Component):
                     | ~aligned(D["params_tile_bytes"]) | ~aligned(D["row_table_addr"]) \
                     | ~aligned(D["col_table_addr"]) | ~aligned(D["k_addr"]) \
                     | ~aligned(D["v_addr"])
-                # the verdicts are registered in DSC_SETTLE (from the whole descriptor) and
-                # read here: no path from the descriptor's fields through the checks into the
-                # sequencer's next state
+                # the checks are registered in the state's first cycle (the whole descriptor is
+                # in) and their verdict taken in its second: no path from the descriptor's
+                # fields through the checks into the sequencer's next state
                 m.d.sync += [chk_sum.eq(csum != 0xFFFFFFFF),
                              chk_op.eq(~(is_engine | is_lif | is_sdsa | is_head)),
                              chk_shape.eq(shape_bad | acc_bad | engine_bad | common_bad
@@ -1671,17 +1678,21 @@ class _Sequencer(wiring.Component):
                         m.next = "BAND_IN"
                     with m.Else():
                         m.next = "T_START"
+            bi_lo = Signal(signed(MAPB + 4))
+            bi_hi = Signal(signed(MAPB + 4))
+            bi_set = Signal()
+
             with m.State("BAND_IN"):
-                # input rows [lo, hi) of the band, clipped to the map: their offset and length
-                lo = Signal(signed(MAPB + 4))
-                hi = Signal(signed(MAPB + 4))
-                m.d.comb += [lo.eq(Mux(s2, r0 << 1, r0) - pad),
-                             hi.eq(Mux(s2, (r1 - 1) << 1, r1 - 1) - pad + k)]
+                # input rows [lo, hi) of the band, clipped to the map: their offset and length.
+                # lo and hi are registered in the state's first cycle, then the rows counted.
                 row = cnt[:MAPB + 2].as_signed()
-                with m.If((row >= hi) | (cnt >= D["in_height"])):
-                    m.d.sync += [pix_row.eq(Mux(lo < 0, 0, lo))]
+                with m.If(~bi_set):
+                    m.d.sync += [bi_set.eq(1), bi_lo.eq(Mux(s2, r0 << 1, r0) - pad),
+                                 bi_hi.eq(Mux(s2, (r1 - 1) << 1, r1 - 1) - pad + k)]
+                with m.Elif((row >= bi_hi) | (cnt >= D["in_height"])):
+                    m.d.sync += [pix_row.eq(Mux(bi_lo < 0, 0, bi_lo)), bi_set.eq(0)]
                     m.next = "T_START"
-                with m.Elif(row < lo):
+                with m.Elif(row < bi_lo):
                     m.d.sync += [in_off.eq(in_off + rowbytes), cnt.eq(cnt + 1)]
                 with m.Else():
                     m.d.sync += [in_len.eq(in_len + rowbytes), cnt.eq(cnt + 1)]
@@ -1854,7 +1865,8 @@ class _Sequencer(wiring.Component):
                 with m.If((tile == D["tiles"]) | (h0 >= D["heads"])):
                     m.d.sync += cnt.eq(0)
                     m.next = "SD_END"
-                with m.Elif((tile == 0) | self.write_idle & ~ws_valid):   # earlier tiles' records
+                # earlier tiles' records written (none left in the write slot either)
+                with m.Elif((tile == 0) | self.write_idle & ~ws_valid):
                     left = D["heads"] - h0
                     m.d.sync += [hs.eq(Mux(left < D["tile_groups"], left, D["tile_groups"])),
                                  cnt.eq(0), acc32.eq(0), hsdim.eq(0)]
@@ -2158,8 +2170,8 @@ class _Sequencer(wiring.Component):
             port_data(v_wr, v_src, V, (SRC_UPD, SRC_NEW))
 
         # the command ports (the checks above)
-        m.d.comb += [self.rd_cmd.valid.eq(rs_valid & ~rs_bad & ~q_full),
-                     self.wr_cmd.valid.eq(ws_valid & ~ws_bad)]
-        with m.If(rs_valid & rs_bad | ws_valid & ws_bad):
+        m.d.comb += [self.rd_cmd.valid.eq(rs_valid & rs_endv & ~rs_bad & ~q_full),
+                     self.wr_cmd.valid.eq(ws_valid & ws_endv & ~ws_bad)]
+        with m.If(rs_bad | ws_bad):
             m.d.comb += fault("address")
         return m
