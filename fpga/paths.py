@@ -59,8 +59,9 @@ ARCS = {
 STARTS = {"TRELLIS_FF": "ff", "DP16KD": "bram"}
 #: Nets between these (driver cell, driver port) -> (sink port) pairs are dedicated wires,
 #: not routed: a carry chain, a LUT into its slice's wide multiplexer.
-DEDICATED = {("CCU2C", "COUT"): {"CIN"}, ("LUT4", "Z"): {"ALUT", "BLUT"},
-             ("PFUMX", "Z"): {"D0", "D1"}}
+DEDICATED = {("CCU2C", "COUT"): {("CCU2C", "CIN")},
+             ("LUT4", "Z"): {("PFUMX", "ALUT"), ("PFUMX", "BLUT")},
+             ("PFUMX", "Z"): {("L6MUX21", "D0"), ("L6MUX21", "D1")}}
 
 
 #: Names Yosys's `autoname` gives nets after technology mapping.
@@ -127,11 +128,8 @@ def analyse(netlist, delays=DELAYS):
 
     def net_delay(bit, sink_type, sink_port):
         drv = drivers.get(bit)
-        if drv is not None:
-            dedicated = DEDICATED.get((drv[1], drv[2]))
-            if dedicated and sink_port in dedicated and sink_type in ("CCU2C", "PFUMX",
-                                                                      "L6MUX21"):
-                return 0.0
+        if drv is not None and (sink_type, sink_port) in DEDICATED.get(drv[1:], ()):
+            return 0.0
         return d["route"]
 
     # combinational cells in dependency order (iterative depth-first search)
@@ -256,11 +254,22 @@ def _source_line(lines, src):
     return text if len(text) <= 90 else text[:87] + "..."
 
 
+def _count(text):
+    """A whole number of 0 or more, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text!r}")
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m fpga.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("netlist", type=Path, help="Yosys JSON netlist after synth_ecp5")
-    ap.add_argument("--top", type=int, default=20, help="endpoint groups to list (20)")
-    ap.add_argument("--paths", type=int, default=3, help="worst paths to print in full (3)")
+    ap.add_argument("--top", type=_count, default=20, help="endpoint groups to list (20)")
+    ap.add_argument("--paths", type=_count, default=3, help="worst paths to print in full (3)")
     ap.add_argument("--verilog", type=Path, default=None,
                     help="the synthesized Verilog, to quote path lines from (default: "
                          "design.v beside the netlist)")
@@ -280,19 +289,15 @@ def main(argv=None):
     worst = endpoints[0][0]
     print(f"estimated worst path {worst:.1f} ns ({1000 / worst:.1f} MHz at grade 6, "
           f"before placement)")
-    groups = {}
+    # per endpoint label: its worst (first, the list is sorted) path and its bits
+    worst_of, bits = {}, {}
     for t, label, bit in endpoints:
-        if label not in groups:
-            groups[label] = (t, bit, 0)
-        groups[label] = (groups[label][0], groups[label][1], groups[label][2] + 1)
+        worst_of.setdefault(label, (t, bit))
+        bits[label] = bits.get(label, 0) + 1
     print(f"\n{'ns':>6}  {'bits':>5}  endpoint")
-    for label, (t, _bit, n) in list(groups.items())[:args.top]:
-        print(f"{t:6.1f}  {n:5d}  {label}")
-    shown = 0
-    for label, (t, bit, _n) in groups.items():
-        if shown == args.paths:
-            break
-        shown += 1
+    for label, (t, _bit) in list(worst_of.items())[:args.top]:
+        print(f"{t:6.1f}  {bits[label]:5d}  {label}")
+    for label, (t, bit) in list(worst_of.items())[:args.paths]:
         print(f"\npath to {label}: {t:.1f} ns")
         for at, name, via, src in trace(netlist, arrival, bit):
             if via.startswith("CCU2C CIN->COUT"):

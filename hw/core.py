@@ -366,35 +366,35 @@ class _Sequencer(wiring.Component):
         # header and descriptor reads, `rd_nochk`, are checked by their states). So no path
         # runs from an issuer's choice through the check into the AXI master, or from the AXI
         # master's `ready` back into the issuers.
-        rd_req, rd_nochk, rd_chk_al, rd_taken = (Signal() for _ in range(4))
-        wr_req, wr_chk_al, wr_taken = (Signal() for _ in range(3))
+        def command_slot(port, prefix, req, addr, length, extra):
+            """The slot of `port`: takes the command (and the `extra` (register, value) pairs)
+            when empty, sums its end address from the registered command a cycle later, and
+            holds it until the port takes it. Returns (taken, valid, end valid, end)."""
+            taken, valid, endv = (Signal(name=f"{prefix}_{n}") for n in ("taken", "valid", "endv"))
+            end = Signal(33, name=f"{prefix}_end")
+            cmd = port.payload
+            m.d.comb += taken.eq(req & ~valid)
+            with m.If(taken):
+                m.d.sync += [valid.eq(1), endv.eq(0), cmd.addr.eq(addr), cmd.length.eq(length),
+                             *[reg.eq(value) for reg, value in extra]]
+            with m.Elif(port.valid & port.ready):
+                m.d.sync += [valid.eq(0), endv.eq(0)]
+            with m.Elif(valid):
+                m.d.sync += [end.eq(cmd.addr + cmd.length), endv.eq(1)]
+            return taken, valid, endv, end
+
+        rd_req, rd_nochk, rd_chk_al = (Signal() for _ in range(3))
+        wr_req, wr_chk_al = (Signal() for _ in range(2))
         rq_addr, rq_len, wq_addr, wq_len = (Signal(32) for _ in range(4))
         rq_kind = Signal(2)                          # the read's kind (the read queue's)
-        rs_valid, rs_nochk, rs_chk_al, rs_bad = (Signal() for _ in range(4))
+        rs_nochk, rs_chk_al, rs_bad, ws_chk_al, ws_bad = (Signal() for _ in range(5))
         rs_kind = Signal(2)
-        rs_end = Signal(33)
-        rs_endv = Signal()                           # rs_end holds the command's end
-        ws_valid, ws_chk_al, ws_bad = (Signal() for _ in range(3))
-        ws_end = Signal(33)
-        ws_endv = Signal()
+        rd_taken, rs_valid, rs_endv, rs_end = command_slot(
+            self.rd_cmd, "rs", rd_req, rq_addr, rq_len,
+            [(rs_nochk, rd_nochk), (rs_chk_al, rd_chk_al), (rs_kind, rq_kind)])
+        wr_taken, ws_valid, ws_endv, ws_end = command_slot(
+            self.wr_cmd, "ws", wr_req, wq_addr, wq_len, [(ws_chk_al, wr_chk_al)])
         rcmd, wcmd = self.rd_cmd.payload, self.wr_cmd.payload
-        m.d.comb += [rd_taken.eq(rd_req & ~rs_valid), wr_taken.eq(wr_req & ~ws_valid)]
-        # taken; the end address summed from the registered command (a cycle later); offered
-        with m.If(rd_taken):
-            m.d.sync += [rs_valid.eq(1), rs_endv.eq(0), rcmd.addr.eq(rq_addr),
-                         rcmd.length.eq(rq_len), rs_nochk.eq(rd_nochk),
-                         rs_chk_al.eq(rd_chk_al), rs_kind.eq(rq_kind)]
-        with m.Elif(self.rd_cmd.valid & self.rd_cmd.ready):
-            m.d.sync += [rs_valid.eq(0), rs_endv.eq(0)]
-        with m.Elif(rs_valid):
-            m.d.sync += [rs_end.eq(rcmd.addr + rcmd.length), rs_endv.eq(1)]
-        with m.If(wr_taken):
-            m.d.sync += [ws_valid.eq(1), ws_endv.eq(0), wcmd.addr.eq(wq_addr),
-                         wcmd.length.eq(wq_len), ws_chk_al.eq(wr_chk_al)]
-        with m.Elif(self.wr_cmd.valid & self.wr_cmd.ready):
-            m.d.sync += [ws_valid.eq(0), ws_endv.eq(0)]
-        with m.Elif(ws_valid):
-            m.d.sync += [ws_end.eq(wcmd.addr + wcmd.length), ws_endv.eq(1)]
         m.d.comb += [
             rs_bad.eq(rs_endv & ~rs_nochk & (~((rcmd.addr >= base) & (rs_end <= act_end)
                                                 & (rs_end >= rcmd.addr))
@@ -1399,32 +1399,40 @@ class _Sequencer(wiring.Component):
             record_rx("HDR_RX", hdr, hdr_beats, "HDR_CHECK")
             record_rx("DSC_RX", dsc, dsc_beats, "DSC_CHECK")
 
-            hchk_magic, hchk_sum, hchk_core, hchk_addr, hdr_settled = (Signal() for _ in range(5))
+            def verdict(name, checks):
+                """In a state of two cycles: register each (condition, error) of `checks` in
+                the first, fault on the first that holds in the second (none: the returned
+                `ok` is high). No path runs from the record's fields through the checks into
+                the sequencer's next state."""
+                settled, ok = Signal(name=f"{name}_settled"), Signal(name=f"{name}_ok")
+                flags = []
+                for cond, code in checks:
+                    flag = Signal(name=f"{name}_{code}")
+                    m.d.sync += flag.eq(cond)
+                    flags.append((flag, code))
+                with m.If(~settled):
+                    m.d.sync += settled.eq(1)
+                for flag, code in flags:
+                    with m.Elif(flag):
+                        m.d.comb += fault(code)
+                with m.Else():
+                    m.d.comb += ok.eq(1)
+                    m.d.sync += settled.eq(0)
+                return ok
 
             with m.State("HDR_CHECK"):              # two cycles: the checks, their verdict
                 # csum holds the sum of all 16 words; the checksum word w15 = ~sum(w0..w14)
                 d_lo = H["descriptors"]
                 d_hi = d_lo + (H["layers"] << 8)
-                m.d.sync += [
-                    hchk_magic.eq((H["magic"] != MAGIC) | (H["version"] != VERSION)),
-                    hchk_sum.eq(csum != 0xFFFFFFFF),
-                    hchk_core.eq(H["core"] != core_id),
-                    hchk_addr.eq((H["base"] != self.program)
-                                 | (d_lo < H["base"]) | (d_hi > H["base"] + H["image_bytes"])
-                                 | (H["layers"] >= 1 << 16) | ~aligned(d_lo)),
-                ]
-                with m.If(~hdr_settled):
-                    m.d.sync += hdr_settled.eq(1)
-                with m.Elif(hchk_magic):
-                    m.d.comb += fault("magic")
-                with m.Elif(hchk_sum):
-                    m.d.comb += fault("header_checksum")
-                with m.Elif(hchk_core):
-                    m.d.comb += fault("core")
-                with m.Elif(hchk_addr):
-                    m.d.comb += fault("address")
-                with m.Else():
-                    m.d.sync += hdr_settled.eq(0)
+                hdr_ok = verdict("hdr", [
+                    ((H["magic"] != MAGIC) | (H["version"] != VERSION), "magic"),
+                    (csum != 0xFFFFFFFF, "header_checksum"),
+                    (H["core"] != core_id, "core"),
+                    ((H["base"] != self.program)
+                     | (d_lo < H["base"]) | (d_hi > H["base"] + H["image_bytes"])
+                     | (H["layers"] >= 1 << 16) | ~aligned(d_lo), "address"),
+                ])
+                with m.If(hdr_ok):
                     m.d.sync += [base.eq(H["base"]), image_end.eq(H["base"] + H["image_bytes"]),
                                  act.eq(H["activation_addr"]),
                                  act_end.eq(H["activation_addr"] + H["activation_bytes"]),
@@ -1458,8 +1466,6 @@ class _Sequencer(wiring.Component):
 
             with m.State("DSC_CMD"):
                 read_cmd(daddr, DESCRIPTOR_WORDS * 4, "DSC_RX", check=False)
-
-            chk_sum, chk_op, chk_shape, chk_align, dsc_settled = (Signal() for _ in range(5))
 
             with m.State("DSC_CHECK"):              # two cycles: the checks, their verdict
                 shape_bad = Const(0)
@@ -1509,26 +1515,14 @@ class _Sequencer(wiring.Component):
                     | ~aligned(D["params_tile_bytes"]) | ~aligned(D["row_table_addr"]) \
                     | ~aligned(D["col_table_addr"]) | ~aligned(D["k_addr"]) \
                     | ~aligned(D["v_addr"])
-                # the checks are registered in the state's first cycle (the whole descriptor is
-                # in) and their verdict taken in its second: no path from the descriptor's
-                # fields through the checks into the sequencer's next state
-                m.d.sync += [chk_sum.eq(csum != 0xFFFFFFFF),
-                             chk_op.eq(~(is_engine | is_lif | is_sdsa | is_head)),
-                             chk_shape.eq(shape_bad | acc_bad | engine_bad | common_bad
-                                          | sdsa_bad | head_bad),
-                             chk_align.eq(align_bad)]
-                with m.If(~dsc_settled):
-                    m.d.sync += dsc_settled.eq(1)
-                with m.Elif(chk_sum):
-                    m.d.comb += fault("descriptor_checksum")
-                with m.Elif(chk_op):
-                    m.d.comb += fault("opcode")
-                with m.Elif(chk_shape):
-                    m.d.comb += fault("shape")
-                with m.Elif(chk_align):
-                    m.d.comb += fault("address")
-                with m.Else():
-                    m.d.sync += dsc_settled.eq(0)
+                dsc_ok = verdict("dsc", [
+                    (csum != 0xFFFFFFFF, "descriptor_checksum"),
+                    (~(is_engine | is_lif | is_sdsa | is_head), "opcode"),
+                    (shape_bad | acc_bad | engine_bad | common_bad | sdsa_bad | head_bad,
+                     "shape"),
+                    (align_bad, "address"),
+                ])
+                with m.If(dsc_ok):
                     m.d.sync += [tile.eq(0), g0.eq(0),
                                  p_addr.eq(D["params_addr"]), cnt.eq(0), acc32.eq(0),
                                  h0.eq(0), base0.eq(0)]

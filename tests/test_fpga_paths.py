@@ -92,3 +92,13 @@ def test_unreadable_netlist_exits_2(tmp_path, capsys):
     f.write_text("{not json")
     assert main([str(f)]) == 2
     assert "fpga.paths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--top", "--paths"])
+def test_negative_counts_exit_2(tmp_path, capsys, flag):
+    f = tmp_path / "netlist.json"
+    f.write_text(json.dumps(_design()))
+    with pytest.raises(SystemExit) as exc:
+        main([str(f), flag, "-1"])
+    assert exc.value.code == 2
+    assert "must be a whole number of 0 or more, not '-1'" in capsys.readouterr().err

@@ -9,10 +9,22 @@ from amaranth.sim import Simulator
 from hw.core import _above, _clamp, _lowest, _sat_bounds, _shl_sat
 
 
-def _run(m, bench):
+def _mismatches(m, outs, cases):
+    """Simulate `m` through `cases`, each (the (signal, value) inputs to set, the expected
+    values of `outs`); return the cases whose outputs differ, as (inputs, got, want)."""
+    bad = []
+
+    async def bench(ctx):
+        for inputs, want in cases:
+            for sig, value in inputs:
+                ctx.set(sig, value)
+            got = tuple(ctx.get(o) for o in outs)
+            if got != tuple(want):
+                bad.append(([v for _, v in inputs], got, want))
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+    return bad
 
 
 @pytest.mark.parametrize("value_bits, bound_bits", [(5, 6), (6, 6), (9, 6)])
@@ -22,17 +34,10 @@ def test_clamp_equals_min_max(value_bits, bound_bits):
     hi, lo, eqs = _sat_bounds(n, bound_bits)
     out = Signal(signed(max(value_bits, bound_bits)))
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
-    bad = []
-
-    async def bench(ctx):
-        for nb in range(1, bound_bits + 1):
-            for x in range(-(1 << (value_bits - 1)), 1 << (value_bits - 1)):
-                ctx.set(n, nb)
-                ctx.set(val, x)
-                want = min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)
-                if ctx.get(out) != want:
-                    bad.append((nb, x, ctx.get(out), want))
-    _run(m, bench)
+    half = 1 << (value_bits - 1)
+    bad = _mismatches(m, [out], (
+        ([(n, nb), (val, x)], [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
+        for nb in range(1, bound_bits + 1) for x in range(-half, half)))
     assert not bad, bad[:5]
 
 
@@ -41,17 +46,9 @@ def test_shl_sat_equals_saturated_shift():
     x, f = Signal(signed(6)), Signal(3)
     out = Signal(signed(9))
     m.d.comb += out.eq(_shl_sat(x, f, 9))
-    bad = []
-
-    async def bench(ctx):
-        for shift in range(8):
-            for v in range(-32, 32):
-                ctx.set(x, v)
-                ctx.set(f, shift)
-                want = min(max(v << shift, -256), 255)
-                if ctx.get(out) != want:
-                    bad.append((v, shift, ctx.get(out), want))
-    _run(m, bench)
+    bad = _mismatches(m, [out], (
+        ([(x, v), (f, shift)], [min(max(v << shift, -256), 255)])
+        for shift in range(8) for v in range(-32, 32)))
     assert not bad, bad[:5]
 
 
@@ -62,17 +59,10 @@ def test_lowest_and_above():
     idx_s, found_s, rest_s, above_s = Signal(3), Signal(), Signal(6), Signal()
     m.d.comb += [onehot_eq, idx_s.eq(idx), found_s.eq(found), rest_s.eq(rest),
                  above_s.eq(_above(val, 37))]
-    bad = []
-
-    async def bench(ctx):
-        for v in range(64):
-            ctx.set(val, v)
-            low = (v & -v).bit_length() - 1
-            want = (max(low, 0), int(v != 0), v & (v - 1), int(v > 37))
-            got = (ctx.get(idx_s), ctx.get(found_s), ctx.get(rest_s), ctx.get(above_s))
-            if got != want:
-                bad.append((v, got, want))
-    _run(m, bench)
+    bad = _mismatches(m, [idx_s, found_s, rest_s, above_s], (
+        ([(val, v)], [max((v & -v).bit_length() - 1, 0), int(v != 0), v & (v - 1),
+                      int(v > 37)])
+        for v in range(64)))
     assert not bad, bad[:5]
 
 
@@ -83,15 +73,8 @@ def test_a_broken_expectation_fails():
     hi, lo, eqs = _sat_bounds(n, 6)
     out = Signal(signed(6))
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
-    bad = []
-
-    async def bench(ctx):
-        ctx.set(n, 4)
-        for x in range(-32, 32):
-            ctx.set(val, x)
-            if ctx.get(out) != min(max(x, -8), 8):          # hi should be 7
-                bad.append(x)
-    _run(m, bench)
+    bad = _mismatches(m, [out], (([(n, 4), (val, x)], [min(max(x, -8), 8)])   # hi should be 7
+                                 for x in range(-32, 32)))
     assert bad
 
 
@@ -103,18 +86,13 @@ def test_sat_bounds_equal_the_shifted_constants(field_bits, width):
     n = Signal(field_bits)
     hi, lo, eqs = _sat_bounds(n, width)
     m.d.comb += eqs
-    bad = []
 
     def signed_at(v):
         v &= (1 << width) - 1
         return v - (1 << width) if v >> (width - 1) else v
 
-    async def bench(ctx):
-        for nb in range(1 << field_bits):
-            ctx.set(n, nb)
-            e = (nb - 1) % (1 << field_bits)
-            want = (signed_at((1 << e) - 1), signed_at(-(1 << e)))
-            if (ctx.get(hi), ctx.get(lo)) != want:
-                bad.append((nb, ctx.get(hi), ctx.get(lo), want))
-    _run(m, bench)
+    def want(nb):
+        e = (nb - 1) % (1 << field_bits)
+        return [signed_at((1 << e) - 1), signed_at(-(1 << e))]
+    bad = _mismatches(m, [hi, lo], (([(n, nb)], want(nb)) for nb in range(1 << field_bits)))
     assert not bad, bad[:5]
