@@ -16,7 +16,8 @@ from spec.core import AXI_BOUNDARY_BYTES
 
 from .common import struct_layout
 
-__all__ = ["AXI4Signature", "BurstPlanner", "AxiReader", "AxiWriter", "AxiMaster"]
+__all__ = ["AXI4Signature", "BurstPlanner", "AxiReader", "AxiWriter", "AxiMaster",
+           "RegisterSlice"]
 
 
 class AXI4Signature(wiring.Signature):
@@ -95,6 +96,38 @@ def _forward(m, outer, inner):
             m.d.comb += getattr(outer, name).eq(getattr(inner, name))
         else:
             m.d.comb += getattr(inner, name).eq(getattr(outer, name))
+
+
+class RegisterSlice(wiring.Component):
+    """A full-throughput register slice on a stream (a two-entry skid buffer): `o.valid`, its
+    payload and `i.ready` all come from registers, so no path runs through it from the
+    consumer's `ready` back into the producer. One beat a cycle, in order; one cycle of
+    latency.
+
+    Parameters
+    ----------
+    shape : the payload's shape (a `struct_layout` or a width)
+    """
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        skid = Signal.like(i.payload)
+        skid_valid = Signal()
+        m.d.comb += i.ready.eq(~skid_valid)
+        with m.If(~o.valid | o.ready):
+            # the output register is free (or frees now): it takes the skid's beat first
+            with m.If(skid_valid):
+                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
+        with m.Elif(i.valid & ~skid_valid):
+            # the output is held: a beat offered now waits in the skid
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+        return m
 
 
 class BurstPlanner(wiring.Component):

@@ -68,7 +68,7 @@ from spec.program import (
     core_fingerprint,
 )
 
-from .axi import AXI4Signature, AxiMaster
+from .axi import AXI4Signature, AxiMaster, RegisterSlice
 from .common import mul_const, struct_layout
 from .csr import AXIL_PORT, AXI4LiteSignature, ControlStatusRegisters
 
@@ -101,12 +101,11 @@ def _lowest(value):
     return onehot_eq, Cat(*bits), value.any(), value & ~onehot
 
 
-def _sat_bounds(bits_sig, width):
-    """(lo, hi) of the signed `bits_sig`-bit range as `width`-bit signed values (a shift of a
-    constant: no multiplier)."""
+def _sat_bounds(n, width):
+    """(hi, lo, statements) of the signed `n + 1`-bit range as `width`-bit signed values (a
+    shift of a constant: no multiplier)."""
     hi = Signal(signed(width))
     lo = Signal(signed(width))
-    n = (bits_sig - 1)[:len(bits_sig)]
     return hi, lo, [hi.eq((Const(1, signed(width + 1)) << n) - 1),
                     lo.eq(-(Const(1, signed(width + 1)) << n))]
 
@@ -201,7 +200,13 @@ class OverlayCore(wiring.Component):
         seq = _Sequencer(cfg, self._axi)
         m.submodules.seq = ResetInserter(abort)(seq)
         wiring.connect(m, seq.rd_cmd, axi.read_cmd)
-        wiring.connect(m, axi.read_data, seq.rd_data)
+        # the read data reach the sequencer through a register slice: the routing's choice of
+        # `ready` (by the queue head's kind) ends there, not in the AXI reader's buffer and
+        # credit; it is cleared with the sequencer
+        rd_slice = RegisterSlice(struct_layout(self._axi.read_fields()))
+        m.submodules.rd_slice = ResetInserter(abort)(rd_slice)
+        wiring.connect(m, axi.read_data, rd_slice.i)
+        wiring.connect(m, rd_slice.o, seq.rd_data)
         wiring.connect(m, seq.wr_cmd, axi.write_cmd)
         wiring.connect(m, seq.wr_data, axi.write_data)
         m.d.comb += seq.write_idle.eq(axi.write_idle)
@@ -450,21 +455,26 @@ class _Sequencer(wiring.Component):
         # runtime saturation bounds
         # a layer that saturates at acc_bits has acc_bits <= A (spec.program.check_descriptor)
         NB = max(A, cfg.w_bits + 1) + 1
-        acc_hi, acc_lo, eqs = _sat_bounds(D["acc_bits"][:6], NB)
+        # the bounds' exponents (bits - 1) registered: the descriptor is loaded long before a
+        # bound is used, and the subtraction stays off the saturations' paths
+        n_acc, n_v, n_o, n_sum = (Signal(6, name=f"sat_n_{f}") for f in ("acc", "v", "o", "sum"))
+        m.d.sync += [n.eq(D[f][:6] - 1) for n, f in ((n_acc, "acc_bits"), (n_v, "v_bits"),
+                                                      (n_o, "out_bits"), (n_sum, "sum_bits"))]
+        acc_hi, acc_lo, eqs = _sat_bounds(n_acc, NB)
         m.d.comb += eqs
         # the drain's shifted values saturate at SW bits first (_shl_sat): the ranges below
         # are at most 32 bits and the terms added 32 bits
         SW = max(V, 32) + 3
-        v_hi, v_lo, eqs = _sat_bounds(D["v_bits"][:6], V + 1)
+        v_hi, v_lo, eqs = _sat_bounds(n_v, V + 1)
         m.d.comb += eqs
-        o_hi, o_lo, eqs = _sat_bounds(D["out_bits"][:6], 33)
+        o_hi, o_lo, eqs = _sat_bounds(n_o, 33)
         m.d.comb += eqs
-        sum_hi, sum_lo, eqs = _sat_bounds(D["sum_bits"][:6], V + 2)
+        sum_hi, sum_lo, eqs = _sat_bounds(n_sum, V + 2)
         m.d.comb += eqs
 
         # -- memories ---------------------------------------------------------------------------
-        def mem(name, width, depth):
-            mm = memory.Memory(shape=unsigned(width), depth=depth, init=[])
+        def mem(name, width, depth, attrs=None):
+            mm = memory.Memory(shape=unsigned(width), depth=depth, init=[], attrs=attrs)
             m.submodules[name] = mm
             return mm
 
@@ -481,10 +491,14 @@ class _Sequencer(wiring.Component):
         pmems = [mem(f"params{i}", L * 32, cfg.tile_groups) for i in range(3)]
         p_wr = [p.write_port() for p in pmems]
         p_rd = [p.read_port(domain="comb") for p in pmems]
-        rt_mem = mem("row_table", 24, cfg.max_map)
-        ct_mem = mem("col_table", 24, cfg.max_map)
+        # The geometry tables (block RAM) are read only while none of their entries is
+        # written: a read port is disabled in its table's write cycles. So Yosys is told
+        # (`no_rw_check`) to leave out its read-during-write logic, which was on a long path.
+        rt_mem = mem("row_table", 24, cfg.max_map, {"no_rw_check": 1})
+        ct_mem = mem("col_table", 24, cfg.max_map, {"no_rw_check": 1})
         rt_wr, ct_wr = rt_mem.write_port(), ct_mem.write_port()
-        rt_rd, ct_rd = rt_mem.read_port(), ct_mem.read_port()       # block RAM
+        rt_rd, ct_rd = rt_mem.read_port(), ct_mem.read_port()
+        m.d.comb += [rt_rd.en.eq(~rt_wr.en), ct_rd.en.eq(~ct_wr.en)]
         ro_mem = mem("row_offsets", ACCB + 1, cfg.max_map)
         ro_wr, ro_rd = ro_mem.write_port(), ro_mem.read_port(domain="comb")
         tap_idx_bits = 2 * KB
@@ -1086,20 +1100,27 @@ class _Sequencer(wiring.Component):
             m.d.comb += x.eq(Mux((x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT),
                                  _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
             x1 = Signal(signed(34), name=f"x1_{kl}")
-            m.d.sync += x1.eq(x)
-            # stage 2: one saturating left shift, by frac_bits (the LIF) or by the stream
-            # shift; the shortcut's right shift beside it
+            # stage 2's shifts, picked and registered beside x1: the left one by frac_bits
+            # (the LIF) or the stream shift, the right one by the negative stream shift
+            p1a = pick(prm1, lu_sub)
+            lsh1, rsh1, rgt1 = Signal(5, name=f"lsh{kl}"), Signal(5, name=f"rsh{kl}"), Signal()
+            m.d.sync += [x1.eq(x), lsh1.eq(Mux(is_stream, p1a[:5], frac)),
+                         rsh1.eq((-p1a)[:5]), rgt1.eq(p1a < 0)]
+            # stage 3's parameters, picked once (here) and carried in registers: a second
+            # pick in stage 2 would be another multiplexer per parameter
+            b0s, p1s, p2s = (Signal(signed(32), name=f"{n}{kl}") for n in ("b0s", "p1s", "p2s"))
+            m.d.sync += [b0s.eq(b0), p1s.eq(p1a), p2s.eq(pick(prm2, lu_sub))]
+            # stage 2: one saturating left shift; the shortcut's right shift beside it
             shifted = Signal(signed(SW), name=f"xshift{kl}")
-            p1 = pick(prm1, lu_sub2)
-            m.d.comb += shifted.eq(_shl_sat(x1, Mux(is_stream, p1[:5], frac), SW))
+            m.d.comb += shifted.eq(_shl_sat(x1, lsh1, SW))
             moved = Signal(signed(SW), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(p1 >= 0, shifted, x1 >> (-p1)[:5]))
+            m.d.comb += moved.eq(Mux(rgt1, x1 >> rsh1, shifted))
             x2 = Signal(signed(34), name=f"x2_{kl}")
             shifted2 = Signal(signed(SW), name=f"xshift2_{kl}")
             moved2 = Signal(signed(SW), name=f"moved2_{kl}")
             m.d.sync += [x2.eq(x1), shifted2.eq(shifted), moved2.eq(moved)]
-            # stage 3's parameters, old membrane and residual, picked in stage 2 into registers
-            b0s, p1s, p2s = pick(bias, lu_sub2), p1, pick(prm2, lu_sub2)
+            # stage 3's threshold and biases (from the registers above), old membrane and
+            # residual, into registers in stage 2
             th = Signal(signed(32), name=f"th{kl}")
             lbias = Signal(signed(32), name=f"lbias{kl}")
             p2r = Signal(signed(32), name=f"p2r{kl}")

@@ -36,7 +36,7 @@ def test_clamp_equals_min_max(value_bits, bound_bits):
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
     half = 1 << (value_bits - 1)
     bad = _mismatches(m, [out], (
-        ([(n, nb), (val, x)], [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
+        ([(n, nb - 1), (val, x)], [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
         for nb in range(1, bound_bits + 1) for x in range(-half, half)))
     assert not bad, bad[:5]
 
@@ -73,15 +73,15 @@ def test_a_broken_expectation_fails():
     hi, lo, eqs = _sat_bounds(n, 6)
     out = Signal(signed(6))
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
-    bad = _mismatches(m, [out], (([(n, 4), (val, x)], [min(max(x, -8), 8)])   # hi should be 7
+    bad = _mismatches(m, [out], (([(n, 3), (val, x)], [min(max(x, -8), 8)])   # hi should be 7
                                  for x in range(-32, 32)))
     assert bad
 
 
 @pytest.mark.parametrize("field_bits, width", [(4, 6), (6, 9), (6, 33)])
 def test_sat_bounds_equal_the_shifted_constants(field_bits, width):
-    """hi = (1 << (n - 1)) - 1 and lo = -(1 << (n - 1)) truncated to `width` bits, n - 1
-    wrapping at the field's width (n = 0 included), for every field value."""
+    """hi = (1 << e) - 1 and lo = -(1 << e) truncated to `width` bits, for every value of the
+    exponent e (the core registers e = bits - 1, wrapping at the field's width)."""
     m = Module()
     n = Signal(field_bits)
     hi, lo, eqs = _sat_bounds(n, width)
@@ -91,8 +91,7 @@ def test_sat_bounds_equal_the_shifted_constants(field_bits, width):
         v &= (1 << width) - 1
         return v - (1 << width) if v >> (width - 1) else v
 
-    def want(nb):
-        e = (nb - 1) % (1 << field_bits)
+    def want(e):
         return [signed_at((1 << e) - 1), signed_at(-(1 << e))]
-    bad = _mismatches(m, [hi, lo], (([(n, nb)], want(nb)) for nb in range(1 << field_bits)))
+    bad = _mismatches(m, [hi, lo], (([(n, e)], want(e)) for e in range(1 << field_bits)))
     assert not bad, bad[:5]
