@@ -1066,8 +1066,9 @@ class _Sequencer(wiring.Component):
         last_t = ts + 1 == tsteps
         # the lane unit: LIF and shortcut of DL lanes a cycle (L / DL cycles a group), into
         # registers: spike_word, out_word (values) and the new membranes. Three stages: the
-        # input's bias and saturation; the saturating shift (and the shortcut's right shift);
-        # the charge, the membrane update and the threshold (and the shortcut's sums). A
+        # input's bias and saturation; the saturating shift (and the shortcut's right shift)
+        # plus the LIF's or the stream's bias; the charge's saturation, the membrane update
+        # and the threshold (and the shortcut's saturations and residual sum). A
         # client sets `lu_run` and waits for `lu_busy` to fall, holding the unit's inputs
         # (x_lanes, res_lanes, the parameters at d_g, the membranes read) until then.
         DL = min(L, DRAIN_LANES)
@@ -1115,18 +1116,17 @@ class _Sequencer(wiring.Component):
             m.d.comb += shifted.eq(_shl_sat(x1, lsh1, SW))
             moved = Signal(signed(SW), name=f"moved{kl}")
             m.d.comb += moved.eq(Mux(rgt1, x1 >> rsh1, shifted))
+            # ... and the biases added to both (the LIF's and the stream's), into registers
             x2 = Signal(signed(34), name=f"x2_{kl}")
-            shifted2 = Signal(signed(SW), name=f"xshift2_{kl}")
-            moved2 = Signal(signed(SW), name=f"moved2_{kl}")
-            m.d.sync += [x2.eq(x1), shifted2.eq(shifted), moved2.eq(moved)]
-            # stage 3's threshold and biases (from the registers above), old membrane and
-            # residual, into registers in stage 2
+            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))
+            shifted2 = Signal(signed(SW + 1), name=f"xshift2_{kl}")
+            moved2 = Signal(signed(SW + 1), name=f"moved2_{kl}")
+            m.d.sync += [x2.eq(x1), shifted2.eq(shifted + lbias), moved2.eq(moved + p2s)]
+            # stage 3's threshold (from the registers above), old membrane and residual, into
+            # registers in stage 2
             th = Signal(signed(32), name=f"th{kl}")
-            lbias = Signal(signed(32), name=f"lbias{kl}")
-            p2r = Signal(signed(32), name=f"p2r{kl}")
             res = Signal(signed(34), name=f"res3_{kl}")
             m.d.sync += [th.eq(Mux(is_lif | is_sdsa, b0s, p1s)),
-                         lbias.eq(Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))), p2r.eq(p2s),
                          res.eq(pick(res_lanes, lu_sub2))]
             if has_v:
                 vold = Signal(signed(V), name=f"vold{kl}")
@@ -1137,13 +1137,13 @@ class _Sequencer(wiring.Component):
             # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
             # and charge, both in range, so its saturation is the identity and left out
             charge = Signal(signed(V + 1), name=f"charge{kl}")
-            m.d.comb += charge.eq(_clamp(shifted2 + lbias, v_lo, v_hi))
+            m.d.comb += charge.eq(_clamp(shifted2, v_lo, v_hi))
             h = Signal(signed(V + 1), name=f"h{kl}")
             m.d.comb += h.eq((vold + charge) >> 1)          # = v + ((charge - v) >> 1)
             fired = h >= th
             # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
             branch = Signal(signed(33), name=f"branch{kl}")
-            m.d.comb += branch.eq(_clamp(moved2 + p2r, o_lo, o_hi))
+            m.d.comb += branch.eq(_clamp(moved2, o_lo, o_hi))
             val = Mux(is_stream, _clamp(branch + res, o_lo, o_hi), x2)
             with m.If(lu_v3):
                 for j in range(NSUB):
