@@ -51,8 +51,8 @@ from .estimate import estimate, modelled, relative_errors
 from .pnr import TARGETS, PnrError, find_tool, run_nextpnr, run_pack, tool_version
 from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
-__all__ = ["DESIGNS", "generate", "top_ports", "harness_verilog", "synthesize", "resources",
-           "build"]
+__all__ = ["DESIGNS", "design_component", "generate", "top_ports", "harness_verilog",
+           "synthesize", "resources", "build"]
 
 PROG = "fpga.build"
 DESIGNS = ("lif", "sae", "sdsa", "block", "network", "core")
@@ -60,17 +60,17 @@ DESIGNS = ("lif", "sae", "sdsa", "block", "network", "core")
 _RESERVED = ("-o", "--out", "--name", "--report")
 
 
-def generate(design, unit_argv, name):
-    """(Verilog text, configuration dict) of `design` from its generator's flags."""
+def design_component(design, unit_argv):
+    """(Amaranth component, configuration dict) of `design` from its generator's flags."""
     if design == "lif":
         config = gen_lif.config_from_args(gen_lif.build_parser().parse_args(unit_argv))
-        return to_verilog(LIFArray(config), name), config.to_dict()
+        return LIFArray(config), config.to_dict()
     if design == "sae":
         config, params = gen_sae.config_and_params(gen_sae.build_parser().parse_args(unit_argv))
-        return to_verilog(SpikeAccumulator(config, params), name), config.to_dict()
+        return SpikeAccumulator(config, params), config.to_dict()
     if design == "sdsa":
         config = gen_sdsa.config_from_args(gen_sdsa.build_parser().parse_args(unit_argv))
-        return to_verilog(sdsa_unit(config), name), config.to_dict()
+        return sdsa_unit(config), config.to_dict()
     if design == "block":
         layer, widths, timesteps = gen_block.layer_from_args(
             gen_block.build_parser().parse_args(unit_argv))
@@ -78,13 +78,13 @@ def generate(design, unit_argv, name):
             component = layer_component(layer, widths, timesteps)
         except ValueError as exc:
             fail(str(exc))
-        return to_verilog(component, name), {
+        return component, {
             "layer": layer.name, "kind": type(layer).__name__, "timesteps": timesteps,
             "units": _unit_configs(component)}
     if design == "network":
         net, component = gen_network.network_from_args(
             gen_network.build_parser().parse_args(unit_argv))
-        return to_verilog(component, name), {
+        return component, {
             "timesteps": net.timesteps,
             "layers": {layer.name: {"kind": type(layer).__name__,
                                     "units": _unit_configs(hw)}
@@ -96,8 +96,14 @@ def generate(design, unit_argv, name):
             config = gen_core.config_from_args(args)
         except ConfigError as exc:
             fail(str(exc))
-        return to_verilog(gen_core.core_component(config), name), config.to_dict()
+        return gen_core.core_component(config), config.to_dict()
     fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+
+
+def generate(design, unit_argv, name):
+    """(Verilog text, configuration dict) of `design` from its generator's flags."""
+    component, config = design_component(design, unit_argv)
+    return to_verilog(component, name), config
 
 
 def _unit_configs(component):
