@@ -7,7 +7,8 @@ The design is elaborated with source locations, Yosys runs `synth_ecp5` up to LU
 (gates, carry cells, LUT RAMs and flip-flops; the ECP5 flow of `fpga.build`), and each cell is
 charged to the source line its `src` attribute names. A gate without one (a multiplexer that
 Yosys made from a register's assignments) is charged to the line that declares the register
-it feeds, else to the first cell with a line that it feeds. `--by section` adds lines up by
+it feeds, else to the first cell with a line that it feeds (Yosys gives some of a register's
+assignment multiplexers the line of one of its assignments). `--by section` adds lines up by
 the `# -- title --` comments, functions and classes of their file.
 
 Gates are counted before ABC packs them into LUT4s, so they rank where the logic is; they are
@@ -25,6 +26,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from amaranth.back import rtlil
+
+from spec.cli import whole_number
 
 from .build import DESIGNS, design_component
 from .yosys import SynthError, find_yosys
@@ -216,23 +219,13 @@ def report(table, top, lines_of=None):
     return "\n".join(out)
 
 
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
-    return value
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m fpga.area",
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--design", required=True, choices=DESIGNS, help="the design to measure")
     ap.add_argument("--by", choices=("line", "section"), default="line",
                     help="rows by source line (default) or by section of a file")
-    ap.add_argument("--top", type=_count, default=30, help="rows to list (30)")
+    ap.add_argument("--top", type=whole_number(1), default=30, help="rows to list (30)")
     ap.add_argument("generator_flags", nargs="*",
                     help="after --: the design's generator flags (as fpga.build takes them)")
     args = ap.parse_args(argv)

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from spec.cli import whole_number
+
 #: Delays in ns at grade 6, from nextpnr-ecp5 0.11 critical-path reports of the overlay core:
 #: "route" is the mean of a general routed net, "ff" a flip-flop's clock-to-out, "bram" a
 #: DP16KD's (REGMODE NOREG), "lut" a LUT4, "mux" a PFUMX or L6MUX21, "carry_in" a CCU2C's
@@ -254,22 +256,12 @@ def _source_line(lines, src):
     return text if len(text) <= 90 else text[:87] + "..."
 
 
-def _count(text):
-    """A whole number of 0 or more, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text!r}")
-    return value
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m fpga.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("netlist", type=Path, help="Yosys JSON netlist after synth_ecp5")
-    ap.add_argument("--top", type=_count, default=20, help="endpoint groups to list (20)")
-    ap.add_argument("--paths", type=_count, default=3, help="worst paths to print in full (3)")
+    ap.add_argument("--top", type=whole_number(0), default=20, help="endpoint groups to list (20)")
+    ap.add_argument("--paths", type=whole_number(0), default=3,
+                    help="worst paths to print in full (3)")
     ap.add_argument("--verilog", type=Path, default=None,
                     help="the synthesized Verilog, to quote path lines from (default: "
                          "design.v beside the netlist)")

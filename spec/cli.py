@@ -10,7 +10,7 @@ from .errors import BundleError, ConfigError
 from .yamlio import atomic_write_text
 
 __all__ = ["Parser", "UsageError", "fail", "run_main", "emit", "check_output_path",
-           "float_or_list", "verilog_name"]
+           "float_or_list", "verilog_name", "whole_number"]
 
 
 class UsageError(Exception):
@@ -85,3 +85,17 @@ def float_or_list(text):
         raise argparse.ArgumentTypeError(
             f"expected a number or comma-separated numbers, not {text!r}") from None
     return values[0] if len(values) == 1 else values
+
+
+def whole_number(minimum):
+    """An argparse type: a whole number of `minimum` or more."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number of {minimum} or more, not {text!r}")
+        return value
+    return parse
