@@ -182,8 +182,8 @@ def main(argv=None):
 
 #: Fmax of the default core out of context (fpga.build, nextpnr, seed 1) per (device, speed
 #: grade), MHz: what "images per second" is computed at. The core does not fit the LFE5U-25F
-#: yet; on the LFE5U-45F, commit e40aff4 (docs/ARCHITECTURE.md, "Known limits").
-CORE_FMAX_MHZ = {("LFE5U-45F", 6): 41.0}
+#: yet; on the LFE5U-45F, commit 834d6ad (docs/ARCHITECTURE.md, "Known limits").
+CORE_FMAX_MHZ = {("LFE5U-45F", 6): 42.0}
 
 
 def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
