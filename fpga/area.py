@@ -1,7 +1,7 @@
 """Where a design's logic goes: its gates before LUT mapping, counted by the source line that
 made them.
 
-    python -m fpga.area --design core [--by line|section] [--top 30] [-- generator flags]
+    python -m fpga.area --design core [--by line|section] [--top 30] [generator flags]
 
 The design is elaborated with source locations, Yosys runs `synth_ecp5` up to LUT mapping
 (gates, carry cells, LUT RAMs and flip-flops; the ECP5 flow of `fpga.build`), and each cell is
@@ -15,7 +15,6 @@ Gates are counted before ABC packs them into LUT4s, so they rank where the logic
 not LUT4s. A CCU2C is two bits of a carry chain (two LUT slots once placed).
 """
 
-import argparse
 import ast
 import json
 import re
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from spec.cli import whole_number
+from spec.cli import Parser, fail, run_main, whole_number
 
 from .build import DESIGNS, design_component
 from .yosys import SynthError, find_yosys
@@ -43,6 +42,7 @@ GATES = {"$_AND_": 1, "$_OR_": 1, "$_XOR_": 1, "$_XNOR_": 1, "$_NAND_": 1, "$_NO
 KINDS = {"CCU2C": "carry", "TRELLIS_DPR16X4": "lutram", "TRELLIS_FF": "ff", "DP16KD": "bram"}
 COLUMNS = ("gates", "carry", "lutram", "ff", "bram")
 UNATTRIBUTED = "(no source line)"
+PROG = "fpga.area"
 _SRC = re.compile(r"([^|:]+\.py):(\d+)")
 
 
@@ -220,22 +220,22 @@ def report(table, top, lines_of=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m fpga.area",
-                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
-    ap.add_argument("--design", required=True, choices=DESIGNS, help="the design to measure")
+    ap = Parser(prog=PROG, description=__doc__.split("\n\n")[0].replace("\n", " "),
+                epilog="Other flags go to the generator (python -m gen.<design> --help), as in "
+                       "fpga.build.")
+    ap.add_argument("--design", required=True, help=f"one of {', '.join(DESIGNS)}")
     ap.add_argument("--by", choices=("line", "section"), default="line",
                     help="rows by source line (default) or by section of a file")
     ap.add_argument("--top", type=whole_number(1), default=30, help="rows to list (30)")
-    ap.add_argument("generator_flags", nargs="*",
-                    help="after --: the design's generator flags (as fpga.build takes them)")
-    args = ap.parse_args(argv)
+    args, unit_argv = ap.parse_known_args(argv)
+    if args.design not in DESIGNS:
+        fail(f"unknown design {args.design!r} (known: {', '.join(DESIGNS)})")
     root = str(Path(__file__).resolve().parent.parent)
-    component, _ = design_component(args.design, args.generator_flags)
+    component, _ = design_component(args.design, unit_argv)
     try:
         table = attribute(synth_gates(component), root)
     except SynthError as e:
-        print(f"fpga.area: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     cache = {}
 
     def lines_of(loc):
@@ -253,4 +253,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(PROG, main))

@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from fpga.area import GATES, UNATTRIBUTED, attribute, by_section, main, sections, synth_gates
+from fpga.area import (
+    GATES,
+    PROG,
+    UNATTRIBUTED,
+    attribute,
+    by_section,
+    main,
+    sections,
+    synth_gates,
+)
 from hw.lif import LIFArray
+from spec.cli import run_main
 from spec.lif import LIFConfig
 
 ROOT = "/repo"
@@ -88,16 +98,21 @@ def test_a_unit_every_gate_counted_once_and_nearly_all_to_a_line():
 
 
 def test_command_line(capsys):
-    assert main(["--design", "lif", "--top", "3", "--", "--neurons", "64", "--lanes", "4"]) == 0
+    assert main(["--design", "lif", "--top", "3", "--neurons", "64", "--lanes", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["gates", "CCU2C"]
     assert len(out) == 5 and out[-1].endswith(" sources)") and "total" in out[-1]
 
 
-@pytest.mark.parametrize("argv", [["--design", "lif", "--top", "0"], ["--design", "nope"],
-                                  ["--design", "lif", "--by", "file"]])
-def test_bad_flags_exit_2(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    assert "error" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "lif", "--top", "0"], "must be a whole number of 1 or more, not '0'"),
+    (["--design", "nope"], "unknown design 'nope'"),
+    (["--design", "lif", "--by", "file"], "invalid choice: 'file'"),
+    (["--design", "lif", "--lanes", "0"], "lanes must be at least 1, not 0"),
+    (["--design", "lif", "--neurons", "63", "--channels", "2"], "channels (2) must divide"),
+    (["--design", "core", "--set", "lanes=3"], "lanes must be one of"),
+])
+def test_bad_input_is_one_message_and_exit_2(argv, message, capsys):
+    assert run_main(PROG, main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fpga.area: error: ") and message in err and err.count("\n") == 1
