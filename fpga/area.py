@@ -31,7 +31,8 @@ from spec.cli import Parser, fail, run_main, whole_number
 from .build import DESIGNS, design_component
 from .yosys import SynthError, find_yosys
 
-__all__ = ["GATES", "attribute", "sections", "synth_gates", "main"]
+__all__ = ["GATES", "UNATTRIBUTED", "attribute", "by_section", "report", "sections", "synth_gates",
+           "main"]
 
 #: Yosys's fine-grained gate cells and their weight (two-input gate equivalents; a NOT is free,
 #: ABC folds it into a LUT).
