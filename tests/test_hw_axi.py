@@ -518,10 +518,6 @@ def test_register_slice_keeps_every_beat_in_order(stalls):
     if stalls == (0.0, 0.0):
         # full throughput: a beat a cycle, one cycle behind the input
         assert run.out_cycles == [c + 1 for c in run.in_cycles]
-    if stalls[1]:
-        # the consumer's stalls reach the producer only through the registered `i.ready`:
-        # the skid then holds one beat, so no beat is lost or repeated (checked above)
-        assert len(run.in_cycles) == len(beats)
 
 
 def test_register_slice_check_catches_a_corrupted_expectation():
