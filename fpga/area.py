@@ -18,7 +18,6 @@ not LUT4s. A CCU2C is two bits of a carry chain (two LUT slots once placed).
 import ast
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ from amaranth.back import rtlil
 from spec.cli import Parser, fail, run_main, whole_number
 
 from .build import DESIGNS, design_component
-from .yosys import SynthError, find_yosys
+from .yosys import SynthError, run_yosys
 
 __all__ = ["GATES", "UNATTRIBUTED", "attribute", "by_section", "report", "sections", "synth_gates",
            "main"]
@@ -176,17 +175,12 @@ def by_section(table, root):
 
 def synth_gates(component, top="top"):
     """The flattened Yosys JSON module of `component` after `synth_ecp5 -run :map_luts`."""
-    text = rtlil.convert(component, name=top, emit_src=True)
     with tempfile.TemporaryDirectory(prefix="spikegen-area-") as tmp:
-        Path(tmp, "design.il").write_text(text)
-        script = (f"read_rtlil design.il; hierarchy -top {top}; "
-                  f"synth_ecp5 -top {top} -noiopad -run :map_luts; select {top}; "
-                  f"write_json -selected netlist.json")
-        proc = subprocess.run(find_yosys() + ["-q", "-p", script], cwd=tmp,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise SynthError("yosys failed: " + " | ".join(tail))
+        Path(tmp, "design.il").write_text(rtlil.convert(component, name=top, emit_src=True))
+        # only the design is written: the cell library's models hold processes
+        run_yosys(tmp, f"hierarchy -top {top}; synth_ecp5 -top {top} -noiopad -run :map_luts; "
+                       f"select {top}; write_json -selected netlist.json; select -clear",
+                  f"{top} (gates by source line)", source="design.il")
         data = json.loads(Path(tmp, "netlist.json").read_text())
     return data["modules"][top]
 

@@ -51,10 +51,12 @@ def synth_cells(verilog_text, top, target="ecp5"):
         return run_yosys(tmp, SYNTH_COMMANDS[target].format(top=top), f"{top} ({target})")
 
 
-def run_yosys(workdir, commands, what, *, netlist=False):
-    """Yosys on `workdir/design.v` with `commands` (then `netlist.json` if asked, and the
-    statistics); returns the cell counts by type. Its log is `workdir/yosys.log`."""
-    script = (f"read_verilog design.v; {commands}; "
+def run_yosys(workdir, commands, what, *, netlist=False, source="design.v"):
+    """Yosys on `workdir/<source>` (Verilog, or RTLIL when it ends in `.il`) with `commands`
+    (then `netlist.json` if asked, and the statistics); returns the cell counts by type. Its
+    log is `workdir/yosys.log`."""
+    reader = "read_rtlil" if source.endswith(".il") else "read_verilog"
+    script = (f"{reader} {source}; {commands}; "
               f"{'write_json netlist.json; ' if netlist else ''}tee -q -o stat.json stat -json")
     proc = subprocess.run(find_yosys() + ["-q", "-l", "yosys.log", "-p", script], cwd=workdir,
                           capture_output=True, text=True)
