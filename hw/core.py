@@ -101,13 +101,13 @@ def _lowest(value):
     return onehot_eq, Cat(*bits), value.any(), value & ~onehot
 
 
-def _sat_bounds(n, width):
-    """(hi, lo, statements) of the signed `n + 1`-bit range as `width`-bit signed values (a
-    shift of a constant: no multiplier)."""
+def _sat_bounds(r, width):
+    """(hi, lo, statements) of the signed range of `width - r` bits as `width`-bit signed
+    values: `hi = (2^(width-1) - 1) >> r` (a right shift of a constant: no multiplier, and
+    nothing wider than `width`) and `lo = ~hi = -hi - 1`."""
     hi = Signal(signed(width))
     lo = Signal(signed(width))
-    return hi, lo, [hi.eq((Const(1, signed(width + 1)) << n) - 1),
-                    lo.eq(-(Const(1, signed(width + 1)) << n))]
+    return hi, lo, [hi.eq(Const((1 << (width - 1)) - 1, width) >> r), lo.eq(~hi)]
 
 
 def _clamp(value, lo, hi):
@@ -455,22 +455,20 @@ class _Sequencer(wiring.Component):
         # runtime saturation bounds
         # a layer that saturates at acc_bits has acc_bits <= A (spec.program.check_descriptor)
         NB = max(A, cfg.w_bits + 1) + 1
-        # the bounds' exponents (bits - 1) registered: the descriptor is loaded long before a
-        # bound is used, and the subtraction stays off the saturations' paths
-        n_acc, n_v, n_o, n_sum = (Signal(6, name=f"sat_n_{f}") for f in ("acc", "v", "o", "sum"))
-        m.d.sync += [n.eq(D[f][:6] - 1) for n, f in ((n_acc, "acc_bits"), (n_v, "v_bits"),
-                                                      (n_o, "out_bits"), (n_sum, "sum_bits"))]
-        acc_hi, acc_lo, eqs = _sat_bounds(n_acc, NB)
-        m.d.comb += eqs
+        # each bound's right shift (its width minus the field's bits) registered: the
+        # descriptor is loaded long before a bound is used, and the subtraction stays off the
+        # saturations' paths
+        bounds = {}
+        for f, width in (("acc", NB), ("v", V + 1), ("o", 33), ("sum", V + 2)):
+            r = Signal(6, name=f"sat_r_{f}")
+            m.d.sync += r.eq(width - D["out_bits" if f == "o" else f"{f}_bits"][:6])
+            hi, lo, eqs = _sat_bounds(r, width)
+            m.d.comb += eqs
+            bounds[f] = hi, lo
+        (acc_hi, acc_lo), (v_hi, v_lo), (o_hi, o_lo), (sum_hi, sum_lo) = bounds.values()
         # the drain's shifted values saturate at SW bits first (_shl_sat): the ranges below
         # are at most 32 bits and the terms added 32 bits
         SW = max(V, 32) + 3
-        v_hi, v_lo, eqs = _sat_bounds(n_v, V + 1)
-        m.d.comb += eqs
-        o_hi, o_lo, eqs = _sat_bounds(n_o, 33)
-        m.d.comb += eqs
-        sum_hi, sum_lo, eqs = _sat_bounds(n_sum, V + 2)
-        m.d.comb += eqs
 
         # -- memories ---------------------------------------------------------------------------
         def mem(name, width, depth, attrs=None):

@@ -36,7 +36,8 @@ def test_clamp_equals_min_max(value_bits, bound_bits):
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
     half = 1 << (value_bits - 1)
     bad = _mismatches(m, [out], (
-        ([(n, nb - 1), (val, x)], [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
+        ([(n, bound_bits - nb), (val, x)],
+         [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
         for nb in range(1, bound_bits + 1) for x in range(-half, half)))
     assert not bad, bad[:5]
 
@@ -73,25 +74,21 @@ def test_a_broken_expectation_fails():
     hi, lo, eqs = _sat_bounds(n, 6)
     out = Signal(signed(6))
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
-    bad = _mismatches(m, [out], (([(n, 3), (val, x)], [min(max(x, -8), 8)])   # hi should be 7
+    bad = _mismatches(m, [out], (([(n, 2), (val, x)], [min(max(x, -8), 8)])   # hi should be 7
                                  for x in range(-32, 32)))
     assert bad
 
 
 @pytest.mark.parametrize("field_bits, width", [(4, 6), (6, 9), (6, 33)])
-def test_sat_bounds_equal_the_shifted_constants(field_bits, width):
-    """hi = (1 << e) - 1 and lo = -(1 << e) truncated to `width` bits, for every value of the
-    exponent e (the core registers e = bits - 1, wrapping at the field's width)."""
+def test_sat_bounds_equal_the_ranges(field_bits, width):
+    """hi = 2^(b-1) - 1 and lo = -2^(b-1) for every range of b = width - r bits, 1 <= b <=
+    width (the core registers r = width - bits)."""
     m = Module()
-    n = Signal(field_bits)
-    hi, lo, eqs = _sat_bounds(n, width)
+    r = Signal(field_bits)
+    hi, lo, eqs = _sat_bounds(r, width)
     m.d.comb += eqs
-
-    def signed_at(v):
-        v &= (1 << width) - 1
-        return v - (1 << width) if v >> (width - 1) else v
-
-    def want(e):
-        return [signed_at((1 << e) - 1), signed_at(-(1 << e))]
-    bad = _mismatches(m, [hi, lo], (([(n, e)], want(e)) for e in range(1 << field_bits)))
+    cases = [([(r, width - b)], [(1 << (b - 1)) - 1, -(1 << (b - 1))])
+             for b in range(1, width + 1) if width - b < 1 << field_bits]
+    assert len(cases) == min(width, 1 << field_bits)
+    bad = _mismatches(m, [hi, lo], cases)
     assert not bad, bad[:5]
