@@ -28,15 +28,16 @@ def prepare_lif(config, workdir, *, samples=3, seed=0, name="lif"):
 
 
 def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build_root,
-               log_file=None):
-    """Build `verilog` (cached) and run the cocotb tests of `module` on it.
+               log_file=None, waves=None):
+    """Build `verilog` (cached) and run the cocotb tests of `module` on it. `waves` names an
+    FST file to dump every signal into (a build with tracing, kept beside the plain one).
 
     Under pytest a failing cocotb test fails the calling test; otherwise a failure exits.
     Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
-    build_dir = build(verilog, toplevel, build_root)
+    build_dir = build(verilog, toplevel, build_root, waves=waves is not None)
     runner = get_runner("verilator")
     test_dir = Path(test_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,8 @@ def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build
         test_dir=test_dir,
         extra_env={k: str(v) for k, v in env.items()},
         log_file=log_file,
+        waves=waves is not None,
+        test_args=[] if waves is None else ["--trace-file", str(Path(waves).resolve())],
     )
     from cocotb_tools.check_results import get_results
 

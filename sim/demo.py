@@ -1,8 +1,9 @@
 """The main job on a built-in default: a trained Meta-SpikeFormer from checkpoint to RTL
 co-simulated image by image, on the overlay core (default) or as a spatial network.
 
-    python -m sim.demo [--checkpoint F | --train] [--images N] [--out DIR]
-    python -m sim.demo --spatial [--taps] ...
+    python -m sim.demo [--checkpoint F | --train] [--images N] [--out DIR] [--pause P]
+                       [--waves FILE.fst [--waves-window FIRST:LAST]]
+    python -m sim.demo --spatial [--taps] [--waves FILE.fst] ...
 
 Default: the shipped checkpoint `models/digits.pt` (scikit-learn's 8 x 8 digits; a Conv-based
 stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, T = 1;
@@ -14,18 +15,20 @@ stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, 
 3. overlay (default): compile the network into a program for the default core
    (`gen.program`) and generate the core (`hw.core.OverlayCore`); `--spatial`: generate the
    whole network as one Verilog design (`hw.network.Network`);
-4. build it with Verilator and co-simulate the images one after another. Overlay: the program
-   and each image are placed in cocotbext-axi's `AxiRam`, the core is started over AXI4-Lite,
-   and every layer's output region must equal the integer model's traces and the class scores
-   its scores. Spatial: every class accumulation of every image and timestep must equal the
-   integer model's (with `--taps`, every layer's output stream too);
+4. build it with Verilator and simulate the images one after another. Overlay: in the
+   compiled harness (`sim.harness`: a C++ AXI4 memory holding the program and each image, with
+   pauses of chance `--pause` on its five channels, and an AXI4-Lite host), images back to
+   back; every layer's output region must equal the integer model's traces and the class
+   scores its scores. Spatial (cocotb): every class accumulation of every image and timestep
+   must equal the integer model's (with `--taps`, every layer's output stream too).
+   `--waves` writes an FST waveform (overlay: of the harness cycles in `--waves-window`, or
+   all); a layer that differs from the model is reported with the cycles it ran in;
 5. print accuracy of float, integer and RTL side by side, cycles per image against the bound
    (overlay: `max(event-driven ideal + drain, bytes / AXI beat)` per layer, bytes moved per
    image and images per second at the core's measured Fmax; spatial: the units' ideal
    event-driven costs), and the simulation speed.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +38,7 @@ import numpy as np
 from spec.cli import Parser, fail, run_main
 
 from .cosim import REPO_ROOT, cosim_main, read_report, run_cocotb
+from .run import check_waves, window_arg
 
 PROG = "sim.demo"
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "digits.pt"
@@ -67,7 +71,17 @@ def main(argv=None):
     p.add_argument("--taps", action="store_true",
                    help="spatial: also check every layer's output stream (slower)")
     p.add_argument("--out", default="out/demo", help="work folder (default: out/demo)")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="overlay: chance that each AXI channel pauses in a cycle (default 0)")
+    p.add_argument("--waves", help="write an FST waveform of the simulation here")
+    p.add_argument("--waves-window", type=window_arg, metavar="FIRST:LAST",
+                   help="overlay: only these harness cycles (with --waves)")
     args = p.parse_args(argv)
+    if not 0 <= args.pause < 1:
+        fail(f"--pause must be at least 0 and below 1, not {args.pause}")
+    if args.spatial and (args.pause or args.waves_window):
+        fail("--pause and --waves-window are for the overlay core's harness, not --spatial")
+    check_waves(args)
     if not 1 <= args.images <= 360:
         fail(f"--images must be 1 to 360 (the test set), not {args.images}")
     if args.train and args.checkpoint:
@@ -135,7 +149,7 @@ def main(argv=None):
 
     build_root = REPO_ROOT / "build" / "verilator"
     t0 = time.perf_counter()
-    build(verilog, "network", build_root)
+    build(verilog, "network", build_root, waves=bool(args.waves))
     step(f"Verilator build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
          f"{build_root})")
     report = out / "report.json"
@@ -144,7 +158,8 @@ def main(argv=None):
                testcase="test_network_matches_integer_model", test_dir=out / "cosim",
                env={"SPIKEGEN_BUNDLE": bundle_dir, "SPIKEGEN_TAPS": int(args.taps),
                     "SPIKEGEN_REPORT": report}, build_root=build_root,
-               log_file=out / "cosim.log")
+               log_file=out / "cosim.log",
+               waves=args.waves and Path(args.waves).resolve())
     figures = read_report(report)
     checked = "every layer's output stream and " if args.taps else ""
     step(f"co-simulated {n} images back to back in {time.perf_counter() - t0:.1f} s: "
@@ -187,51 +202,36 @@ CORE_FMAX_MHZ = {("LFE5U-45F", 6): 42.0}
 
 
 def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
-    from gen.program import compile_network, cycle_report, write_program
-    from gen.verilog import to_verilog
-    from hw.core import OverlayCore
-    from spec.core import CoreConfig
-    from spec.yamlio import atomic_write_text
-    from sw.netbundle import read_network_bundle, write_network_bundle
+    from spec.bundle import read_bundle
+    from sw.netbundle import write_network_bundle
 
-    from .verilator import build
+    from .run import RtlMismatch, overlay_images
 
     n = args.images
     t0 = time.perf_counter()
-    core = CoreConfig()
     bundle_dir = out / "bundle"
-    write_network_bundle(bundle_dir, net, net.to_input(xte[:n]), labels[:n])
-    _, net, bundle = read_network_bundle(bundle_dir)
-    image = compile_network(net, core)
-    report = cycle_report(image, bundle)
-    write_program(out / "program", image, report)
-    verilog = out / "overlay_core.v"
-    atomic_write_text(verilog, to_verilog(OverlayCore(core), "overlay_core"))
-    step(f"exported {n} test images with every layer's traces to {bundle_dir}; compiled "
-         f"{len(image.ops)} operations for the default core ({len(image.data):,} bytes of "
-         f"program, weights and tables; {image.activation_bytes:,} bytes of activations) and "
-         f"generated {verilog} in {time.perf_counter() - t0:.1f} s")
-
-    build_root = REPO_ROOT / "build" / "verilator"
+    pixels = net.to_input(xte[:n])
+    write_network_bundle(bundle_dir, net, pixels, labels[:n])
+    bundle = read_bundle(bundle_dir)
+    step(f"exported {n} test images with every layer's traces to {bundle_dir} in "
+         f"{time.perf_counter() - t0:.1f} s; compiling the program and building the core's "
+         f"compiled harness (Verilator, cached in build/harness)")
     t0 = time.perf_counter()
-    build(verilog, "overlay_core", build_root)
-    step(f"Verilator build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
-         f"{build_root})")
-    case = {"core": core.to_dict(), "program": str(out / "program"),
-            "bundle": str(bundle_dir), "layers": len(image.ops), "samples": list(range(n)),
-            "memory": len(image.data) + image.activation_bytes, "budget": 20_000_000,
-            "classes": net.head.fc.out_channels, "timesteps": net.timesteps, "seed": 1,
-            "pause": 0.0, "report": str(out / "report.json")}
-    atomic_write_text(out / "case.json", json.dumps(case))
-    t0 = time.perf_counter()
-    run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
-               testcase="test_images", test_dir=out / "cosim",
-               env={"SPIKEGEN_CASE": out / "case.json"}, build_root=build_root,
-               log_file=out / "cosim.log")
-    seconds = time.perf_counter() - t0
-    results = json.loads((out / "report.json").read_text())
-    step(f"co-simulated {n} images on the overlay core in {seconds:.1f} s: every layer's output "
-         f"region and the class scores equal to the integer model")
+    try:
+        figures = overlay_images(net, pixels, bundle, out, pause=args.pause,
+                                 waves=args.waves and Path(args.waves).resolve(),
+                                 waves_window=args.waves_window, log=step)
+    except RtlMismatch as exc:
+        fail(str(exc))
+    results = figures["images"]
+    report = figures["cycle_report"]
+    seconds = figures["simulation_seconds"]
+    step(f"program: {figures['ops']} operations, {figures['program_bytes']:,} bytes of "
+         f"program, weights and tables, {figures['activation_bytes']:,} bytes of activations "
+         f"({out / 'program'}); harness built in {figures['binary_build_seconds']:.0f} s "
+         f"({'cached' if figures['build_seconds'] < 5 else 'now'})")
+    step(f"ran {n} images back to back on the overlay core in {seconds:.1f} s: every layer's "
+         f"output region and the class scores equal to the integer model")
 
     rtl_pred = np.array([r["prediction"] for r in results])
     _print_accuracy(labels[:n], float_pred[:n], int_pred[:n], rtl_pred)
@@ -239,7 +239,7 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
     bound = sum(op["bound"] for op in report["ops"])
     model = sum(op["model"] for op in report["ops"])
     moved = sum(op["read"] + op["written"] for op in report["ops"])
-    measured_bytes = np.mean([r["READ_LO"] + r["WRITTEN_LO"] for r in results])
+    measured_bytes = np.mean([r["read"] + r["written"] for r in results])
     print(f"\ncycles per image: {cycles.mean():,.0f} measured (images: "
           f"{', '.join(f'{c:,}' for c in cycles)}); bound {bound:,.0f} (measured / bound "
           f"{cycles.mean() / bound:.2f}); cycle model {model:,.0f}")
@@ -255,9 +255,11 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
         print(f"  at {mhz:.1f} MHz (Fmax on the {device}, speed grade {grade}): "
               f"{mhz * 1e6 / cycles.mean():,.0f} images per second, "
               f"{measured_bytes * mhz * 1e6 / cycles.mean() / 1e6:,.0f} MB/s of memory traffic")
-    speed = cycles.sum() / seconds
-    print(f"\nsimulation: {cycles.sum():,} cycles in {seconds:.1f} s = {speed:,.0f} cycles per "
-          f"second (cocotb + AxiRam; {seconds / n:.1f} s per image)")
+    speed = figures["simulated_cycles"] / seconds
+    print(f"\nsimulation: {figures['simulated_cycles']:,} cycles in {seconds:.1f} s = "
+          f"{speed:,.0f} cycles per second (compiled harness; {seconds / n:.2f} s per image)")
+    if args.waves:
+        print(f"waveform: {args.waves}")
     step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
     return 0
 

@@ -13,7 +13,7 @@ from cocotb_tools import config
 from cocotb_tools.runner import Verilator
 
 __all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS",
-           "BUILD_FLAGS"]
+           "BUILD_FLAGS", "LZ4_DIR", "lz4_archive", "wave_flags"]
 
 #: cocotb 2.x needs Verilator 5.036 or newer.
 MIN_VERSION = (5, 36)
@@ -163,18 +163,45 @@ def _publish_runtime(build_dir, runtime):
         (runtime / "complete").write_text("ok\n")
 
 
-def build(verilog_path, toplevel, build_root):
+#: The harness's stand-in for liblz4 (which Verilator's FST writer links): sim/harness/lz4.
+LZ4_DIR = Path(__file__).resolve().parent / "harness" / "lz4"
+
+
+def lz4_archive(folder):
+    """`folder`/liblz4.a from LZ4_DIR's literal-only encoder; returns `folder`."""
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        raise VerilatorNotFound("no C++ compiler (g++ or c++) found")
+    folder.mkdir(parents=True, exist_ok=True)
+    obj = folder / "lz4_literals.o"
+    for cmd in ([cxx, "-O2", "-c", str(LZ4_DIR / "lz4_literals.cpp"), "-o", str(obj)],
+                ["ar", "rcs", str(folder / "liblz4.a"), str(obj)]):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+    return folder
+
+
+def wave_flags(lib_folder):
+    """Verilator flags for FST tracing, with `lib_folder` holding the liblz4 stand-in."""
+    lib = lz4_archive(Path(lib_folder))
+    return ["--trace-fst", "-CFLAGS", f"-I{LZ4_DIR}", "-LDFLAGS", f"-L{lib}"]
+
+
+def build(verilog_path, toplevel, build_root, *, waves=False):
     """Build `verilog_path` once: the build folder is named by a hash of the Verilog text, and
     an existing complete build is reused. Safe against concurrent builds (file lock). Verilator's
-    runtime objects are compiled once per `build_root` and shared (`RUNTIME_OBJECTS`).
+    runtime objects are compiled once per `build_root` and shared (`RUNTIME_OBJECTS`). `waves`
+    builds with FST tracing (a separate folder; cocotb's main then takes `--trace` and
+    `--trace-file`).
 
     Returns the build folder.
     """
     verilator_env()
     text = Path(verilog_path).read_bytes()
-    flags = " ".join(BUILD_FLAGS).encode()
+    flags = " ".join(BUILD_FLAGS + (("--trace-fst",) if waves else ())).encode()
     digest = hashlib.sha256(text + toplevel.encode() + flags + _toolchain_key()).hexdigest()[:16]
-    build_dir = Path(build_root) / f"{toplevel}-{digest}"
+    build_dir = Path(build_root) / f"{toplevel}-{'waves-' if waves else ''}{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built.ok"
     runtime = _runtime_dir(build_root)
@@ -186,16 +213,19 @@ def build(verilog_path, toplevel, build_root):
         source.write_bytes(text)
         public = build_dir / "public.vlt"
         public.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
-        seeded = (runtime / "complete").exists()
+        # the shared runtime objects are compiled without tracing: a waves build makes its own
+        seeded = (runtime / "complete").exists() and not waves
         runner = _Runner(runtime if seeded else None)
+        extra = wave_flags(build_dir / "lz4") if waves else []
         runner.build(
             sources=[source],
             hdl_toplevel=toplevel,
             build_dir=build_dir,
-            build_args=list(BUILD_FLAGS) + [str(public)],
+            build_args=list(BUILD_FLAGS) + extra + [str(public)],
+            waves=waves,
             log_file=build_dir / "build.log",
         )
-        if not seeded:
+        if not seeded and not waves:
             _publish_runtime(build_dir, runtime)
         stamp.write_text("ok\n")
     return build_dir

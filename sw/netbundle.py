@@ -34,6 +34,14 @@ def _trace_arrays(traces, names=None):
     return out
 
 
+def trace_arrays(net, pixels):
+    """What a network bundle holds of a run, without writing one: the scores
+    (`scores`) and every layer's traces (`trace/<name>:<kind>`) of `pixels` through `net`."""
+    ctx = RunContext(net.widths, record="full")
+    scores = net.run(pixels, ctx)
+    return {"scores": scores.astype(np.int64), **_trace_arrays(ctx.merged_traces())}
+
+
 def write_network_bundle(path, net, pixels, labels=None, *, block=None, model_config=None,
                          meta=None):
     """Run `pixels` through `net` with full traces and write a bundle.

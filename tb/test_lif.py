@@ -59,3 +59,21 @@ def test_lif_cosim(name, testcase, prepared, build_root):
         figures = read_report(report)
         assert figures["measured_cycles"] == CONFIGS[name].cycles(3)
         assert figures["beats"] == CONFIGS[name].beats_per_step * CONFIGS[name].timesteps * 3
+
+
+def test_waves_fst_of_a_cocotb_run(prepared, build_root, tmp_path):
+    """`run_cocotb(..., waves=FILE)`: a build with FST tracing (beside the plain one) dumps the
+    run; pywellen opens the file and finds the design's ports and a register inside."""
+    pywellen = pytest.importorskip("pywellen")
+    work, bundle, verilog = prepared("l4-t4-soft-nodecay-short")
+    fst = tmp_path / "lif.fst"
+    run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
+               testcase="test_no_stalls_matches_cycle_model", test_dir=tmp_path / "run",
+               build_root=build_root, waves=fst,
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11,
+                    "SPIKEGEN_REPORT": tmp_path / "report.json"})
+    wave = pywellen.Waveform(str(fst))
+    names = {v.full_name for v in wave.all_vars()}
+    assert {"lif.clk", "lif.i__valid", "lif.o__ready", "lif.rst"} <= names, sorted(names)[:20]
+    clk = {v.full_name: v for v in wave.all_vars()}["lif.clk"].signal
+    assert len(clk) > 20

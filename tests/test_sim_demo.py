@@ -14,6 +14,12 @@ from spec.cli import run_main
     (["--checkpoint", "/no/such.pt"], "checkpoint '/no/such.pt' does not exist (train one with "
                                       "--train)"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--pause", "-0.5"], "--pause must be at least 0 and below 1, not -0.5"),
+    (["--spatial", "--pause", "0.1"],
+     "--pause and --waves-window are for the overlay core's harness, not --spatial"),
+    (["--waves", "demo.vcd"], "--waves writes an FST file; name it *.fst, not 'demo.vcd'"),
+    (["--waves-window", "1:9"], "--waves-window needs --waves FILE.fst"),
+    (["--waves", "/no/such/dir/w.fst"], "output folder '/no/such/dir' does not exist"),
 ])
 def test_demo_bad_input(capsys, tmp_path, argv, message):
     status = run_main("sim.demo", demo_main, argv + ["--out", str(tmp_path / "demo")])

@@ -1,0 +1,249 @@
+"""Compiled-harness benchmark: simulation speed of the overlay core in the harness against
+cocotb on the same image, the harness's build times, and the paper's 15.1 M Meta-SpikeFormer
+on a 224 x 224 image through the core's RTL, every layer checked bit for bit against the
+integer model. Prints Markdown; `--json FILE` also saves the figures.
+
+    python -m bench.harness [--cocotb] [--paper] [--timesteps T [T ...]] [--size S]
+                            [--pgo | --no-pgo] [--json FILE]
+
+Without `--paper`: the digits network (T = 1, first test image) in the plain and the
+profile-guided harness builds, and with `--cocotb` in cocotb + `AxiRam` too. `--paper` adds
+the metaspikformer_8_256 (seeded weights, BatchNorm statistics of seeded random images; about
+5 to 10 minutes per image at T = 1 on this machine) at `--size` (default 224) for each of
+`--timesteps` (default 1).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gen.program import compile_network, cycle_report, write_program
+from gen.verilog import to_verilog
+from hw.core import OverlayCore
+from sim.cosim import REPO_ROOT, run_cocotb
+from sim.harness import build_core, build_seconds, core_memory, run_core
+from sim.overlay import Memory, check_outputs, check_scores
+from sim.verilator import build
+from spec.core import CoreConfig
+from sw.model import PAPER_MODELS, MetaSpikeFormer, paper_config
+from sw.netbundle import trace_arrays, write_network_bundle
+from sw.quant import quantize
+
+from .overlay import digits_network
+
+BUILD_ROOT = REPO_ROOT / "build" / "harness"
+#: Fmax of the default core (MHz) on the LFE5U-45F at speed grade 6 (sim.demo.CORE_FMAX_MHZ).
+FMAX_MHZ = 42.0
+
+
+def log(text):
+    print(f"[bench.harness] {text}", file=sys.stderr, flush=True)
+
+
+def paper_network(timesteps, size=224, seed=0, name="metaspikformer_8_256", images=None,
+                  options=None):
+    """The paper's model `name` with seeded weights for `size` x `size` images, its BatchNorm
+    statistics from `images` seeded random images (default: one at 224 x 224, more for smaller
+    images, up to 64, so that the last stages' small maps give the statistics as many
+    positions), quantized on them with `options` (`sw.quant.QuantOptions`); returns (net, the
+    first image's pixels)."""
+    torch.manual_seed(seed)
+    config = replace(paper_config(PAPER_MODELS[name][0], timesteps=timesteps), image_size=size)
+    model = MetaSpikeFormer(config)
+    images = images or min(64, -(-224 * 224 // (size * size)))
+    calib = torch.tensor(np.random.default_rng(seed).random((images, 3, size, size)),
+                         dtype=torch.float32)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(calib)
+    net = quantize(model.eval(), calib, options)
+    return net, net.to_input(calib[:1])
+
+
+def run_checked(net, pixels, work, core, *, binary=None, pgo=False, pause=0.0, quiet=False,
+                label="", seed=1):
+    """Trace, compile, build (or take `binary`), run every image in the harness and check
+    every layer's output region and the scores. Returns the figures."""
+    t0 = time.perf_counter()
+    bundle = SimpleNamespace(arrays=trace_arrays(net, pixels))
+    traced = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    image = compile_network(net, core)
+    compiled = time.perf_counter() - t0
+    report = cycle_report(image, bundle)
+    write_program(work / "prog", image, report)
+    size = len(image.data) + image.activation_bytes
+    memories = [core_memory(image.data, size, core, p) for p in pixels]
+    log(f"{label}: traced in {traced:.1f} s, compiled in {compiled:.1f} s ({len(image.ops)} "
+        f"operations, {len(image.data):,} bytes of program and weights); model "
+        f"{report['total']['model']:,} cycles")
+    if binary is None:
+        binary = build_core(core, BUILD_ROOT, train=memories[0] if pgo else None, log=log)
+    bar = tqdm(total=report["total"]["model"] * len(memories), unit="cycle", unit_scale=True,
+               desc=label, disable=quiet or None)
+    state = {"base": 0, "last": 0}
+
+    def progress(run, cycles, done):
+        bar.update(state["base"] + cycles - state["last"])
+        state["last"] = state["base"] + cycles
+        if done:
+            state["base"] = state["last"]
+
+    t0 = time.perf_counter()
+    runs = run_core(binary, memories, layers=len(image.ops), pause=pause, seed=seed,
+                    progress=progress, progress_every=1_000_000)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    compared = 0
+    for s, run in enumerate(runs):
+        assert run.ok, f"{label} image {s}: {run.report}"
+        mem = Memory(0, size)
+        mem.write(0, run.memory)
+        compared += check_outputs(mem, image.layout(), core, bundle.arrays, s)
+        check_scores(mem, image.layout(), core, net.timesteps, bundle.arrays["scores"][s], s)
+    cycles = [r.report["cycles"] for r in runs]
+    waited = sum(r.report["waited"] for r in runs)
+    ops = [{"name": op.name, "opcode": op.opcode,
+            "measured": int(np.mean([r.report["layer_cycles"][n] for r in runs])),
+            "model": row["model"], "bound": row["bound"]}
+           for n, (op, row) in enumerate(zip(image.ops, report["ops"], strict=True))]
+    return {"label": label, "timesteps": net.timesteps, "images": len(runs),
+            "ops": len(image.ops), "tiles": sum(op.tiling.tiles for op in image.ops),
+            "program_bytes": len(image.data), "activation_bytes": image.activation_bytes,
+            "cycles": cycles, "model": report["total"]["model"],
+            "bound": report["total"]["bound"], "bytes": int(np.mean(
+                [r.report["read"] + r.report["written"] for r in runs])),
+            "values_compared": compared, "per_op": ops,
+            "seconds": {"trace": round(traced, 1), "compile": round(compiled, 1),
+                        "simulate": round(seconds, 1)},
+            "cycles_per_second": round(waited / seconds),
+            "build_seconds": build_seconds(binary)}
+
+
+def cocotb_speed(net, pixels, work, core):
+    """The same digits image in cocotb + AxiRam (no pauses): (cycles, seconds)."""
+    image = compile_network(net, core)
+    write_network_bundle(work / "c.zip", net, pixels)
+    write_program(work / "c-prog", image, None)
+    verilog = work / "overlay_core.v"
+    verilog.write_text(to_verilog(OverlayCore(core), "overlay_core"))
+    case = {"core": core.to_dict(), "program": str(work / "c-prog"), "bundle": str(work /
+            "c.zip"), "layers": len(image.ops), "samples": [0],
+            "memory": len(image.data) + image.activation_bytes, "budget": 50_000_000,
+            "classes": net.head.fc.out_channels, "timesteps": net.timesteps, "seed": 1,
+            "pause": 0.0, "report": str(work / "c-rtl.json")}
+    (work / "c-case.json").write_text(json.dumps(case))
+    build(verilog, "overlay_core", REPO_ROOT / "build" / "verilator")
+    t0 = time.perf_counter()
+    run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
+               testcase="test_images", test_dir=work / "c-cosim",
+               env={"SPIKEGEN_CASE": work / "c-case.json"},
+               build_root=REPO_ROOT / "build" / "verilator")
+    seconds = time.perf_counter() - t0
+    cycles = json.loads((work / "c-rtl.json").read_text())[0]["cycles"]
+    return cycles, seconds
+
+
+def print_speed(rows):
+    print("\n## Simulation speed of the overlay core (digits network, T = 1, first test image, "
+          "no memory pauses)\n")
+    print("| simulator | cycles | seconds | cycles per second | build s |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        build = "" if r.get("build_seconds") is None else f"{r['build_seconds']:.0f}"
+        print(f"| {r['label']} | {r['cycles']:,} | {r['seconds']:.2f} | "
+              f"{r['cycles'] / r['seconds']:,.0f} | {build} |")
+
+
+def print_paper(run):
+    t = run["timesteps"]
+    cycles = run["cycles"][0]
+    print(f"\n## {run['label']} through the core's RTL (compiled harness)\n")
+    print(f"- {run['ops']} operations, {run['tiles']} tiles; {run['program_bytes']:,} bytes of "
+          f"program and weights, {run['activation_bytes']:,} bytes of activations")
+    print(f"- {run['values_compared']:,} values compared: every operation's output region and "
+          f"the class scores equal the integer model's")
+    print(f"- cycles: **{cycles:,}** measured, model {run['model']:,}, bound {run['bound']:,} "
+          f"(measured / bound {cycles / run['bound']:.2f}); {run['bytes']:,} bytes over AXI")
+    s = run["seconds"]
+    print(f"- wall time: trace {s['trace']} s, compile {s['compile']} s, simulate "
+          f"**{s['simulate']} s** ({run['cycles_per_second']:,} cycles per second), harness "
+          f"build {run['build_seconds']:.0f} s")
+    print(f"- at {FMAX_MHZ} MHz (the core's measured Fmax, LFE5U-45F grade 6): "
+          f"{FMAX_MHZ * 1e6 / cycles:.3f} images per second at T = {t}, "
+          f"{run['bytes'] * FMAX_MHZ * 1e6 / cycles / 1e6:,.0f} MB/s of memory traffic")
+    print("\n| operation | kind | measured | model | bound | measured / bound |")
+    print("|---|---|---:|---:|---:|---:|")
+    for op in run["per_op"]:
+        print(f"| {op['name']} | {op['opcode']} | {op['measured']:,} | {op['model']:,} | "
+              f"{op['bound']:,} | {op['measured'] / max(1, op['bound']):.2f} |")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="bench.harness", description=__doc__.splitlines()[0])
+    p.add_argument("--cocotb", action="store_true",
+                   help="also time the digits image in cocotb (about a minute)")
+    p.add_argument("--paper", action="store_true",
+                   help="run the paper's 15.1 M model through the RTL (minutes per image)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=[1], choices=(1, 2, 4),
+                   help="paper model timesteps (default 1)")
+    p.add_argument("--size", type=int, default=224, help="paper model input size (default 224)")
+    p.add_argument("--no-pgo", dest="pgo", action="store_false",
+                   help="paper runs on the plain build instead of the profile-guided one")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", help="also write the figures here")
+    args = p.parse_args(argv)
+    if not 16 <= args.size <= 448 or args.size % 16:
+        p.error(f"--size must be a multiple of 16 from 16 to 448, not {args.size}")
+    core = CoreConfig()
+    figures = {"core": core.to_dict()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        net, pixels = digits_network(1, 1)
+        speed = []
+        for pgo in (False, True):
+            (work / f"d{pgo}").mkdir()
+            label = f"harness ({'profile-guided' if pgo else 'plain'} build)"
+            run = run_checked(net, pixels, work / f"d{pgo}", core, pgo=pgo, quiet=True,
+                              label=label)
+            speed.append({"label": label, "cycles": run["cycles"][0],
+                          "seconds": run["seconds"]["simulate"],
+                          "build_seconds": run["build_seconds"]})
+        if args.cocotb:
+            log("the same image in cocotb")
+            cycles, seconds = cocotb_speed(net, pixels, work, core)
+            speed.append({"label": "cocotb + AxiRam", "cycles": cycles, "seconds": seconds,
+                          "build_seconds": None})
+        figures["speed"] = speed
+        print_speed(speed)
+        figures["paper"] = []
+        if args.paper:
+            for t in args.timesteps:
+                label = f"metaspikformer_8_256, {args.size} x {args.size}, T = {t}"
+                log(f"{label}: seeding and quantizing")
+                net, pixels = paper_network(t, args.size)
+                (work / f"p{t}").mkdir()
+                run = run_checked(net, pixels, work / f"p{t}", core, pgo=args.pgo,
+                                  quiet=args.quiet, label=label)
+                figures["paper"].append(run)
+                print_paper(run)
+                sys.stdout.flush()
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The overlay core in the compiled harness (`sim.harness`: Verilated core, C++ AXI4 memory with
+seeded pauses on all five channels, AXI4-Lite host): compiled programs run bit-exact against
+the integer model's traces, images back to back without a reset; a corrupted expectation is
+caught; a memory too small for the program ends in the core's bus error; `--waves` writes an
+FST file that pywellen opens; bad arguments exit 2; the paper's 15.1 M model at 32 x 32 runs
+through the same path as the benchmark's 224 x 224 image (`bench.harness --paper`). One build
+of the default core, with tracing compiled in and the C++ compiled at -O1 (a shorter build;
+about 0.85 M cycles per second), shared by every test.
+"""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bench.harness import paper_network, run_checked
+from bench.overlay import digits_network
+from gen.program import compile_network
+from sim.harness import build_core, core_memory, run_core
+from sim.overlay import Divergence, Memory, check_outputs, check_scores
+from sim.run import RtlMismatch, overlay_images
+from spec.bundle import read_bundle
+from spec.core import CoreConfig
+from spec.csr import ERRORS, STATUS_ERROR
+from sw.netbundle import write_network_bundle
+from sw.quant import QuantOptions, quantize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from quant_helpers import digits as digits_data  # noqa: E402
+from quant_helpers import stats_model  # noqa: E402
+
+CORE = CoreConfig()
+
+
+@pytest.fixture(scope="module")
+def harness(build_root):
+    return build_core(CORE, build_root / "harness", waves=True, opt="-O1")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("harness-digits")
+    net, pixels = digits_network(1, 3)
+    write_network_bundle(folder / "net.zip", net, pixels)
+    image = compile_network(net, CORE)
+    return image, pixels, read_bundle(folder / "net.zip").arrays, net
+
+
+def _size(image):
+    return len(image.data) + image.activation_bytes
+
+
+def _check(run, image, arrays, sample, timesteps):
+    mem = Memory(0, _size(image))
+    mem.write(0, run.memory)
+    compared = check_outputs(mem, image.layout(), CORE, arrays, sample)
+    check_scores(mem, image.layout(), CORE, timesteps, arrays["scores"][sample], sample)
+    return compared
+
+
+def test_digits_images_back_to_back_bit_exact(harness, digits):
+    """Three images without a reset between them, pauses on every channel: every layer's
+    output region and the class scores equal the integer model's."""
+    image, pixels, arrays, _ = digits
+    mems = [core_memory(image.data, _size(image), CORE, pixels[s]) for s in range(3)]
+    heard = []
+    runs = run_core(harness, mems, layers=len(image.ops), pause=0.3, seed=5,
+                    progress=lambda *event: heard.append(event), progress_every=250_000)
+    assert len(runs) == 3
+    assert [(n, c) for n, c, done in heard if done] == [(n, r.report["waited"])
+                                                        for n, r in enumerate(runs)]
+    assert (0, 250_000, False) in heard and (2, 500_000, False) in heard
+    for s, run in enumerate(runs):
+        assert run.ok, run.report
+        assert _check(run, image, arrays, s, 1) > 100_000
+        report = run.report
+        assert len(report["layer_cycles"]) == len(image.ops)
+        assert 0 < sum(report["layer_cycles"]) <= report["cycles"] <= report["waited"]
+        assert report["events"] > 0 and report["decerr"] == 0
+        assert report["read"] > len(image.data) // 2 and report["written"] > 0
+
+
+def test_seeded_network_t4_bit_exact(harness, tmp_path):
+    """A seeded network at T = 4 with every operation kind (membranes across timesteps)."""
+    net = quantize(stats_model(timesteps=4, dims=(8, 16), heads=2, seed=3),
+                   digits_data()[0][:32])
+    pixels = net.to_input(digits_data()[2][:1])
+    write_network_bundle(tmp_path / "net.zip", net, pixels)
+    arrays = read_bundle(tmp_path / "net.zip").arrays
+    image = compile_network(net, CORE)
+    assert {op.opcode for op in image.ops} == {"conv_lif", "conv_stream", "depthwise", "lif",
+                                               "sdsa", "head"}
+    [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
+                     layers=len(image.ops), pause=0.2, seed=3)
+    assert run.ok, run.report
+    assert _check(run, image, arrays, 0, 4) > 1_000
+
+
+def test_attention_in_two_tiles_bit_exact(harness, tmp_path):
+    """Two heads of dimension 44: one head's K^T V (264 words) is all the accumulators hold,
+    so the attention runs in two tiles; the second starts mid-beat (it merges its bits with
+    the first tile's in the output records), and its groups of 8 spikes straddle beats."""
+    net = quantize(stats_model(timesteps=1, dims=(8, 88), heads=2, seed=5, variant=4),
+                   digits_data()[0][:32])
+    # a lower attention threshold (SDSA-4 takes one): the seeded model's attention fires in
+    # about a tenth of the output bytes instead of almost none
+    block = net.layers[3]
+    net.layers[3] = dataclasses.replace(block, sdsa=block.sdsa.replace(v_th=0.125))
+    pixels = net.to_input(digits_data()[2][:1])
+    write_network_bundle(tmp_path / "net.zip", net, pixels)
+    arrays = read_bundle(tmp_path / "net.zip").arrays
+    image = compile_network(net, CORE)
+    tiles = [d["tiles"] for d, op in zip(image.descriptors, image.ops, strict=True)
+             if op.opcode == "sdsa"]
+    assert tiles and min(tiles) > 1, tiles
+    [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
+                     layers=len(image.ops), pause=0.2, seed=4)
+    assert run.ok, run.report
+    assert _check(run, image, arrays, 0, 1) > 1_000
+
+
+def test_paper_model_small_input_bit_exact(harness, tmp_path):
+    """The paper's metaspikformer_8_256 (15.1 M parameters, seeded, BatchNorm statistics of 4
+    random images) at 32 x 32 instead of 224 x 224, compiled for the default core: every one of
+    its 110 operations' output regions and its 1,000 scores equal the integer model's, with
+    memory pauses. (At this size the seeded model's streams need the quantizer's margin bit
+    dropped to fit the core's 24-bit streams.)"""
+    net, pixels = paper_network(1, 32, images=4, options=QuantOptions(margin_bits=0))
+    run = run_checked(net, pixels, tmp_path, CORE, binary=harness, pause=0.1, quiet=True,
+                      label="metaspikformer_8_256 at 32 x 32")
+    assert run["ops"] == 110 and run["images"] == 1
+    assert run["values_compared"] > 300_000
+    assert run["cycles"][0] >= run["bound"] > 0
+
+
+def test_corrupted_expectation_is_caught(harness, digits):
+    """The harness path's comparison names a flipped output bit, and a changed trace value."""
+    image, pixels, arrays, _ = digits
+    [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
+                     layers=len(image.ops))
+    assert run.ok
+    op = image.layout()["ops"][-1]
+    region = image.layout()["regions"][op["output"]]
+    flipped = bytearray(run.memory)
+    flipped[region["addr"]] ^= 1
+    mem = Memory(0, _size(image))
+    mem.write(0, bytes(flipped))
+    with pytest.raises(Divergence, match=rf"^{op['name']} .*timestep 0, token 0 \(row 0, "
+                                         r"column 0\), channel 0.*\(1 values differ\)"):
+        check_outputs(mem, image.layout(), CORE, arrays, 0)
+    name, kind = image.layout()["regions"][image.layout()["ops"][0]["output"]]["trace"]
+    wrong = dict(arrays)
+    wrong[f"trace/{name}:{kind}"] = np.array(arrays[f"trace/{name}:{kind}"])
+    wrong[f"trace/{name}:{kind}"][0].flat[7] ^= 1
+    with pytest.raises(Divergence, match="first divergence"):
+        _check(run, image, wrong, 0, 1)
+
+
+def test_batch_runs_name_the_layer_and_its_cycles(harness, digits, tmp_path):
+    """`sim.run.overlay_images` (the batch runs of sim.run and sim.demo) checks every image;
+    a trace changed in one layer of the second image is reported with that layer's cycles in
+    the harness, as a --waves-window to look at, and the window holds the layer."""
+    image, pixels, arrays, net = digits
+    good = overlay_images(net, pixels[:2], SimpleNamespace(arrays=arrays), tmp_path,
+                          binary=harness, pause=0.1)
+    assert [r["prediction"] for r in good["images"]] == \
+        [int(np.argmax(arrays["scores"][s])) for s in range(2)]
+    assert good["simulated_cycles"] >= sum(r["cycles"] for r in good["images"])
+    layer = 4
+    name, kind = image.layout()["regions"][image.layout()["ops"][layer]["output"]]["trace"]
+    wrong = dict(arrays)
+    wrong[f"trace/{name}:{kind}"] = np.array(arrays[f"trace/{name}:{kind}"])
+    wrong[f"trace/{name}:{kind}"][1].flat[3] ^= 1
+    with pytest.raises(RtlMismatch) as info:
+        overlay_images(net, pixels[:2], SimpleNamespace(arrays=wrong), tmp_path,
+                       binary=harness, pause=0.1)
+    text = str(info.value)
+    assert text.startswith(f"image 1: {image.ops[layer].name} ") and "first divergence" in text
+    a, b = (int(v) for v in re.search(r"--waves-window (\d+):(\d+)", text).groups())
+    cycles = good["images"][1]["layer_cycles"]
+    assert b - a == cycles[layer] + 200
+    assert a > good["images"][0]["cycles"] + sum(cycles[:layer])
+
+
+def test_memory_too_small_ends_in_a_bus_error(harness, digits):
+    """Reads past the end of the memory get DECERR; the core stops with the bus error."""
+    image, pixels, _, _ = digits
+    mem = core_memory(image.data, _size(image), CORE, pixels[0])
+    [run] = run_core(harness, [mem[:len(image.data)]], layers=len(image.ops), budget=3_000_000)
+    assert run.report["ended"] == "irq" and run.report["status"] & STATUS_ERROR
+    assert run.report["error"] & 0xFF == ERRORS["bus"] and run.report["decerr"] > 0
+    assert not run.ok
+
+
+def test_budget_ends_a_run(harness, digits):
+    image, pixels, _, _ = digits
+    [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
+                     layers=len(image.ops), budget=5_000)
+    assert run.report["ended"] == "budget" and not run.ok
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give at least one --run IN.bin OUT.bin"),
+    (["--pause", "1.5", "--run", "a", "b"], "--pause takes 0 <= P < 1"),
+    (["--budget", "-3", "--run", "a", "b"], "--budget takes a whole number, not '-3'"),
+    (["--frobnicate"], "unknown argument '--frobnicate'"),
+    (["--run", "/nonexistent/in.bin", "out.bin"], "cannot read /nonexistent/in.bin"),
+    (["--waves-from", "x", "--run", "a", "b"], "--waves-from takes a whole number, not 'x'"),
+    (["--run", "a"], "--run needs 2 value(s)"),
+])
+def test_bad_arguments_exit_2(harness, args, message, tmp_path):
+    result = subprocess.run([str(harness), *args], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.strip().startswith(f"core_harness: error: {message}"), result.stderr
+    assert not (tmp_path / "out.bin").exists()
+
+
+def test_waves_window_opens_in_pywellen(harness, digits, tmp_path):
+    """`waves` writes an FST of the cycles asked for; pywellen finds the core's AXI signals in
+    it and the time table inside the window."""
+    pywellen = pytest.importorskip("pywellen")
+    image, pixels, _, _ = digits
+    fst = tmp_path / "core.fst"
+    [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
+                     layers=len(image.ops), budget=3_000, waves=fst, waves_window=(1_000, 2_000))
+    assert run.report["ended"] == "budget" and fst.stat().st_size > 0
+    wave = pywellen.Waveform(str(fst))
+    found = {v.full_name: v for v in wave.all_vars()}
+    assert {"TOP.m_axi_arvalid", "TOP.harness_top.dut.m_axi__rdata",
+            "TOP.harness_top.dut.irq"} <= set(found)
+    clk = found["TOP.clk"].signal
+    changes = [clk[i] for i in range(len(clk))]
+    # both edges of every cycle from 1,000 to 2,000 (10 time units a cycle), nothing else
+    assert changes[0] == (10_000, 1) and changes[-1] == (20_005, 0)
+    assert len(changes) == 2 * 1_001
+    arvalid = found["TOP.m_axi_arvalid"].signal
+    assert {arvalid[i][1] for i in range(len(arvalid))} == {0, 1}
