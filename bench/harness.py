@@ -3,11 +3,13 @@ cocotb on the same image, the harness's build times, and the paper's 15.1 M Meta
 on a 224 x 224 image through the core's RTL, every layer checked bit for bit against the
 integer model. Prints Markdown; `--json FILE` also saves the figures.
 
-    python -m bench.harness [--cocotb] [--paper] [--timesteps T [T ...]] [--size S]
-                            [--pgo | --no-pgo] [--json FILE]
+    python -m bench.harness [--cocotb] [--spatial N] [--paper] [--timesteps T [T ...]]
+                            [--size S] [--no-pgo] [--json FILE]
 
-Without `--paper`: the digits network (T = 1, first test image) in the plain and the
-profile-guided harness builds, and with `--cocotb` in cocotb + `AxiRam` too. `--paper` adds
+Without `--paper`: the digits network (T = 1, first test image) on the overlay core in the
+plain and the profile-guided harness builds, and with `--cocotb` in cocotb + `AxiRam` too.
+`--spatial N` adds the digits network built spatially (one engine per layer, no taps), N test
+images in the stream harness (and in cocotb with `--cocotb`). `--paper` adds
 the metaspikformer_8_256 (seeded weights, BatchNorm statistics of seeded random images; about
 5 to 10 minutes per image at T = 1 on this machine) at `--size` (default 224) for each of
 `--timesteps` (default 1).
@@ -29,13 +31,15 @@ from tqdm import tqdm
 from gen.program import compile_network, cycle_report, write_program
 from gen.verilog import to_verilog
 from hw.core import OverlayCore
+from hw.network import Network
 from sim.cosim import REPO_ROOT, run_cocotb
-from sim.harness import build_core, build_seconds, core_memory, run_core
+from sim.harness import build_core, build_seconds, build_stream, core_memory, run_core
+from sim.network import run_in_harness
 from sim.overlay import Memory, check_outputs, check_scores
 from sim.verilator import build
 from spec.core import CoreConfig
 from sw.model import PAPER_MODELS, MetaSpikeFormer, paper_config
-from sw.netbundle import trace_arrays, write_network_bundle
+from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
 from sw.quant import quantize
 
 from .overlay import digits_network
@@ -156,8 +160,44 @@ def cocotb_speed(net, pixels, work, core):
     return cycles, seconds
 
 
+def spatial_speed(images, work, cocotb):
+    """The digits network built spatially: `images` test images in the stream harness (and in
+    cocotb); rows for `print_speed`."""
+    net, pixels = digits_network(1, images)
+    write_network_bundle(work / "spatial", net, pixels)
+    _, net, bundle = read_network_bundle(work / "spatial")
+    hw = Network(net)
+    t0 = time.perf_counter()
+    verilog = to_verilog(hw, "network")
+    log(f"spatial digits network generated in {time.perf_counter() - t0:.0f} s; building its "
+        f"harness (minutes)")
+    t0 = time.perf_counter()
+    binary, taps = build_stream(verilog, "network", BUILD_ROOT, log=log)
+    built = time.perf_counter() - t0
+    figures = run_in_harness(hw, net, bundle, binary, taps)
+    rows = [{"label": f"spatial network, stream harness ({images} images)",
+             "cycles": figures["simulated_cycles"], "seconds": figures["seconds"],
+             "build_seconds": build_seconds(binary), "measured_cycles":
+             figures["measured_cycles"], "build_now": round(built, 1)}]
+    if cocotb:
+        (work / "network.v").write_text(verilog)
+        report = work / "spatial-cocotb.json"
+        build(work / "network.v", "network", REPO_ROOT / "build" / "verilator")
+        run_cocotb(work / "network.v", toplevel="network", module="tb.cocotb_network",
+                   testcase="test_network_matches_integer_model", test_dir=work / "sp-cosim",
+                   env={"SPIKEGEN_BUNDLE": work / "spatial", "SPIKEGEN_TAPS": 0,
+                        "SPIKEGEN_REPORT": report},
+                   build_root=REPO_ROOT / "build" / "verilator")
+        got = json.loads(report.read_text())
+        assert got["measured_cycles"] == figures["measured_cycles"], (got, figures)
+        rows.append({"label": f"spatial network, cocotb ({images} images)",
+                     "cycles": got["simulated_cycles"], "seconds": got["loop_seconds"],
+                     "build_seconds": None, "measured_cycles": got["measured_cycles"]})
+    return rows
+
+
 def print_speed(rows):
-    print("\n## Simulation speed of the overlay core (digits network, T = 1, first test image, "
+    print("\n## Simulation speed (digits network, T = 1; the overlay core: first test image, "
           "no memory pauses)\n")
     print("| simulator | cycles | seconds | cycles per second | build s |")
     print("|---|---:|---:|---:|---:|")
@@ -195,6 +235,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="bench.harness", description=__doc__.splitlines()[0])
     p.add_argument("--cocotb", action="store_true",
                    help="also time the digits image in cocotb (about a minute)")
+    p.add_argument("--spatial", type=int, default=0, metavar="N",
+                   help="also the spatial digits network on N test images (minutes to build)")
     p.add_argument("--paper", action="store_true",
                    help="run the paper's 15.1 M model through the RTL (minutes per image)")
     p.add_argument("--timesteps", type=int, nargs="+", default=[1], choices=(1, 2, 4),
@@ -226,6 +268,8 @@ def main(argv=None):
             cycles, seconds = cocotb_speed(net, pixels, work, core)
             speed.append({"label": "cocotb + AxiRam", "cycles": cycles, "seconds": seconds,
                           "build_seconds": None})
+        if args.spatial:
+            speed += spatial_speed(args.spatial, work, args.cocotb)
         figures["speed"] = speed
         print_speed(speed)
         figures["paper"] = []

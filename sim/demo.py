@@ -19,10 +19,11 @@ stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, 
    compiled harness (`sim.harness`: a C++ AXI4 memory holding the program and each image, with
    pauses of chance `--pause` on its five channels, and an AXI4-Lite host), images back to
    back; every layer's output region must equal the integer model's traces and the class
-   scores its scores. Spatial (cocotb): every class accumulation of every image and timestep
-   must equal the integer model's (with `--taps`, every layer's output stream too).
-   `--waves` writes an FST waveform (overlay: of the harness cycles in `--waves-window`, or
-   all); a layer that differs from the model is reported with the cycles it ran in;
+   scores its scores. Spatial: in the compiled stream harness, the images' pixels streamed in
+   back to back; every class accumulation of every image and timestep must equal the integer
+   model's (with `--taps`, every layer's output stream too). `--waves` writes an FST waveform
+   (of the harness cycles in `--waves-window`, or all); a value that differs from the model is
+   reported with its layer, place and cycle (exit status 1);
 5. print accuracy of float, integer and RTL side by side, cycles per image against the bound
    (overlay: `max(event-driven ideal + drain, bytes / AXI beat)` per layer, bytes moved per
    image and images per second at the core's measured Fmax; spatial: the units' ideal
@@ -37,7 +38,7 @@ import numpy as np
 
 from spec.cli import Parser, fail, run_main
 
-from .cosim import REPO_ROOT, cosim_main, read_report, run_cocotb
+from .cosim import REPO_ROOT, CosimFailure, cosim_main
 from .run import check_waves, window_arg
 
 PROG = "sim.demo"
@@ -75,12 +76,12 @@ def main(argv=None):
                    help="overlay: chance that each AXI channel pauses in a cycle (default 0)")
     p.add_argument("--waves", help="write an FST waveform of the simulation here")
     p.add_argument("--waves-window", type=window_arg, metavar="FIRST:LAST",
-                   help="overlay: only these harness cycles (with --waves)")
+                   help="only these harness cycles (with --waves)")
     args = p.parse_args(argv)
     if not 0 <= args.pause < 1:
         fail(f"--pause must be at least 0 and below 1, not {args.pause}")
-    if args.spatial and (args.pause or args.waves_window):
-        fail("--pause and --waves-window are for the overlay core's harness, not --spatial")
+    if args.spatial and args.pause:
+        fail("--pause is for the overlay core's memory, not --spatial")
     check_waves(args)
     if not 1 <= args.images <= 360:
         fail(f"--images must be 1 to 360 (the test set), not {args.images}")
@@ -144,25 +145,24 @@ def main(argv=None):
          f"{verilog} ({verilog.stat().st_size / 1e6:.1f} MB, {units} units) in "
          f"{time.perf_counter() - t0:.1f} s")
 
-    # 4. build and co-simulate
-    from .verilator import build
+    # 4. build and simulate in the compiled harness
+    from .harness import build_stream
+    from .network import run_in_harness
 
-    build_root = REPO_ROOT / "build" / "verilator"
     t0 = time.perf_counter()
-    build(verilog, "network", build_root, waves=bool(args.waves))
-    step(f"Verilator build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
-         f"{build_root})")
-    report = out / "report.json"
+    binary, taps = build_stream(verilog.read_text(), "network", REPO_ROOT / "build" / "harness",
+                                waves=bool(args.waves), log=step)
+    step(f"harness build: {time.perf_counter() - t0:.1f} s (cached by Verilog hash in "
+         f"build/harness)")
     t0 = time.perf_counter()
-    run_cocotb(verilog, toplevel="network", module="tb.cocotb_network",
-               testcase="test_network_matches_integer_model", test_dir=out / "cosim",
-               env={"SPIKEGEN_BUNDLE": bundle_dir, "SPIKEGEN_TAPS": int(args.taps),
-                    "SPIKEGEN_REPORT": report}, build_root=build_root,
-               log_file=out / "cosim.log",
-               waves=args.waves and Path(args.waves).resolve())
-    figures = read_report(report)
+    try:
+        figures = run_in_harness(hw, net, bundle, binary, taps,
+                                 waves=args.waves and Path(args.waves).resolve(),
+                                 waves_window=args.waves_window)
+    except AssertionError as exc:           # a ScoreboardMismatch, or the scores
+        raise CosimFailure(str(exc)) from exc
     checked = "every layer's output stream and " if args.taps else ""
-    step(f"co-simulated {n} images back to back in {time.perf_counter() - t0:.1f} s: "
+    step(f"simulated {n} images back to back in {time.perf_counter() - t0:.1f} s: "
          f"{checked}every class accumulation equal to the integer model")
 
     # 5. the figures
@@ -187,10 +187,10 @@ def main(argv=None):
         top = max((k for k in costs if k.rsplit(".", 1)[0] == layer), key=costs.get)
         print(f"  {layer:10s} ideal {value / n:10,.0f} per image (largest: "
               f"{top.rsplit('.', 1)[1]} {costs[top] / n:,.0f})")
-    speed = figures["simulated_cycles"] / figures["loop_seconds"]
+    speed = figures["simulated_cycles"] / figures["seconds"]
     print(f"\nsimulation: {figures['simulated_cycles']:,} cycles in "
-          f"{figures['loop_seconds']:.1f} s = {speed:,.0f} cycles per second "
-          f"({figures['loop_seconds'] / n:.1f} s per image)")
+          f"{figures['seconds']:.1f} s = {speed:,.0f} cycles per second (compiled harness; "
+          f"{figures['seconds'] / n:.2f} s per image)")
     step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
     return 0
 
@@ -222,7 +222,7 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
                                  waves=args.waves and Path(args.waves).resolve(),
                                  waves_window=args.waves_window, log=step)
     except RtlMismatch as exc:
-        fail(str(exc))
+        raise CosimFailure(str(exc)) from exc
     results = figures["images"]
     report = figures["cycle_report"]
     seconds = figures["simulation_seconds"]

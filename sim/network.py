@@ -3,11 +3,14 @@ the taps of `hw.network.Network`), the head's expected class accumulations, and 
 
 import numpy as np
 
+from spec.ports import pack, payload_width, unpack
+
+from .harness import run_stream
 from .sae import sae_input_beats
-from .scoreboard import Expected, Scoreboard
+from .scoreboard import Expected, Scoreboard, ScoreboardMismatch
 from .shortcut import shortcut_beats
 
-__all__ = ["NetworkStreams", "TapMonitor"]
+__all__ = ["NetworkStreams", "TapMonitor", "run_in_harness"]
 
 
 class NetworkStreams:
@@ -164,3 +167,47 @@ def ideal_costs(hw, net, bundle, samples=None):
             elif isinstance(cfg, TokenSumConfig):
                 costs[key] = cfg.tokens * cfg.groups * frames
     return costs
+
+
+def run_in_harness(hw, net, bundle, binary, taps, *, samples=None, in_pause=0.0, out_pause=0.0,
+                   seed=1, waves=None, waves_window=None, corrupt=None):
+    """Stream the bundle's images through the spatial network `hw` in the compiled harness
+    `binary` (`sim.harness.build_stream` of `hw`'s Verilog; `taps` as it returns them): every
+    class accumulation checked, and every layer's output stream when `hw` has taps, by the
+    cocotb bench's scoreboards (a `ScoreboardMismatch` names the layer, the beat's place and its
+    cycle); the scores must equal the bundle's. `corrupt(n, expected)` may alter tap n's
+    expected beats (the can-fail check). Returns a dict of the figures."""
+    streams = NetworkStreams(hw, net, bundle, samples)
+    in_fields = streams.in_config.input_fields()
+    out_fields = streams.out_config.output_fields()
+    beats = [pack(in_fields, b) for b in streams.input_beats()]
+    expected = streams.output_expected()
+    report, out, tapped = run_stream(
+        binary, beats, payload_width(in_fields), payload_width(out_fields), expect=len(expected),
+        taps=taps, in_pause=in_pause, out_pause=out_pause, seed=seed, waves=waves,
+        waves_window=waves_window)
+    for n, beats_n in sorted(tapped.items()):
+        expected_n = streams.tap_expected(n)
+        if corrupt is not None:
+            corrupt(n, expected_n)
+        board = Scoreboard(streams.layer_names[n], expected_n)
+        fields = streams.stream_configs[n].stream_fields()
+        for cycle, word in beats_n:
+            board.check(unpack(fields, word), cycle)
+        board.check_done()
+    board = Scoreboard("network output", expected)
+    values = []
+    for cycle, word in out:
+        values.append(unpack(out_fields, word))
+        board.check(values[-1], cycle)
+    board.check_done()
+    if report["ended"] != "expected beats":
+        raise ScoreboardMismatch(f"network output: {board.pending} beats still expected after "
+                                 f"{report['cycles']} cycles")
+    scores = streams.scores_of(values)
+    np.testing.assert_array_equal(scores, streams.scores)
+    return {"samples": streams.samples, "timesteps": streams.timesteps,
+            "measured_cycles": report["last_out"] - report["first_in"] + 1,
+            "simulated_cycles": report["cycles"], "seconds": report["seconds"],
+            "rtl_predictions": scores.argmax(axis=1).tolist(),
+            "int_predictions": streams.scores.argmax(axis=1).tolist()}

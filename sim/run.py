@@ -32,7 +32,7 @@ from spec.yamlio import atomic_write_text
 from sw.netbundle import write_network_bundle
 from sw.quant import QuantOptions, prepare
 
-from .cosim import REPO_ROOT
+from .cosim import REPO_ROOT, CosimFailure, cosim_main
 from .harness import HarnessError, build_core, build_seconds, core_memory, run_core
 from .overlay import Divergence, Memory, check_outputs, check_scores
 
@@ -210,7 +210,7 @@ def main(argv=None):
                                  waves_window=args.waves_window, progress=progress, log=log)
     except (RtlMismatch, HarnessError) as exc:
         bar.close()
-        fail(str(exc))
+        raise CosimFailure(str(exc)) from exc
     bar.close()
     images = figures["images"]
     rtl_pred = np.array([r["prediction"] for r in images])
@@ -246,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(PROG, main))
+    sys.exit(run_main(PROG, cosim_main(PROG, main)))

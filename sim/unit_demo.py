@@ -2,7 +2,7 @@
 model to Verilator co-simulation.
 
     python -m sim.unit_demo [--neurons N --lanes L --channels C --timesteps T --samples S]
-                       [--heads H --density P | --no-attention] [--out DIR]
+                       [--heads H --density P | --no-attention] [--out DIR] [--waves DIR]
 
 Default, the paper's smallest model at stage 3 (14 x 14 tokens x 256 channels):
 
@@ -13,7 +13,8 @@ Default, the paper's smallest model at stage 3 (14 x 14 tokens x 256 channels):
 
 Steps for each: export golden traces (integer model) as a bundle, generate Verilog, build it
 with Verilator, co-simulate with every output beat checked (once without stalls against the
-cycle model, once with random stalls on every stream), and print a summary.
+cycle model, once with random stalls on every stream), and print a summary. `--waves DIR`
+writes an FST waveform of each co-simulation there.
 """
 
 import sys
@@ -53,7 +54,12 @@ def main(argv=None):
                    help="density of the attention's Q/K/V spikes (default 0.1)")
     p.add_argument("--no-attention", action="store_true", help="run the LIF layer only")
     p.add_argument("--out", default="out/demo", help="work folder (default: out/demo)")
+    p.add_argument("--waves", metavar="DIR",
+                   help="write an FST waveform of each co-simulation into this folder "
+                        "(lif-nostall.fst, lif-stalls.fst, sdsa-nostall.fst, sdsa-stalls.fst)")
     args = p.parse_args(argv)
+    if args.waves is not None and not Path(args.waves).is_dir():
+        p.error(f"--waves names a folder for the waveforms; {args.waves!r} is not one")
     if args.samples < 1:
         p.error(f"--samples must be at least 1, not {args.samples}")
     if not 0 <= args.density <= 1:
@@ -82,7 +88,7 @@ def main(argv=None):
     report = out / "report.json"
     t0 = time.perf_counter()
     from .verilator import build
-    build(verilog, "lif", build_root)
+    build(verilog, "lif", build_root, waves=args.waves is not None)
     t_build = time.perf_counter() - t0
     step(f"Verilator build: {t_build:.1f} s (cached by Verilog hash in {build_root})")
 
@@ -90,7 +96,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
                testcase="test_no_stalls_matches_cycle_model", test_dir=out / "nostall", env=env,
-               build_root=build_root, log_file=out / "nostall.log")
+               build_root=build_root, log_file=out / "nostall.log",
+               waves=_waves(args, "lif-nostall"))
     t_sim = time.perf_counter() - t0
     figures = read_report(report)
     beats = figures["beats"]
@@ -110,12 +117,18 @@ def main(argv=None):
          f"simulator run)")
     run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
                testcase="test_random_stalls_both_sides", test_dir=out / "stalls", env=env,
-               build_root=build_root, log_file=out / "stalls.log")
+               build_root=build_root, log_file=out / "stalls.log",
+               waves=_waves(args, "lif-stalls"))
     step("co-simulation with random stalls on both streams: every beat equal")
     if attention is not None:
         run_attention(attention, args, out / "sdsa", step)
     step(f"done; logs in {out}")
     return 0
+
+
+def _waves(args, name):
+    """The FST file of co-simulation `name` with `--waves DIR`, else None."""
+    return None if args.waves is None else Path(args.waves).resolve() / f"{name}.fst"
 
 
 def run_attention(config, args, out, step):
@@ -135,7 +148,8 @@ def run_attention(config, args, out, step):
     t0 = time.perf_counter()
     run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
                testcase="test_no_stalls_matches_cycle_model", test_dir=out / "nostall",
-               env=env, build_root=build_root, log_file=out / "nostall.log")
+               env=env, build_root=build_root, log_file=out / "nostall.log",
+               waves=_waves(args, "sdsa-nostall"))
     figures = read_report(report)
     step(f"co-simulation without stalls (Verilator build included: "
          f"{time.perf_counter() - t0:.1f} s): {figures['q_spikes']} Q and "
@@ -148,7 +162,8 @@ def run_attention(config, args, out, step):
          f"would take {config.dense_cycles(1)}")
     run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa",
                testcase="test_random_stalls_all_streams", test_dir=out / "stalls", env=env,
-               build_root=build_root, log_file=out / "stalls.log")
+               build_root=build_root, log_file=out / "stalls.log",
+               waves=_waves(args, "sdsa-stalls"))
     step("co-simulation with random stalls on Q, K, V and the output: every beat equal")
 
 

@@ -3,7 +3,8 @@ seeded pauses on all five channels, AXI4-Lite host): compiled programs run bit-e
 the integer model's traces, images back to back without a reset; a corrupted expectation is
 caught; a memory too small for the program ends in the core's bus error; `--waves` writes an
 FST file that pywellen opens; bad arguments exit 2; the paper's 15.1 M model at 32 x 32 runs
-through the same path as the benchmark's 224 x 224 image (`bench.harness --paper`). One build
+through the same path as the benchmark's 224 x 224 image (`bench.harness --paper`). The stream
+harness on a LIF array meets the unit's exact cycle model. One build
 of the default core, with tracing compiled in and the C++ compiled at -O1 (a shorter build;
 about 0.85 M cycles per second), shared by every test.
 """
@@ -21,12 +22,17 @@ import pytest
 from bench.harness import paper_network, run_checked
 from bench.overlay import digits_network
 from gen.program import compile_network
-from sim.harness import build_core, core_memory, run_core
+from sim.cosim import prepare_lif
+from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
+from sim.lif import lif_expected_beats, lif_input_beats
 from sim.overlay import Divergence, Memory, check_outputs, check_scores
 from sim.run import RtlMismatch, overlay_images
+from sim.scoreboard import Expected, Scoreboard, ScoreboardMismatch
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
 from spec.csr import ERRORS, STATUS_ERROR
+from spec.lif import LIFConfig, load_lif_bundle
+from spec.ports import pack, payload_width, unpack
 from sw.netbundle import write_network_bundle
 from sw.quant import QuantOptions, quantize
 
@@ -241,3 +247,58 @@ def test_waves_window_opens_in_pywellen(harness, digits, tmp_path):
     assert len(changes) == 2 * 1_001
     arvalid = found["TOP.m_axi_arvalid"].signal
     assert {arvalid[i][1] for i in range(len(arvalid))} == {0, 1}
+
+
+def _lif_through_harness(binary, config, traces, **pauses):
+    in_fields, out_fields = config.input_fields(), config.output_fields()
+    beats = [pack(in_fields, b) for b in lif_input_beats(config, traces.inputs)]
+    expected = lif_expected_beats(config, traces)
+    report, out, _ = run_stream(binary, beats, payload_width(in_fields),
+                                payload_width(out_fields), expect=len(expected), **pauses)
+    board = Scoreboard("lif", expected)
+    for cycle, word in out:
+        board.check(unpack(out_fields, word), cycle)
+    board.check_done()
+    return report
+
+
+def test_stream_harness_meets_a_units_exact_cycle_model(build_root, tmp_path):
+    """A LIF array (T = 4, per-channel parameters, membranes out) in the stream harness: every
+    spike and membrane equal to the integer model's; without stalls the cycles from the first
+    input beat to the last output beat equal the unit's exact cycle model, as in the cocotb
+    bench (so the input wrapper changes no timing); with gaps and backpressure still every
+    beat. A second design built in the same root takes Verilator's runtime objects from the
+    first. A changed expected membrane is named with its sample, timestep, neuron and cycle."""
+    config = LIFConfig(neurons=30, lanes=4, channels=3, timesteps=4, decay_input=False,
+                       tau=4, frac_bits=8, v_bits=20, v_reset=-0.5, v_th=[1.0, 2.0, 0.5],
+                       expose_membrane=True)
+    bundle, verilog = prepare_lif(config, tmp_path / "a", samples=3, seed=7)
+    config, traces = load_lif_bundle(bundle)
+    root = tmp_path / "root"
+    binary, taps = build_stream(verilog.read_text(), "lif", root, opt="-O1")
+    assert taps == {}
+    report = _lif_through_harness(binary, config, traces)
+    assert report["last_out"] - report["first_in"] + 1 == config.cycles(traces.samples)
+    _lif_through_harness(binary, config, traces, in_pause=0.3, out_pause=0.5, seed=3)
+    # a second design: the runtime objects are copied, not compiled
+    other = LIFConfig(neurons=8, lanes=4, timesteps=1)
+    _, verilog2 = prepare_lif(other, tmp_path / "b", samples=1, seed=1)
+    binary2, _ = build_stream(verilog2.read_text(), "lif", root, opt="-O1")
+    logs = [(b.parent / "build.log").read_text() for b in (binary, binary2)]
+    assert "verilated.cpp" in logs[0] and "verilated.cpp" not in logs[1]
+    # can fail: a changed membrane
+    expected = lif_expected_beats(config, traces)
+    k = len(expected) // 2
+    v = list(expected[k].values["v"])
+    v[1] += 1
+    expected[k] = Expected({**expected[k].values, "v": v}, expected[k].where,
+                           expected[k].lane_name, expected[k].lane_base)
+    in_fields, out_fields = config.input_fields(), config.output_fields()
+    beats = [pack(in_fields, b) for b in lif_input_beats(config, traces.inputs)]
+    _, out, _ = run_stream(binary, beats, payload_width(in_fields), payload_width(out_fields),
+                           expect=len(expected))
+    board = Scoreboard("lif", expected)
+    with pytest.raises(ScoreboardMismatch, match=rf"lif: first divergence at output beat {k}, "
+                       r"cycle \d+: sample \d, timestep \d, neuron \d+ \(lane 1\): v expected"):
+        for cycle, word in out:
+            board.check(unpack(out_fields, word), cycle)

@@ -77,3 +77,47 @@ def test_network_cosim(timesteps, testcase, prepared, build_root):
         assert figures["samples"] == TEST_IMAGES and figures["timesteps"] == timesteps
         assert figures["rtl_predictions"] == figures["int_predictions"]
         assert figures["measured_cycles"] > 0
+
+
+def test_network_in_the_compiled_harness(prepared, build_root):
+    """The T = 4 network in the compiled stream harness (sim.harness.build_stream): random gaps
+    on the pixel input, random backpressure on the class output; every layer's stream (taps)
+    and every class accumulation checked by the cocotb bench's scoreboards, the scores equal
+    the integer model's. Then a changed value in layer 1's expected stream is named with the
+    layer, the beat's place and its cycle."""
+    from hw.network import Network
+    from sim.harness import build_stream
+    from sim.network import run_in_harness
+    from sim.scoreboard import Expected, ScoreboardMismatch
+    from spec.bundle import read_bundle
+    from sw.netbundle import read_network_bundle
+
+    work, bundle_dir, verilog = prepared(4)
+    _, net, _ = read_network_bundle(bundle_dir)
+    bundle = read_bundle(bundle_dir)
+    hw = Network(net, taps=True)
+    binary, taps = build_stream(verilog.read_text(), "network", build_root / "harness",
+                                opt="-O1")
+    assert sorted(taps) == list(range(len(net.layers)))
+    figures = run_in_harness(hw, net, bundle, binary, taps, in_pause=0.3, out_pause=0.5,
+                             seed=11)
+    assert figures["samples"] == TEST_IMAGES and figures["timesteps"] == 4
+    assert figures["rtl_predictions"] == figures["int_predictions"]
+    changed = {}
+
+    def corrupt(n, expected):
+        if n == 1:
+            k = len(expected) // 2 + 1
+            beat = expected[k]
+            x = list(beat.values["x"])
+            x[0] += 1
+            expected[k] = Expected({**beat.values, "x": x}, beat.where, beat.lane_name,
+                                   beat.lane_base)
+            changed.update(k=k, where=beat.where)
+
+    with pytest.raises(ScoreboardMismatch) as info:
+        run_in_harness(hw, net, bundle, binary, taps, corrupt=corrupt)
+    where = ", ".join(f"{k} {v}" for k, v in changed["where"].items())
+    assert str(info.value).startswith(f"{net.layers[1].name}: first divergence at output beat "
+                                      f"{changed['k']}, cycle ")
+    assert where in str(info.value)

@@ -61,6 +61,8 @@ def test_no_verilator_at_all(tmp_path, monkeypatch):
      "channels\n"),
     (["--density", "1.5"], "sim.unit_demo: error: --density must be between 0 and 1, not 1.5\n"),
     (["--heads", "3"], "sim.unit_demo: error: heads (3) must divide channels (256)\n"),
+    (["--waves", "/no/such/folder"], "sim.unit_demo: error: --waves names a folder for the "
+                                     "waveforms; '/no/such/folder' is not one\n"),
 ])
 def test_demo_bad_input(capsys, tmp_path, argv, message):
     status = run_main("sim.unit_demo", demo_main, argv + ["--out", str(tmp_path / "demo")])

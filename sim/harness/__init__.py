@@ -11,8 +11,15 @@ divergence).
     binary = build_core(CoreConfig(), "build/harness")
     runs = run_core(binary, [core_memory(image, size, core, pixels)], layers=len(image.ops))
 
-Builds are kept in `build_root`, named by a hash of everything that goes into them (the
-Verilog, the harness sources, the flags, the Verilator), so a second call returns at once.
+For a stream design (the spatial network, a block, a unit: ports `i` and `o`, and taps
+`t<n>`), `stream_main.cpp` feeds the input beats from a file with seeded random gaps, takes the
+output with seeded random backpressure and records every output and tap beat with its cycle
+(`build_stream`, `run_stream`); Python checks them with the cocotb benches' scoreboards.
+
+Every design sits behind `input_wrapper` (its inputs through registers: one evaluation of its
+logic per cycle). Builds are kept in `build_root`, named by a hash of everything that goes into
+them (the Verilog, the harness sources, the flags, the Verilator), so a second call returns at
+once.
 """
 
 import fcntl
@@ -35,11 +42,12 @@ from sim.verilator import LZ4_DIR, WARNING_FLAGS, find_verilator, lz4_archive, v
 from spec.csr import CONTROL_IRQ_ENABLE, CONTROL_START, OFFSETS, STATUS_DONE, STATUS_ERROR
 from spec.program import FIELDS, pack_values
 
-__all__ = ["HarnessError", "CoreRun", "build_core", "run_core", "core_memory", "SOURCES"]
+__all__ = ["HarnessError", "CoreRun", "build_core", "run_core", "core_memory", "build_stream",
+           "run_stream", "ports", "input_wrapper", "SOURCES"]
 
 HERE = Path(__file__).resolve().parent
 #: The harness's own sources (part of every build's hash).
-SOURCES = ("core_main.cpp", "axi_slave.h", "lz4/lz4.h", "lz4/lz4_literals.cpp")
+SOURCES = ("axi_slave.h", "lz4/lz4.h", "lz4/lz4_literals.cpp")
 #: Verilator's flags for harness builds: its own optimisation at its highest, X values as
 #: zeros (the designs reset every register they read).
 VERILATOR_FLAGS = WARNING_FLAGS + ("-O3", "--x-assign", "fast", "--x-initial", "fast")
@@ -134,29 +142,108 @@ def _verilator_key():
     return str(root or bindir)
 
 
-def _compile(build_dir, flags, opt, cflags="", ldflags=""):
-    """Verilate and compile the harness in `build_dir` (harness_top.v, core.v and the config
-    header already there); raise HarnessError with the log's tail on failure."""
+#: Verilator's runtime library as a harness links it: the same objects for every design built
+#: with the same flags, so the first build in a build root compiles them and later builds copy
+#: them in (as sim.verilator does for cocotb's builds).
+RUNTIME_OBJECTS = ("verilated", "verilated_threads", "verilated_fst_c")
+
+
+def _runtime_dir(build_root, flags, opt):
+    key = " ".join(flags) + opt + _verilator_key()
+    return Path(build_root) / f"_runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _run_logged(cmd, cwd, build_dir):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    with open(build_dir / "build.log", "a") as f:
+        f.write(" ".join(map(str, cmd)) + "\n" + result.stdout + result.stderr)
+    if result.returncode:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+        raise HarnessError(f"building the harness in {build_dir} failed (log: build.log):\n"
+                           f"{tail}")
+
+
+def _compile(build_dir, main, binary, flags, opt, cflags="", ldflags="", runtime=None):
+    """Verilate and compile a harness in `build_dir` (design.v, harness_top.v and
+    harness_config.h already there) with the C++ main `main`; raise HarnessError with the log's
+    tail on failure. `runtime`, a folder, shares Verilator's runtime objects between builds."""
     _, bindir, _ = find_verilator()
     if "--trace-fst" in flags:
         cflags = f"{cflags} -I{LZ4_DIR}".strip()
         ldflags = f"{ldflags} -L{lz4_archive(build_dir / 'lib')}".strip()
-    make_opt = f"OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
-    shutil.rmtree(build_dir / "obj", ignore_errors=True)
-    cmd = [str(bindir / "verilator"), "--cc", "--exe", "--build", "-j",
-           str(min(os.cpu_count() or 1, 4)), *flags, "--top-module", "harness_top",
-           "--prefix", "Vcore", "-Mdir", "obj", "-o", "../core_harness",
-           "-CFLAGS", f"-I{HERE} -I{build_dir} {cflags}".strip(), "-MAKEFLAGS", make_opt,
-           "harness_top.v", "core.v", str(HERE / "core_main.cpp")]
+    obj = build_dir / "obj"
+    shutil.rmtree(obj, ignore_errors=True)
+    cmd = [str(bindir / "verilator"), "--cc", "--exe", *flags, "--top-module", "harness_top",
+           "--prefix", "Vtop", "-Mdir", "obj", "-o", f"../{binary.name}",
+           "-CFLAGS", f"-I{HERE} -I{build_dir} {cflags}".strip(),
+           "harness_top.v", "design.v", str(HERE / main)]
     if ldflags:
         cmd[-3:-3] = ["-LDFLAGS", ldflags]
-    result = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
-    with open(build_dir / "build.log", "a") as f:
-        f.write(" ".join(cmd) + "\n" + result.stdout + result.stderr)
-    if result.returncode or not (build_dir / "core_harness").exists():
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise HarnessError(f"building the core's harness failed (log: "
-                           f"{build_dir / 'build.log'}):\n{tail}")
+    _run_logged(cmd, build_dir, build_dir)
+    shared = runtime is not None and (runtime / "complete").exists()
+    if shared:       # after the makefile is written: the objects must be newer than it
+        for f in runtime.iterdir():
+            if f.suffix in (".o", ".d"):
+                shutil.copy(f, obj / f.name)
+    _run_logged(["make", "-C", "obj", "-f", "Vtop.mk", "-j", str(min(os.cpu_count() or 1, 4)),
+                 f"OPT_FAST={opt}", f"OPT_SLOW={opt}", f"OPT_GLOBAL={opt}"],
+                build_dir, build_dir)
+    if not binary.exists():
+        raise HarnessError(f"building the harness in {build_dir} left no {binary.name}")
+    if runtime is not None and not shared:
+        runtime.mkdir(parents=True, exist_ok=True)
+        with open(runtime / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (runtime / "complete").exists():
+                for name in RUNTIME_OBJECTS:
+                    for ext in (".o", ".d"):
+                        if (obj / f"{name}{ext}").exists():
+                            shutil.copy2(obj / f"{name}{ext}", runtime / f"{name}{ext}")
+                (runtime / "complete").write_text("ok\n")
+
+
+def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=None, log=None):
+    """Build (once per distinct input; safe against concurrent builds) the harness `main`
+    around module `top` of `verilog`; `train(binary)` runs a profiling run between the two
+    compiles of a profile-guided build. Returns the binary's path."""
+    verilator_env()
+    t0 = time.perf_counter()
+    flags = VERILATOR_FLAGS + (("--trace-fst",) if waves else ())
+    h = hashlib.sha256(verilog + top.encode() + header + " ".join(flags).encode()
+                       + opt.encode() + _verilator_key().encode()
+                       + (b"pgo" if train else b""))
+    for name in (*SOURCES, main):
+        h.update((HERE / name).read_bytes())
+    variant = ("waves-" if waves else "") + ("pgo-" if train else "")
+    build_dir = Path(build_root).resolve() / f"{kind}-{variant}{h.hexdigest()[:16]}"
+    binary = build_dir / f"{kind}_harness"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (build_dir / "built.ok").exists() and binary.exists():
+            return binary
+        if log:
+            log(f"building the {kind} harness in {build_dir} "
+                f"({'two compiles, about a minute' if train else 'about half a minute'})")
+        binary.unlink(missing_ok=True)
+        (build_dir / "build.log").write_text("")
+        (build_dir / "design.v").write_bytes(verilog)
+        (build_dir / "harness_top.v").write_text(input_wrapper(verilog, top))
+        (build_dir / "harness_config.h").write_bytes(header)
+        if train is None:
+            _compile(build_dir, main, binary, flags, opt,
+                     runtime=_runtime_dir(build_root, flags, opt))
+        else:
+            profile = build_dir / "profile"
+            shutil.rmtree(profile, ignore_errors=True)
+            generate = f"-fprofile-generate={profile}"
+            _compile(build_dir, main, binary, flags, opt, generate, generate)
+            train(binary)
+            binary.unlink()
+            use = f"-fprofile-use={profile} -fprofile-partial-training -Wno-missing-profile"
+            _compile(build_dir, main, binary, flags, opt, use, use)
+        (build_dir / "built.ok").write_text(f"{time.perf_counter() - t0:.1f} s\n")
+    return binary
 
 
 def build_core(core, build_root, *, waves=False, train=None, opt=CXX_OPT, log=None):
@@ -169,44 +256,77 @@ def build_core(core, build_root, *, waves=False, train=None, opt=CXX_OPT, log=No
     the simulation speed for twice the build time). `opt` is the C++ compiler's optimisation
     (`-O1` builds in 0.7 x the time of `-O2` and simulates at 0.9 x its speed). `log(text)`
     hears what takes time."""
-    verilator_env()
-    t0 = time.perf_counter()
     verilog = to_verilog(OverlayCore(core), "overlay_core").encode()
-    header = _config_header(core).encode()
-    flags = VERILATOR_FLAGS + (("--trace-fst",) if waves else ())
-    h = hashlib.sha256(verilog + header + " ".join(flags).encode() + opt.encode()
-                       + _verilator_key().encode() + (b"pgo" if train else b""))
-    for name in SOURCES:
-        h.update((HERE / name).read_bytes())
-    kind = ("waves-" if waves else "") + ("pgo-" if train else "")
-    build_dir = Path(build_root).resolve() / f"core-{kind}{h.hexdigest()[:16]}"
-    binary = build_dir / "core_harness"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (build_dir / "built.ok").exists() and binary.exists():
-            return binary
-        if log:
-            log(f"building the core's harness in {build_dir} "
-                f"({'two compiles, about a minute' if train else 'about half a minute'})")
-        binary.unlink(missing_ok=True)
-        (build_dir / "build.log").write_text("")
-        (build_dir / "core.v").write_bytes(verilog)
-        (build_dir / "harness_top.v").write_text(input_wrapper(verilog, "overlay_core"))
-        (build_dir / "harness_config.h").write_bytes(header)
-        if train is None:
-            _compile(build_dir, flags, opt)
-        else:
-            profile = build_dir / "profile"
-            shutil.rmtree(profile, ignore_errors=True)
-            generate = f"-fprofile-generate={profile}"
-            _compile(build_dir, flags, opt, generate, generate)
-            run_core(binary, [train], layers=0, budget=TRAIN_CYCLES)
-            binary.unlink()
-            use = f"-fprofile-use={profile} -fprofile-partial-training -Wno-missing-profile"
-            _compile(build_dir, flags, opt, use, use)
-        (build_dir / "built.ok").write_text(f"{time.perf_counter() - t0:.1f} s\n")
-    return binary
+    profile = None if train is None else (
+        lambda binary: run_core(binary, [train], layers=0, budget=TRAIN_CYCLES))
+    return _build("core", verilog, "overlay_core", _config_header(core).encode(),
+                  "core_main.cpp", build_root, waves=waves, opt=opt, train=profile, log=log)
+
+
+def _stream_header(verilog, top):
+    """harness_config.h of a stream design: payload bytes of `i` and `o`, and its taps."""
+    found = {name: bits for _, bits, name in ports(verilog, top)}
+    for name in ("i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"):
+        if name not in found:
+            raise HarnessError(f"module {top} is not a stream design: it has no {name} port")
+    taps = sorted(int(m[1]) for name in found if (m := re.fullmatch(r"t(\d+)__data", name)))
+    lines = ["// written by sim.harness from the design's ports", "#pragma once",
+             f"#define IN_BYTES {-(-found['i__payload'] // 8)}",
+             f"#define OUT_BYTES {-(-found['o__payload'] // 8)}",
+             "#define FOR_TAPS(X) " + " ".join(f"X({n}, {-(-found[f't{n}__data'] // 8)})"
+                                               for n in taps)]
+    return "\n".join(lines) + "\n", {n: found[f"t{n}__data"] for n in taps}
+
+
+def build_stream(verilog, top, build_root, *, waves=False, opt=CXX_OPT, log=None):
+    """Build the harness of a stream design (ports `i` and `o`, streams of one payload each,
+    and taps `t<n>` of `data` and `fire`): module `top` of the Verilog text `verilog`.
+    Returns (binary, {tap number: data bits})."""
+    text = verilog.encode() if isinstance(verilog, str) else verilog
+    header, taps = _stream_header(text, top)
+    binary = _build("stream", text, top, header.encode(), "stream_main.cpp", build_root,
+                    waves=waves, opt=opt, log=log)
+    return binary, taps
+
+
+def run_stream(binary, beats, in_bits, out_bits, *, expect, taps=None, in_pause=0.0,
+               out_pause=0.0, seed=1, budget=1_000_000_000, waves=None, waves_window=None,
+               timeout=None):
+    """Stream `beats` (payload integers of `in_bits`) into the design of `binary` until
+    `expect` output beats have come. Returns (report, [(cycle, payload)] of the output, {tap:
+    [(cycle, data)]} for the taps given as {number: bits})."""
+    in_bytes, out_bytes = -(-in_bits // 8), -(-out_bits // 8)
+    with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "in.bin").write_bytes(b"".join(int(b).to_bytes(in_bytes, "little")
+                                              for b in beats))
+        cmd = [str(binary), "--in", str(tmp / "in.bin"), "--out", str(tmp / "out.bin"),
+               "--expect", str(expect), "--in-pause", str(in_pause), "--out-pause",
+               str(out_pause), "--seed", str(seed), "--budget", str(budget), "--report",
+               str(tmp / "report.json"), "--quiet"]
+        if taps:
+            cmd += ["--taps", str(tmp)]
+        if waves is not None:
+            cmd += ["--waves", str(waves)]
+            if waves_window is not None:
+                cmd += ["--waves-from", str(int(waves_window[0])),
+                        "--waves-to", str(int(waves_window[1]))]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if result.returncode not in (0, 1) or not (tmp / "report.json").exists():
+            raise HarnessError(f"{Path(binary).name} exited with {result.returncode}: "
+                               f"{result.stderr.strip()}")
+        report = json.loads((tmp / "report.json").read_text())
+
+        def records(path, nbytes):
+            data = path.read_bytes()
+            size = 8 + nbytes
+            return [(int.from_bytes(data[k:k + 8], "little"),
+                     int.from_bytes(data[k + 8:k + size], "little"))
+                    for k in range(0, len(data), size)]
+
+        out = records(tmp / "out.bin", out_bytes)
+        tapped = {n: records(tmp / f"t{n}.bin", -(-bits // 8)) for n, bits in (taps or {}).items()}
+        return report, out, tapped
 
 
 def build_seconds(binary):
@@ -282,5 +402,6 @@ def run_core(binary, memories, *, layers, seed=1, pause=0.0, budget=500_000_000,
 
 def clean(build_root):
     """Remove every harness build under `build_root`."""
-    for d in Path(build_root).glob("core-*"):
-        shutil.rmtree(d, ignore_errors=True)
+    for pattern in ("core-*", "stream-*"):
+        for d in Path(build_root).glob(pattern):
+            shutil.rmtree(d, ignore_errors=True)

@@ -18,7 +18,7 @@
 //
 // Register offsets and the bus width come from harness_config.h, written by sim.harness from
 // spec.csr and the core's configuration.
-#include "Vcore.h"
+#include "Vtop.h"
 #include "harness_config.h"
 #include "verilated.h"
 #if VM_TRACE
@@ -140,7 +140,7 @@ struct Lite {
 class Bench {
   public:
     Bench(const Options &o)
-        : opt_(o), top_(new Vcore), mem_(BEAT_BYTES, o.pause, o.seed) {
+        : opt_(o), top_(new Vtop), mem_(BEAT_BYTES, o.pause, o.seed) {
 #if VM_TRACE
         if (!o.waves.empty()) {
             Verilated::traceEverOn(true);
@@ -160,7 +160,7 @@ class Bench {
     uint64_t cycle() const { return cycle_; }
 
     void reset() {
-        Vcore *top = top_.get();
+        Vtop *top = top_.get();
         top->rst = 1;
         for (int i = 0; i < 4; ++i) tick();
         top->rst = 0;
@@ -174,7 +174,7 @@ class Bench {
     // evaluated between edges. On entry the core's outputs are settled for cycle n and `cur_`
     // holds the inputs it sees in cycle n.
     void tick() {
-        Vcore *top = top_.get();
+        Vtop *top = top_.get();
         // this cycle's handshakes, from the core's outputs and what the wrapper presents
         const Inputs &d = cur_;
         bool ar = M(arvalid) && d.arready, aw = M(awvalid) && d.awready;
@@ -256,7 +256,7 @@ class Bench {
 
   private:
     void set_rdata(const uint8_t *bytes) {
-        Vcore *top = top_.get();
+        Vtop *top = top_.get();
 #if BEAT_BYTES <= 8
         uint64_t v = 0;
         std::memcpy(&v, bytes, BEAT_BYTES);
@@ -266,7 +266,7 @@ class Bench {
 #endif
     }
     void get_wdata(uint8_t *bytes) {
-        Vcore *top = top_.get();
+        Vtop *top = top_.get();
 #if BEAT_BYTES <= 8
         uint64_t v = M(wdata);
         std::memcpy(bytes, &v, BEAT_BYTES);
@@ -282,7 +282,7 @@ class Bench {
     }
 
     const Options &opt_;
-    std::unique_ptr<Vcore> top_;
+    std::unique_ptr<Vtop> top_;
     harness::AxiMemory mem_;
     Lite lite_;
     Inputs cur_{};

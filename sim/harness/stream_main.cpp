@@ -1,0 +1,257 @@
+// The compiled harness of a stream design (the spatial network, a block, a unit): the Verilated
+// design behind input registers (sim.harness.input_wrapper), an input stream fed from a file of
+// beats with seeded random gaps, an output stream taken with seeded random backpressure, and the
+// design's taps (`t<n>` with `data` and `fire`) recorded. No VPI, no cocotb.
+//
+//   stream_harness --in IN.bin --out OUT.bin --expect N [--taps DIR] [--in-pause P]
+//                  [--out-pause P] [--seed S] [--budget CYCLES] [--report FILE.json]
+//                  [--waves FILE.fst] [--waves-from C] [--waves-to C] [--quiet]
+//
+// IN.bin holds the input beats, IN_BYTES bytes each (the payload, little-endian). OUT.bin gets
+// one record per output beat: the cycle it was taken (8 bytes) and OUT_BYTES of payload; with
+// --taps, DIR/t<n>.bin gets a record per beat of tap n the same way. The run ends when N output
+// beats have been taken (or after --budget cycles). The report: cycles, the cycle of the first
+// input and of the last output beat, beats in and out, seconds. Exit 0 when N beats came, 1
+// when the budget ran out, 2 on bad arguments or files.
+//
+// Widths and taps come from stream_config.h, written by sim.harness.
+#include "Vtop.h"
+#include "harness_config.h"
+#include "verilated.h"
+#if VM_TRACE
+#include "verilated_fst_c.h"
+#endif
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "axi_slave.h"  // harness::Pauses
+
+namespace {
+
+[[noreturn]] void usage(const std::string &text) {
+    std::fprintf(stderr, "stream_harness: error: %s\n", text.c_str());
+    std::exit(2);
+}
+
+uint64_t number(const char *flag, const char *text) {
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(text, &end, 0);
+    if (errno || !*text || *end || text[0] == '-')
+        usage(std::string(flag) + " takes a whole number, not '" + text + "'");
+    return v;
+}
+
+double chance(const char *flag, const char *text) {
+    char *end = nullptr;
+    double v = std::strtod(text, &end);
+    if (*end || !*text || !(v >= 0.0 && v < 1.0))
+        usage(std::string(flag) + " takes 0 <= P < 1, not '" + text + "'");
+    return v;
+}
+
+// Payload bytes <-> a Verilated port of any width.
+template <typename T> void set_bits(T &port, const uint8_t *bytes, size_t n) {
+    uint64_t v = 0;
+    std::memcpy(&v, bytes, n < sizeof v ? n : sizeof v);
+    port = T(v);
+}
+template <std::size_t W> void set_bits(VlWide<W> &port, const uint8_t *bytes, size_t n) {
+    for (std::size_t i = 0; i < W; ++i) {
+        uint32_t word = 0;
+        if (4 * i < n) std::memcpy(&word, bytes + 4 * i, n - 4 * i < 4 ? n - 4 * i : 4);
+        port[i] = word;
+    }
+}
+template <typename T> void get_bits(const T &port, uint8_t *bytes, size_t n) {
+    uint64_t v = port;
+    std::memcpy(bytes, &v, n < sizeof v ? n : sizeof v);
+}
+template <std::size_t W> void get_bits(const VlWide<W> &port, uint8_t *bytes, size_t n) {
+    for (std::size_t i = 0; i < W && 4 * i < n; ++i) {
+        uint32_t word = port[i];
+        std::memcpy(bytes + 4 * i, &word, n - 4 * i < 4 ? n - 4 * i : 4);
+    }
+}
+
+struct Recorder {
+    std::vector<uint8_t> data;
+    uint64_t beats = 0;
+    void add(uint64_t cycle, const uint8_t *payload, size_t n) {
+        const uint8_t *c = reinterpret_cast<const uint8_t *>(&cycle);
+        data.insert(data.end(), c, c + 8);
+        data.insert(data.end(), payload, payload + n);
+        ++beats;
+    }
+};
+
+bool write_file(const std::string &path, const std::vector<uint8_t> &data) {
+    std::string tmp = path + ".part";
+    {
+        std::ofstream f(tmp, std::ios::binary);
+        if (!f) return false;
+        f.write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
+        if (!f) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    Verilated::commandArgs(1, argv);
+    std::string in_path, out_path, taps_dir, report_path, waves;
+    uint64_t expect = 0, seed = 1, budget = 1000000000ull, waves_from = 0, waves_to = UINT64_MAX;
+    double in_pause = 0.0, out_pause = 0.0;
+    bool quiet = false, have_expect = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> const char * {
+            if (i + 1 >= argc) usage(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--in") in_path = value();
+        else if (a == "--out") out_path = value();
+        else if (a == "--taps") taps_dir = value();
+        else if (a == "--report") report_path = value();
+        else if (a == "--waves") waves = value();
+        else if (a == "--expect") expect = number("--expect", value()), have_expect = true;
+        else if (a == "--seed") seed = number("--seed", value());
+        else if (a == "--budget") budget = number("--budget", value());
+        else if (a == "--waves-from") waves_from = number("--waves-from", value());
+        else if (a == "--waves-to") waves_to = number("--waves-to", value());
+        else if (a == "--in-pause") in_pause = chance("--in-pause", value());
+        else if (a == "--out-pause") out_pause = chance("--out-pause", value());
+        else if (a == "--quiet") quiet = true;
+        else usage("unknown argument '" + a + "'");
+    }
+    if (in_path.empty() || out_path.empty() || !have_expect)
+        usage("give --in IN.bin, --out OUT.bin and --expect N");
+#if !VM_TRACE
+    if (!waves.empty()) usage("this build has no waveform support (build it with waves)");
+#endif
+    std::vector<uint8_t> in;
+    {
+        std::ifstream f(in_path, std::ios::binary);
+        if (!f) usage("cannot read " + in_path);
+        in.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    if (in.size() % IN_BYTES)
+        usage(in_path + " holds " + std::to_string(in.size()) + " bytes, not a whole number of " +
+              std::to_string(IN_BYTES) + "-byte beats");
+    const uint64_t in_beats = in.size() / IN_BYTES;
+
+    std::unique_ptr<Vtop> top(new Vtop);
+#if VM_TRACE
+    std::unique_ptr<VerilatedFstC> trace;
+    if (!waves.empty()) {
+        Verilated::traceEverOn(true);
+        trace.reset(new VerilatedFstC);
+        top->trace(trace.get(), 99);
+        trace->open(waves.c_str());
+    }
+#endif
+    uint64_t cycle = 0;
+    auto dump = [&]() {
+#if VM_TRACE
+        if (trace && cycle >= waves_from && cycle <= waves_to)
+            trace->dump(10 * cycle + (top->clk ? 0 : 5));
+#endif
+    };
+    harness::Pauses src_pause(in_pause, seed + 200), sink_pause(out_pause, seed + 201);
+    Recorder out;
+#define DECLARE_TAP(n, bytes) Recorder tap##n;
+    FOR_TAPS(DECLARE_TAP)
+    // what the wrapper presents in the current cycle
+    bool cur_valid = false, cur_ready = false;
+    uint64_t sent = 0, first_in = UINT64_MAX, last_out = 0;
+    auto edge = [&]() {
+        top->clk = 1;
+        top->eval();
+        ++cycle;
+        dump();
+        top->clk = 0;
+        top->eval();
+        dump();
+    };
+    // reset: four cycles with rst high, then one without
+    top->rst = 1;
+    top->i_valid = 0;
+    top->o_ready = 0;
+    for (int k = 0; k < 4; ++k) edge();
+    top->rst = 0;
+    edge();
+    edge();  // the wrapper's registers now hold rst = 0, valid = 0, ready = 0
+    auto t0 = std::chrono::steady_clock::now();
+    const char *ended = "expected beats";
+    uint8_t payload[OUT_BYTES > 0 ? OUT_BYTES : 1];
+    while (out.beats < expect) {
+        if (cycle > budget) {
+            ended = "budget";
+            break;
+        }
+        // this cycle's handshakes
+        if (cur_valid && top->i_ready) {
+            if (first_in == UINT64_MAX) first_in = cycle;
+            ++sent;
+        }
+        if (cur_ready && top->o_valid) {
+            get_bits(top->o_payload, payload, OUT_BYTES);
+            out.add(cycle, payload, OUT_BYTES);
+            last_out = cycle;
+        }
+#define RECORD_TAP(n, bytes)                                  \
+        if (top->t##n##_fire) {                               \
+            uint8_t b[bytes];                                 \
+            get_bits(top->t##n##_data, b, bytes);             \
+            tap##n.add(cycle, b, bytes);                      \
+        }
+        FOR_TAPS(RECORD_TAP)
+        // the next cycle's inputs
+        bool valid = sent < in_beats && !src_pause.pause();
+        bool ready = !sink_pause.pause();
+        top->i_valid = valid;
+        if (valid) set_bits(top->i_payload, &in[sent * IN_BYTES], IN_BYTES);
+        top->o_ready = ready;
+        edge();
+        cur_valid = valid;
+        cur_ready = ready;
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#if VM_TRACE
+    if (trace) trace->close();
+#endif
+    top->final();
+    if (!write_file(out_path, out.data)) usage("cannot write " + out_path);
+#define WRITE_TAP(n, bytes)                                                   \
+    if (!taps_dir.empty() && !write_file(taps_dir + "/t" #n ".bin", tap##n.data)) \
+        usage("cannot write " + taps_dir + "/t" #n ".bin");
+    FOR_TAPS(WRITE_TAP)
+    char text[512];
+    std::snprintf(text, sizeof text,
+                  "{\"ended\": \"%s\", \"cycles\": %llu, \"first_in\": %lld, \"last_out\": %llu, "
+                  "\"beats_in\": %llu, \"beats_out\": %llu, \"seconds\": %.6f}\n",
+                  ended, (unsigned long long)cycle,
+                  first_in == UINT64_MAX ? -1LL : (long long)first_in,
+                  (unsigned long long)last_out, (unsigned long long)sent,
+                  (unsigned long long)out.beats, seconds);
+    if (!report_path.empty()) {
+        std::vector<uint8_t> bytes(text, text + std::strlen(text));
+        if (!write_file(report_path, bytes)) usage("cannot write " + report_path);
+    } else {
+        std::fputs(text, stdout);
+    }
+    if (!quiet)
+        std::fprintf(stderr, "stream_harness: %s after %llu cycles, %.2f s (%.0f cycles/s)\n",
+                     ended, (unsigned long long)cycle, seconds, cycle / seconds);
+    return std::strcmp(ended, "budget") == 0 ? 1 : 0;
+}
