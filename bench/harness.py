@@ -40,7 +40,7 @@ from sim.verilator import build
 from spec.core import CoreConfig
 from sw.model import PAPER_MODELS, MetaSpikeFormer, paper_config
 from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
-from sw.quant import quantize
+from sw.quant import QuantOptions, quantize
 
 from .overlay import digits_network
 
@@ -72,7 +72,7 @@ def paper_network(timesteps, size=224, seed=0, name="metaspikformer_8_256", imag
     model.train()
     with torch.no_grad():
         model(calib)
-    net = quantize(model.eval(), calib, options)
+    net = quantize(model.eval(), calib, options or QuantOptions())
     return net, net.to_input(calib[:1])
 
 

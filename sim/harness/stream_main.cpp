@@ -5,14 +5,16 @@
 //
 //   stream_harness --in IN.bin --out OUT.bin --expect N [--taps DIR] [--in-pause P]
 //                  [--out-pause P] [--seed S] [--budget CYCLES] [--report FILE.json]
-//                  [--waves FILE.fst] [--waves-from C] [--waves-to C] [--quiet]
+//                  [--waves FILE.fst] [--waves-from C] [--waves-to C] [--idle CYCLES]
+//                  [--quiet]
 //
 // IN.bin holds the input beats, IN_BYTES bytes each (the payload, little-endian). OUT.bin gets
 // one record per output beat: the cycle it was taken (8 bytes) and OUT_BYTES of payload; with
 // --taps, DIR/t<n>.bin gets a record per beat of tap n the same way. The run ends when N output
 // beats have been taken (or after --budget cycles). The report: cycles, the cycle of the first
 // input and of the last output beat, beats in and out, seconds. Exit 0 when N beats came, 1
-// when the budget ran out, 2 on bad arguments or files.
+// when the budget ran out, 2 on bad arguments or files. --idle adds cycles between the reset
+// and the first input beat offered (default 0).
 //
 // Widths and taps come from stream_config.h, written by sim.harness.
 #include "Vtop.h"
@@ -111,6 +113,7 @@ int main(int argc, char **argv) {
     Verilated::commandArgs(1, argv);
     std::string in_path, out_path, taps_dir, report_path, waves;
     uint64_t expect = 0, seed = 1, budget = 1000000000ull, waves_from = 0, waves_to = UINT64_MAX;
+    uint64_t idle = 0;
     double in_pause = 0.0, out_pause = 0.0;
     bool quiet = false, have_expect = false;
     for (int i = 1; i < argc; ++i) {
@@ -129,6 +132,7 @@ int main(int argc, char **argv) {
         else if (a == "--budget") budget = number("--budget", value());
         else if (a == "--waves-from") waves_from = number("--waves-from", value());
         else if (a == "--waves-to") waves_to = number("--waves-to", value());
+        else if (a == "--idle") idle = number("--idle", value());
         else if (a == "--in-pause") in_pause = chance("--in-pause", value());
         else if (a == "--out-pause") out_pause = chance("--out-pause", value());
         else if (a == "--quiet") quiet = true;
@@ -189,8 +193,8 @@ int main(int argc, char **argv) {
     top->o_ready = 0;
     for (int k = 0; k < 4; ++k) edge();
     top->rst = 0;
-    edge();
-    edge();  // the wrapper's registers now hold rst = 0, valid = 0, ready = 0
+    edge();  // the wrapper's rst register falls: the design's first cycle out of reset is next
+    for (uint64_t k = 0; k < idle; ++k) edge();
     auto t0 = std::chrono::steady_clock::now();
     const char *ended = "expected beats";
     uint8_t payload[OUT_BYTES > 0 ? OUT_BYTES : 1];
