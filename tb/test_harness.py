@@ -30,7 +30,7 @@ from sim.run import RtlMismatch, overlay_images
 from sim.scoreboard import Expected, Scoreboard, ScoreboardMismatch
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
-from spec.csr import ERRORS, STATUS_ERROR
+from spec.csr import ERRORS, STATUS_BUSY, STATUS_ERROR
 from spec.lif import LIFConfig, load_lif_bundle
 from spec.ports import pack, payload_width, unpack
 from sw.netbundle import write_network_bundle
@@ -203,11 +203,18 @@ def test_memory_too_small_ends_in_a_bus_error(harness, digits):
     assert not run.ok
 
 
-def test_budget_ends_a_run(harness, digits):
+@pytest.mark.parametrize("budget", [5_000, 400_000])
+def test_budget_ends_a_run(harness, digits, budget):
     image, pixels, _, _ = digits
     [run] = run_core(harness, [core_memory(image.data, _size(image), CORE, pixels[0])],
-                     layers=len(image.ops), budget=5_000)
+                     layers=len(image.ops), budget=budget)
     assert run.report["ended"] == "budget" and not run.ok
+    # where it stopped: busy in a layer, the cycles of the layers it finished before it
+    assert run.report["status"] & STATUS_BUSY and 0 <= run.report["layer"] < len(image.ops)
+    assert len(run.report["layer_cycles"]) == run.report["layer"]
+    assert sum(run.report["layer_cycles"]) < budget
+    if budget > 100_000:
+        assert run.report["layer"] > 0 and min(run.report["layer_cycles"]) > 0
 
 
 @pytest.mark.parametrize("args, message", [

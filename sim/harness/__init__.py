@@ -202,13 +202,15 @@ def _compile(build_dir, main, binary, flags, opt, cflags="", ldflags="", runtime
                 (runtime / "complete").write_text("ok\n")
 
 
-def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=None, log=None):
+def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=None, log=None,
+           threads=1):
     """Build (once per distinct input; safe against concurrent builds) the harness `main`
     around module `top` of `verilog`; `train(binary)` runs a profiling run between the two
     compiles of a profile-guided build. Returns the binary's path."""
     verilator_env()
     t0 = time.perf_counter()
-    flags = VERILATOR_FLAGS + (("--trace-fst",) if waves else ())
+    flags = VERILATOR_FLAGS + (("--trace-fst",) if waves else ()) + (
+        ("--threads", str(threads)) if threads > 1 else ())
     h = hashlib.sha256(verilog + top.encode() + header + " ".join(flags).encode()
                        + opt.encode() + _verilator_key().encode()
                        + (b"pgo" if train else b""))
@@ -223,8 +225,9 @@ def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=No
         if (build_dir / "built.ok").exists() and binary.exists():
             return binary
         if log:
-            log(f"building the {kind} harness in {build_dir} "
-                f"({'two compiles, about a minute' if train else 'about half a minute'})")
+            log(f"building the {kind} harness in {build_dir} ("
+                f"{'two compiles and a profiling run' if train else 'one compile'}: the "
+                f"overlay core about 20 s each, the spatial digits network about 3 minutes)")
         binary.unlink(missing_ok=True)
         (build_dir / "build.log").write_text("")
         (build_dir / "design.v").write_bytes(verilog)
@@ -278,14 +281,19 @@ def _stream_header(verilog, top):
     return "\n".join(lines) + "\n", {n: found[f"t{n}__data"] for n in taps}
 
 
-def build_stream(verilog, top, build_root, *, waves=False, opt=CXX_OPT, log=None):
+def build_stream(verilog, top, build_root, *, waves=False, opt=CXX_OPT, train=None, threads=1,
+                 log=None):
     """Build the harness of a stream design (ports `i` and `o`, streams of one payload each,
     and taps `t<n>` of `data` and `fire`): module `top` of the Verilog text `verilog`.
-    Returns (binary, {tap number: data bits})."""
+    `train`, (beats, in_bits, out_bits, expect) as `run_stream` takes them, makes a
+    profile-guided build profiled on that run; `threads` > 1 lets Verilator split the design
+    into that many threads. Returns (binary, {tap number: data bits})."""
     text = verilog.encode() if isinstance(verilog, str) else verilog
     header, taps = _stream_header(text, top)
+    profile = None if train is None else (
+        lambda binary: run_stream(binary, train[0], train[1], train[2], expect=train[3]))
     binary = _build("stream", text, top, header.encode(), "stream_main.cpp", build_root,
-                    waves=waves, opt=opt, log=log)
+                    waves=waves, opt=opt, train=profile, threads=threads, log=log)
     return binary, taps
 
 

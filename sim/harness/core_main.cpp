@@ -391,6 +391,17 @@ int main(int argc, char **argv) {
             bench.write(CSR_STATUS, STATUS_DONE | STATUS_ERROR);
             if (!(status & STATUS_DONE) || (status & STATUS_ERROR)) status_code = 1;
         } else {
+            // where it stopped: the layer running and the cycles of the layers before it
+            add("status", bench.read(CSR_STATUS));
+            uint32_t layer = bench.read(CSR_LAYER);
+            add("layer", layer);
+            entry += ", \"layer_cycles\": [";
+            for (unsigned l = 0; l < layer && l < opt.layers; ++l) {
+                bench.write(CSR_LAYER_SELECT, l);
+                std::snprintf(buf, sizeof buf, "%s%u", l ? ", " : "", bench.read(CSR_LAYER_CYCLES));
+                entry += buf;
+            }
+            entry += "]";
             status_code = 1;
         }
         entry += "}";
