@@ -7,9 +7,9 @@ thing. Prints Markdown; `--json FILE` also saves the figures.
 
     python -m bench.overlay [--images N] [--paper] [--rtl N] [--json FILE]
 
-`--rtl N` also runs N of the images of both digits networks on the core's RTL (Verilator +
-cocotb, `AxiRam` without pauses; every output region checked) and prints, per operation, the
-measured cycles against the model and the bound of the same images.
+`--rtl N` also runs N of the images of both digits networks on the core's RTL (the compiled
+harness, `sim.harness`, without memory pauses; every output region checked) and prints, per
+operation, the measured cycles against the model and the bound of the same images.
 """
 
 import argparse
@@ -17,42 +17,21 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.harness import run_checked
+from bench.networks import digits_network
 from fpga.estimate import CAPACITY, estimate_core
-from gen.program import compile_network, cycle_report, write_program
-from gen.verilog import to_verilog
-from hw.core import OverlayCore
-from sim.cosim import REPO_ROOT as COSIM_ROOT
-from sim.cosim import run_cocotb
+from gen.program import compile_network, cycle_report
 from sim.overlay import check_outputs, run_program
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
-from sw.checkpoint import load_checkpoint
-from sw.model import MetaSpikeFormer, metaspikformer
+from sw.model import metaspikformer
 from sw.netbundle import write_network_bundle
 from sw.quant import quantize
-from sw.train import load_dataset
-
-REPO = Path(__file__).resolve().parent.parent
-CHECKPOINT = REPO / "models" / "digits.pt"
-
-
-def digits_network(timesteps, images):
-    """The shipped digits model (trained at T = 1; at T = 4 the same weights, as the demo's
-    model would be before fine-tuning), quantized on 512 training images; test pixels."""
-    model, _ = load_checkpoint(CHECKPOINT)
-    if timesteps != model.config.timesteps:
-        tuned = MetaSpikeFormer(replace(model.config, timesteps=timesteps))
-        tuned.load_state_dict(model.state_dict())
-        model = tuned
-    xtr, _, xte, _ = load_dataset("digits")
-    net = quantize(model.eval(), xtr[:512])
-    return net, net.to_input(xte[:images])
 
 
 def paper_network(timesteps, images, seed=0):
@@ -110,44 +89,18 @@ def measure(label, net, pixels, core, work, *, execute=True):
 
 
 def measure_rtl(label, net, pixels, core, work, images):
-    """Run `images` images on the core's RTL; per operation measured cycles (mean), and the
-    model and bound of the same images."""
-    path = work / f"{label}.zip"
-    bundle = read_bundle(path)
-    image = compile_network(net, core)
-    prog = work / f"{label}-prog"
-    write_program(prog, image, None)
-    verilog = work / "overlay_core.v"
-    if not verilog.exists():
-        verilog.write_text(to_verilog(OverlayCore(core), "overlay_core"))
-    case = {"core": core.to_dict(), "program": str(prog), "bundle": str(path),
-            "layers": len(image.ops), "samples": list(range(images)),
-            "memory": len(image.data) + image.activation_bytes, "budget": 50_000_000,
-            "classes": net.head.fc.out_channels, "timesteps": net.timesteps, "seed": 1,
-            "pause": 0.0, "report": str(work / f"{label}-rtl.json")}
-    (work / f"{label}-case.json").write_text(json.dumps(case))
-    log(f"{label}: {images} images on the RTL")
-    t0 = time.perf_counter()
-    run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
-               testcase="test_images", test_dir=work / f"{label}-cosim",
-               env={"SPIKEGEN_CASE": work / f"{label}-case.json"},
-               build_root=COSIM_ROOT / "build" / "verilator")
-    seconds = time.perf_counter() - t0
-    results = json.loads((work / f"{label}-rtl.json").read_text())
-    reports = [cycle_report(image, bundle, s) for s in range(images)]
-    ops = []
-    for n, op in enumerate(image.ops):
-        ops.append({"name": op.name, "opcode": op.opcode,
-                    "measured": round(np.mean([r["layer_cycles"][n] for r in results])),
-                    "model": round(np.mean([r["ops"][n]["model"] for r in reports])),
-                    "bound": round(np.mean([r["ops"][n]["bound"] for r in reports]))})
-    return {"label": label, "images": images, "ops": ops, "seconds": round(seconds, 1),
-            "cycles": [r["cycles"] for r in results],
-            "bytes": round(np.mean([r["READ_LO"] + r["WRITTEN_LO"] for r in results]))}
+    """Run `images` images on the core's RTL in the compiled harness (every output region and
+    the scores checked); per operation measured cycles (mean), and the model and bound of the
+    same images."""
+    (work / label).mkdir(exist_ok=True)
+    run = run_checked(net, pixels[:images], work / label, core, label=label, quiet=True)
+    return {"label": label, "images": images, "ops": run["per_op"],
+            "seconds": run["seconds"]["simulate"], "cycles": run["cycles"],
+            "bytes": run["bytes"]}
 
 
 def print_rtl(run):
-    print(f"\n### {run['label']} on the RTL ({run['images']} images, mean; co-simulated in "
+    print(f"\n### {run['label']} on the RTL ({run['images']} images, mean; simulated in "
           f"{run['seconds']} s)\n")
     print("| operation | kind | measured | model | bound | measured/model | measured/bound |")
     print("|---|---|---:|---:|---:|---:|---:|")

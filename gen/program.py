@@ -693,6 +693,10 @@ def _bytes_moved(op, core):
         written = t * out.height * out.width * out.record_bytes(core)
         return read + len(pack_params(op, core)[0]), written
     rows = _input_rows_read(op) if op.sae is not None and op.opcode != "head" else inp.height
+    if op.opcode == "lif":
+        # each tile reads its own groups' slice of every record: the records once in all
+        return t * plane + len(pack_params(op, core)[0]), t * out.height * out.width * \
+            out.record_bytes(core)
     if op.sae is not None and op.sae.mode == "depthwise":
         # each tile reads its own groups' slice of every record, a whole beat at least
         groups_total = -(-op.sae.out_channels // core.lanes)
@@ -717,7 +721,8 @@ def op_cycles(op, core, x, k=None, v=None):
     input image: (1, C, H, W)), `k`, `v` the attention's other inputs.
 
     Returns {"ideal": the event-driven ideal at the core's lanes plus the drain, "read",
-    "written": bytes, "memory": bytes / AXI bytes per beat, "bound": max(ideal, memory),
+    "written": bytes, "memory": the larger of bytes read and bytes written / AXI bytes per
+    beat (the read and write channels work at once), "bound": max(ideal, memory),
     "model": the predicted cycles}. The model streams every frame's input through the
     engine while the next beats arrive (compute and memory overlap frame by frame), loads a
     tile's weights and parameters before its first frame (not overlapped), and adds
@@ -727,12 +732,16 @@ def op_cycles(op, core, x, k=None, v=None):
     if x.shape[0] == 1 and op.timesteps > 1:
         x = np.repeat(x, op.timesteps, axis=0)
     read, written = _bytes_moved(op, core)
-    memory = -(-(read + written) // core.axi_bytes)
+    # the bound: AXI4 reads and writes are independent channels, each one beat a cycle at most
+    memory = max(-(-read // core.axi_bytes), -(-written // core.axi_bytes))
+    # the model: an engine operation writes a tile's outputs in its drain, while the tile
+    # reads nothing, so its reads and writes take turns
+    traffic = -(-(read + written) // core.axi_bytes)
     lanes = core.lanes
     if op.opcode == "lif":
         words = op.out.height * op.out.width * -(-op.out.channels // lanes)
         ideal = op.timesteps * words
-        model = OP_OVERHEAD + max(ideal, memory)
+        model = OP_OVERHEAD + max(ideal, traffic)
     elif op.opcode == "sdsa":
         # SDSAConfig.ideal_cycles at the core's lanes, each head padded to whole groups:
         # per timestep, building K^T V costs nnz(K) x groups per head and Y = Q KV
@@ -746,17 +755,17 @@ def op_cycles(op, core, x, k=None, v=None):
         ideal = kv_phase + int(np.maximum(nq, beats).sum())
         # each further band of token rows builds K^T V again
         rebuild = (op.tiling.bands - 1) * kv_phase
-        model = OP_OVERHEAD + op.tiling.tiles * READ_LATENCY + max(ideal + rebuild, memory)
+        model = OP_OVERHEAD + op.tiling.tiles * READ_LATENCY + max(ideal + rebuild, traffic)
     elif op.opcode == "head":
         sae = op.sae
         c_groups = -(-op.inp.channels // lanes)
         tokens = op.inp.height * op.inp.width
         spikes = np.ones((op.timesteps, sae.in_channels, 1, 1), np.uint8)  # bound: all fire
         ideal = op.timesteps * (tokens * c_groups + c_groups) + sae.ideal_cycles(spikes)
-        model = OP_OVERHEAD + READ_LATENCY + max(ideal, memory)
+        model = OP_OVERHEAD + READ_LATENCY + max(ideal, traffic)
     else:
         ideal, compute, weight_load = _engine_cycles(op, core, x)
-        model = OP_OVERHEAD + weight_load + max(compute, memory - weight_load)
+        model = OP_OVERHEAD + weight_load + max(compute, traffic - weight_load)
     return {"ideal": int(ideal), "read": read, "written": written, "memory": int(memory),
             "bound": int(max(ideal, memory)), "model": int(model)}
 

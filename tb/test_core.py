@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.overlay import digits_network
+from bench.networks import digits_network
 from gen.program import compile_network, write_program
 from gen.verilog import to_verilog
 from hw.core import OverlayCore

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from bench.harness import paper_network, run_checked
-from bench.overlay import digits_network
-from gen.program import compile_network
+from bench.networks import digits_network
+from gen.program import compile_network, cycle_report
 from sim.cosim import prepare_lif
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
@@ -105,6 +105,23 @@ def test_seeded_network_t4_bit_exact(harness, tmp_path):
                      layers=len(image.ops), pause=0.2, seed=3)
     assert run.ok, run.report
     assert _check(run, image, arrays, 0, 4) > 1_000
+    report = cycle_report(image, SimpleNamespace(arrays=arrays), 0)
+    _assert_above_bound([{"name": op["name"], "measured": measured, "bound": op["bound"]}
+                         for op, measured in zip(report["ops"], run.report["layer_cycles"],
+                                                 strict=True)])
+
+
+def _assert_above_bound(ops):
+    """The bound is a lower bound: no operation takes fewer cycles on the RTL."""
+    below = [(op["name"], op["measured"], op["bound"]) for op in ops
+             if op["measured"] < op["bound"]]
+    assert not below, f"measured below the bound (name, measured, bound): {below}"
+
+
+def test_bound_check_fails_below_the_bound():
+    with pytest.raises(AssertionError, match=r"\('lif', 9, 10\)"):
+        _assert_above_bound([{"name": "conv", "measured": 5, "bound": 5},
+                             {"name": "lif", "measured": 9, "bound": 10}])
 
 
 def test_attention_in_two_tiles_bit_exact(harness, tmp_path):
@@ -142,6 +159,7 @@ def test_paper_model_small_input_bit_exact(harness, tmp_path):
     assert run["ops"] == 110 and run["images"] == 1
     assert run["values_compared"] > 300_000
     assert run["cycles"][0] >= run["bound"] > 0
+    _assert_above_bound(run["per_op"])
 
 
 def test_corrupted_expectation_is_caught(harness, digits):

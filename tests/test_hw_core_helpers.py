@@ -36,7 +36,7 @@ def test_clamp_equals_min_max(value_bits, bound_bits):
     m.d.comb += [*eqs, out.eq(_clamp(val, lo, hi))]
     half = 1 << (value_bits - 1)
     bad = _mismatches(m, [out], (
-        ([(n, bound_bits - nb), (val, x)],
+        ([(n, nb - 1), (val, x)],
          [min(max(x, -(1 << (nb - 1))), (1 << (nb - 1)) - 1)])
         for nb in range(1, bound_bits + 1) for x in range(-half, half)))
     assert not bad, bad[:5]
@@ -81,14 +81,14 @@ def test_a_broken_expectation_fails():
 
 @pytest.mark.parametrize("field_bits, width", [(4, 6), (6, 9), (6, 33)])
 def test_sat_bounds_equal_the_ranges(field_bits, width):
-    """hi = 2^(b-1) - 1 and lo = -2^(b-1) for every range of b = width - r bits, 1 <= b <=
-    width (the core registers r = width - bits)."""
+    """hi = 2^(b-1) - 1 and lo = -2^(b-1) for every range of b bits, 1 <= b <= width (the
+    core registers n = b - 1)."""
     m = Module()
-    r = Signal(field_bits)
-    hi, lo, eqs = _sat_bounds(r, width)
+    n = Signal(field_bits)
+    hi, lo, eqs = _sat_bounds(n, width)
     m.d.comb += eqs
-    cases = [([(r, width - b)], [(1 << (b - 1)) - 1, -(1 << (b - 1))])
-             for b in range(1, width + 1) if width - b < 1 << field_bits]
+    cases = [([(n, b - 1)], [(1 << (b - 1)) - 1, -(1 << (b - 1))])
+             for b in range(1, width + 1) if b - 1 < 1 << field_bits]
     assert len(cases) == min(width, 1 << field_bits)
     bad = _mismatches(m, [hi, lo], cases)
     assert not bad, bad[:5]

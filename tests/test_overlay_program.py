@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen.program import CompileError, compile_network, geometry_tables
+from gen.program import CompileError, compile_network, cycle_report, geometry_tables
 from gen.program import main as program_main
 from sim.overlay import Divergence, check_outputs, check_scores, read_descriptors, run_program
 from spec.cli import run_main
@@ -402,3 +402,29 @@ def test_image_placed_at_a_base_address(folder):
                     bundle.arrays["pixels"][1])
     assert (info.value.code, str(info.value)) == (
         ERRORS["address"], "the program was compiled for address 0x0, not 0x10000")
+
+
+def test_cycle_bound_counts_what_the_core_moves(folder):
+    """A `lif` operation reads each record once (every tile its own groups' slice), so its
+    bytes do not grow with its tiles; the memory bound counts the read and write channels
+    apart (they work at once), the model's traffic counts them together."""
+    _, net, bundle = read_network_bundle(_bundle(folder, 4))
+    by_core = {}
+    for key, core in (("default", CoreConfig()), ("one group a tile",
+                                                  CoreConfig(tile_groups=1))):
+        image = compile_network(net, core)
+        report = cycle_report(image, bundle, 0)
+        by_core[key] = {op.name: (op.tiling.tiles, row) for op, row in
+                        zip(image.ops, report["ops"], strict=True) if op.opcode == "lif"}
+        for _, row in by_core[key].values():
+            assert row["memory"] == max(-(-row["read"] // core.axi_bytes),
+                                        -(-row["written"] // core.axi_bytes))
+            assert row["bound"] == max(row["ideal"], row["memory"])
+            assert row["model"] >= -(-(row["read"] + row["written"]) // core.axi_bytes)
+    assert by_core["default"].keys() == by_core["one group a tile"].keys() != set()
+    more_tiles = 0
+    for name, (tiles, row) in by_core["one group a tile"].items():
+        default_tiles, default = by_core["default"][name]
+        more_tiles += tiles > default_tiles
+        assert (row["read"], row["written"]) == (default["read"], default["written"]), name
+    assert more_tiles > 0
