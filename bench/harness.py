@@ -159,7 +159,7 @@ def cocotb_speed(net, pixels, work, core):
     run_cocotb(verilog, toplevel="overlay_core", module="tb.cocotb_core",
                testcase="test_images", test_dir=work / "c-cosim",
                env={"SPIKEGEN_CASE": work / "c-case.json"},
-               build_root=REPO_ROOT / "build" / "verilator")
+               build_root=REPO_ROOT / "build" / "verilator", log_file=work / "c-cosim.log")
     seconds = time.perf_counter() - t0
     cycles = json.loads((work / "c-rtl.json").read_text())[0]["cycles"]
     return cycles, seconds
@@ -199,7 +199,7 @@ def spatial_speed(images, work, cocotb):
                    testcase="test_network_matches_integer_model", test_dir=work / "sp-cosim",
                    env={"SPIKEGEN_BUNDLE": work / "spatial", "SPIKEGEN_TAPS": 0,
                         "SPIKEGEN_REPORT": report},
-                   build_root=REPO_ROOT / "build" / "verilator")
+                   build_root=REPO_ROOT / "build" / "verilator", log_file=work / "sp-cosim.log")
         got = json.loads(report.read_text())
         assert got["measured_cycles"] == rows[0]["measured_cycles"], (got, rows[0])
         rows.append({"label": f"spatial network, cocotb ({images} images)",
