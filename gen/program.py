@@ -778,7 +778,8 @@ def _engine_cycles(op, core, x):
     beats, one per cycle; a beat with events costs its events' update cycles instead (an event,
     one per spike or per set bit of a multi-bit value, updates the tile's `groups` words per
     output pixel it touches; a depthwise event, a group's lane mask at a pixel, one word per
-    output pixel it touches),
+    output pixel it touches; in each weight pass the taps of the other passes cost a cycle per
+    kernel row, or per tap when a pass is one tap),
     spread evenly over the passes; each frame-pass ends with the update pipeline's flush, each
     frame with the drain of the band's accumulators (one word per cycle plus its latency).
     Bands re-scan their halo rows (one cycle per beat).
@@ -802,6 +803,14 @@ def _engine_cycles(op, core, x):
     rows = np.array([e[0] for e in sae.depthwise_axis_table(sae.height, sae.out_height)])
     cols = np.array([e[0] for e in sae.depthwise_axis_table(sae.width, sae.out_width)])
     touched = np.outer(rows, cols)
+    # the taps of other weight parts: with parts by kernel row, a row of another part passes
+    # in one cycle; with parts of one tap, every other tap takes a cycle
+    if tl.passes == sae.kernel > 1:
+        idle = np.repeat(rows[:, None], len(cols), axis=1) * (tl.passes - 1)
+    elif tl.passes > 1:
+        idle = touched * (tl.passes - 1)
+    else:
+        idle = np.zeros_like(touched)
     extra_rows = _input_rows_read(op) - sae.height          # halo rows scanned again
     groups_total = -(-sae.out_channels // lanes)
     weight_tile = -(-pack_weights(op, core)[1] // core.axi_bytes) if op.weight is not None \
@@ -817,7 +826,7 @@ def _engine_cycles(op, core, x):
             updates = tile_events * touched[None, None]
             scanned = g
         else:
-            updates = events * (touched * g)[None, None] / tl.passes
+            updates = events * (touched * g + idle)[None, None] / tl.passes
             scanned = beats
         work = int(np.ceil(np.maximum(updates, 1)).sum()) * tl.passes
         work += extra_rows * sae.width * scanned * frames * tl.passes
