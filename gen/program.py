@@ -778,8 +778,7 @@ def _engine_cycles(op, core, x):
     beats, one per cycle; a beat with events costs its events' update cycles instead (an event,
     one per spike or per set bit of a multi-bit value, updates the tile's `groups` words per
     output pixel it touches; a depthwise event, a group's lane mask at a pixel, one word per
-    output pixel it touches; in each weight pass the taps of the other passes cost a cycle per
-    kernel row, or per tap when a pass is one tap),
+    output pixel it touches; when a weight pass is one tap, the other taps cost a cycle each),
     spread evenly over the passes; each frame-pass ends with the update pipeline's flush, each
     frame with the drain of the band's accumulators (one word per cycle plus its latency).
     Bands re-scan their halo rows (one cycle per beat).
@@ -803,11 +802,9 @@ def _engine_cycles(op, core, x):
     rows = np.array([e[0] for e in sae.depthwise_axis_table(sae.height, sae.out_height)])
     cols = np.array([e[0] for e in sae.depthwise_axis_table(sae.width, sae.out_width)])
     touched = np.outer(rows, cols)
-    # the taps of other weight parts: with parts by kernel row, a row of another part passes
-    # in one cycle; with parts of one tap, every other tap takes a cycle
-    if tl.passes == sae.kernel > 1:
-        idle = np.repeat(rows[:, None], len(cols), axis=1) * (tl.passes - 1)
-    elif tl.passes > 1:
+    # the taps of other weight parts: with parts by kernel row an event's pass goes straight
+    # to its row; with parts of one tap, every other tap takes a cycle
+    if tl.passes > 1 and tl.passes != sae.kernel:
         idle = touched * (tl.passes - 1)
     else:
         idle = np.zeros_like(touched)

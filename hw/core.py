@@ -903,9 +903,8 @@ class _Sequencer(wiring.Component):
         tb_part = tb_rd.data[WGB + 1:]
         m.d.comb += ro_rd.addr.eq((tg_orow - r0)[:MAPB])
         tap_ok = in_band & (tb_part == part_cur)
-        # a row of taps with nothing to do: outside the band, or (weights in parts by kernel
-        # row) another part's kernel row; it is passed in one cycle instead of a cycle a tap
-        row_off = ~in_band | pass_rows & (tg_krow != part_cur)
+        # a row of taps outside the band is passed in one cycle instead of a cycle a tap
+        row_off = ~in_band
         last_g = Mux(is_dw, 1, tg_g + 1 == gt)
         last_j = tg_j + 1 == tg_ntc
         last_i = tg_i + 1 == tg_ntr
@@ -936,17 +935,34 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += tg_busy.eq(0)
         m.d.comb += ev_ready.eq(~tg_busy | finishing)
+        # weights in parts by kernel row: an event's taps in this pass are one row of them, the
+        # row whose kernel row is the pass (row i has kernel row krow0 + i * stride); the
+        # generator starts at it and stops after it (an event without it is skipped)
+        by_rows = Signal()
+        m.d.comb += by_rows.eq(pass_rows & ~pass_all)
+        p_diff = Signal(signed(6))
+        m.d.comb += p_diff.eq(part_cur[:4] - h_rt[20:24])
+        p_row = Signal(4)
+        m.d.comb += p_row.eq(Mux(s2, p_diff[1:5], p_diff[:4]))
+        p_hit = (p_diff >= 0) & ~(s2 & p_diff[0]) & (p_row < h_rt[:4])
         with m.If(ev_take):
             ntr, ntc = h_rt[:4], h_ct[:4]
             grp = ev_c >> LGL
             dwg = (grp - g0)[:CHB + 1]
-            skip = (ntr == 0) | (ntc == 0) | is_dw & ((grp < g0) | (grp >= g0 + gt))
+            skip = (ntr == 0) | (ntc == 0) | is_dw & ((grp < g0) | (grp >= g0 + gt)) \
+                | by_rows & ~p_hit
             m.d.sync += [tg_busy.eq(~skip), tg_c.eq(ev_c), tg_b.eq(ev_b), tg_neg.eq(ev_neg),
-                         tg_i.eq(0), tg_j.eq(0), tg_ntr.eq(ntr), tg_ntc.eq(ntc),
-                         tg_orow.eq(h_rt[4:20]), tg_krow.eq(h_rt[20:24]),
+                         tg_j.eq(0), tg_ntc.eq(ntc),
                          tg_ocol.eq(h_ct[4:20]), tg_ocol0.eq(h_ct[4:20]),
                          tg_kcol.eq(h_ct[20:24]), tg_kcol0.eq(h_ct[20:24]),
                          tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(ev_mask)]
+            with m.If(by_rows):
+                m.d.sync += [tg_i.eq(0), tg_ntr.eq(1),
+                             tg_orow.eq(h_rt[4:20].as_signed() - p_row),
+                             tg_krow.eq(part_cur[:4])]
+            with m.Else():
+                m.d.sync += [tg_i.eq(0), tg_ntr.eq(ntr), tg_orow.eq(h_rt[4:20]),
+                             tg_krow.eq(h_rt[20:24])]
 
         # -- update pipeline --------------------------------------------------------------------
         s0_valid = Signal()
