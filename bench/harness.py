@@ -20,15 +20,13 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from bench.networks import digits_network
+from bench.networks import digits_network, paper_network
 from gen.program import compile_network, cycle_report, write_program
 from gen.verilog import to_verilog
 from hw.core import OverlayCore
@@ -40,9 +38,7 @@ from sim.overlay import Memory, check_outputs, check_scores
 from sim.verilator import build
 from spec.core import CoreConfig
 from spec.ports import pack, payload_width
-from sw.model import PAPER_MODELS, MetaSpikeFormer, paper_config
 from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
-from sw.quant import QuantOptions, quantize
 
 BUILD_ROOT = REPO_ROOT / "build" / "harness"
 #: Fmax of the default core (MHz) on the LFE5U-45F at speed grade 6 (sim.demo.CORE_FMAX_MHZ).
@@ -51,29 +47,6 @@ FMAX_MHZ = 42.0
 
 def log(text):
     print(f"[bench.harness] {text}", file=sys.stderr, flush=True)
-
-
-def paper_network(timesteps, size=224, seed=0, name="metaspikformer_8_256", images=None,
-                  options=None):
-    """The paper's model `name` with seeded weights for `size` x `size` images, its BatchNorm
-    statistics from `images` seeded random images (default: one at 224 x 224, more for smaller
-    images, up to 64, so that the last stages' small maps give the statistics as many
-    positions), quantized on them with `options` (`sw.quant.QuantOptions`); returns (net, the
-    first image's pixels)."""
-    torch.manual_seed(seed)
-    config = replace(paper_config(PAPER_MODELS[name][0], timesteps=timesteps), image_size=size)
-    model = MetaSpikeFormer(config)
-    images = images or min(64, -(-224 * 224 // (size * size)))
-    calib = torch.tensor(np.random.default_rng(seed).random((images, 3, size, size)),
-                         dtype=torch.float32)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(calib)
-    net = quantize(model.eval(), calib, options or QuantOptions())
-    return net, net.to_input(calib[:1])
 
 
 def run_checked(net, pixels, work, core, *, binary=None, pgo=False, pause=0.0, quiet=False,

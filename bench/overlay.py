@@ -20,35 +20,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.harness import run_checked
-from bench.networks import digits_network
+from bench.networks import digits_network, paper_network
 from fpga.estimate import CAPACITY, estimate_core
 from gen.program import compile_network, cycle_report
 from sim.overlay import check_outputs, run_program
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
-from sw.model import metaspikformer
 from sw.netbundle import write_network_bundle
-from sw.quant import quantize
-
-
-def paper_network(timesteps, images, seed=0):
-    """The paper's metaspikformer_8_256 (15.1 M parameters) with seeded weights, its BatchNorm
-    statistics from seeded random 224 x 224 images, quantized on those images."""
-    torch.manual_seed(seed)
-    model = metaspikformer("metaspikformer_8_256", timesteps=timesteps)
-    rng = np.random.default_rng(seed)
-    calib = torch.tensor(rng.random((images, 3, 224, 224)), dtype=torch.float32)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(calib)
-    net = quantize(model.eval(), calib)
-    return net, net.to_input(calib)
 
 
 def log(text):
@@ -171,7 +151,7 @@ def main(argv=None):
         if args.paper:
             for t in (1, 4):
                 log(f"metaspikformer_8_256 T = {t}: seeding and quantizing (minutes)")
-                net, pixels = paper_network(t, 1)
+                net, pixels = paper_network(t)
                 runs.append(measure(f"metaspikformer_8_256-t{t}", net, pixels, core, work))
     figures["runs"] = runs
     figures["rtl"] = rtl

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.harness import paper_network, run_checked
-from bench.networks import digits_network
+from bench.harness import run_checked
+from bench.networks import digits_network, paper_network
 from gen.program import compile_network, cycle_report
 from sim.cosim import prepare_lif
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream

@@ -47,7 +47,7 @@ __all__ = ["HarnessError", "CoreRun", "build_core", "run_core", "core_memory", "
 
 HERE = Path(__file__).resolve().parent
 #: The harness's own sources (part of every build's hash).
-SOURCES = ("axi_slave.h", "lz4/lz4.h", "lz4/lz4_literals.cpp")
+SOURCES = ("axi_slave.h", "files.h", "lz4/lz4.h", "lz4/lz4_literals.cpp")
 #: Verilator's flags for harness builds: its own optimisation at its highest, X values as
 #: zeros (the designs reset every register they read).
 VERILATOR_FLAGS = WARNING_FLAGS + ("-O3", "--x-assign", "fast", "--x-initial", "fast")

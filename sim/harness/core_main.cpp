@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "axi_slave.h"
+#include "files.h"
 
 #define M(sig) top->m_axi_##sig
 #define S(sig) top->s_axil_##sig
@@ -292,23 +293,7 @@ class Bench {
 #endif
 };
 
-bool read_file(const std::string &path, std::vector<uint8_t> &out) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return false;
-    out.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    return true;
-}
 
-bool write_file(const std::string &path, const std::vector<uint8_t> &data) {
-    std::string tmp = path + ".part";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        if (!f) return false;
-        f.write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
-        if (!f) return false;
-    }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
 
 std::string json_string(const std::string &s) {
     std::string out = "\"";
@@ -330,7 +315,7 @@ int main(int argc, char **argv) {
     int status_code = 0;
     for (size_t n = 0; n < opt.runs.size(); ++n) {
         const auto &run = opt.runs[n];
-        if (!read_file(run.first, bench.mem().mem)) {
+        if (!harness::read_file(run.first, bench.mem().mem)) {
             std::fprintf(stderr, "core_harness: error: cannot read %s\n", run.first.c_str());
             return 2;
         }
@@ -406,7 +391,7 @@ int main(int argc, char **argv) {
         }
         entry += "}";
         report += (n ? ",\n " : "") + entry;
-        if (!write_file(run.second, bench.mem().mem)) {
+        if (!harness::write_file(run.second, bench.mem().mem)) {
             std::fprintf(stderr, "core_harness: error: cannot write %s\n", run.second.c_str());
             return 2;
         }
@@ -420,7 +405,7 @@ int main(int argc, char **argv) {
     report += "]\n";
     if (!opt.report.empty()) {
         std::vector<uint8_t> bytes(report.begin(), report.end());
-        if (!write_file(opt.report, bytes)) {
+        if (!harness::write_file(opt.report, bytes)) {
             std::fprintf(stderr, "core_harness: error: cannot write %s\n", opt.report.c_str());
             return 2;
         }

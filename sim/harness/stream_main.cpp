@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "axi_slave.h"  // harness::Pauses
+#include "files.h"       // harness::read_file, write_file
 
 namespace {
 
@@ -96,16 +97,6 @@ struct Recorder {
     }
 };
 
-bool write_file(const std::string &path, const std::vector<uint8_t> &data) {
-    std::string tmp = path + ".part";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        if (!f) return false;
-        f.write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
-        if (!f) return false;
-    }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
 
 }  // namespace
 
@@ -144,11 +135,7 @@ int main(int argc, char **argv) {
     if (!waves.empty()) usage("this build has no waveform support (build it with waves)");
 #endif
     std::vector<uint8_t> in;
-    {
-        std::ifstream f(in_path, std::ios::binary);
-        if (!f) usage("cannot read " + in_path);
-        in.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    }
+    if (!harness::read_file(in_path, in)) usage("cannot read " + in_path);
     if (in.size() % IN_BYTES)
         usage(in_path + " holds " + std::to_string(in.size()) + " bytes, not a whole number of " +
               std::to_string(IN_BYTES) + "-byte beats");
@@ -235,9 +222,9 @@ int main(int argc, char **argv) {
     if (trace) trace->close();
 #endif
     top->final();
-    if (!write_file(out_path, out.data)) usage("cannot write " + out_path);
+    if (!harness::write_file(out_path, out.data)) usage("cannot write " + out_path);
 #define WRITE_TAP(n, bytes)                                                   \
-    if (!taps_dir.empty() && !write_file(taps_dir + "/t" #n ".bin", tap##n.data)) \
+    if (!taps_dir.empty() && !harness::write_file(taps_dir + "/t" #n ".bin", tap##n.data)) \
         usage("cannot write " + taps_dir + "/t" #n ".bin");
     FOR_TAPS(WRITE_TAP)
     char text[512];
@@ -250,7 +237,7 @@ int main(int argc, char **argv) {
                   (unsigned long long)out.beats, seconds);
     if (!report_path.empty()) {
         std::vector<uint8_t> bytes(text, text + std::strlen(text));
-        if (!write_file(report_path, bytes)) usage("cannot write " + report_path);
+        if (!harness::write_file(report_path, bytes)) usage("cannot write " + report_path);
     } else {
         std::fputs(text, stdout);
     }
