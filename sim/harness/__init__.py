@@ -175,8 +175,8 @@ def _compile(build_dir, main, binary, flags, opt, cflags="", ldflags="", runtime
     shutil.rmtree(obj, ignore_errors=True)
     cmd = [str(bindir / "verilator"), "--cc", "--exe", *flags, "--top-module", "harness_top",
            "--prefix", "Vtop", "-Mdir", "obj", "-o", f"../{binary.name}",
-           "-CFLAGS", f"-I{HERE} -I{build_dir} {cflags}".strip(),
-           "harness_top.v", "design.v", str(HERE / main)]
+           "-CFLAGS", f"-I{build_dir / 'src'} -I{build_dir} {cflags}".strip(),
+           "harness_top.v", "design.v", str(build_dir / "src" / main)]
     if ldflags:
         cmd[-3:-3] = ["-LDFLAGS", ldflags]
     _run_logged(cmd, build_dir, build_dir)
@@ -214,8 +214,10 @@ def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=No
     h = hashlib.sha256(verilog + top.encode() + header + " ".join(flags).encode()
                        + opt.encode() + _verilator_key().encode()
                        + (b"pgo" if train else b""))
-    for name in (*SOURCES, main):
-        h.update((HERE / name).read_bytes())
+    # the sources as hashed are the sources compiled (copied into the build before it starts)
+    sources = {name: (HERE / name).read_bytes() for name in (*SOURCES, main)}
+    for text in sources.values():
+        h.update(text)
     variant = ("waves-" if waves else "") + ("pgo-" if train else "")
     build_dir = Path(build_root).resolve() / f"{kind}-{variant}{h.hexdigest()[:16]}"
     binary = build_dir / f"{kind}_harness"
@@ -233,6 +235,9 @@ def _build(kind, verilog, top, header, main, build_root, *, waves, opt, train=No
         (build_dir / "design.v").write_bytes(verilog)
         (build_dir / "harness_top.v").write_text(input_wrapper(verilog, top))
         (build_dir / "harness_config.h").write_bytes(header)
+        for name, text in sources.items():
+            (build_dir / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            (build_dir / "src" / name).write_bytes(text)
         if train is None:
             _compile(build_dir, main, binary, flags, opt,
                      runtime=_runtime_dir(build_root, flags, opt))
