@@ -1,7 +1,8 @@
 """Overlay core benchmark: per operation and in total, the cycle model against the bound
-`max(event-driven ideal at the core's lanes + drain, bytes moved / bytes per AXI beat)`, bytes
-per image, the default core's block RAM, and the paper's 15.1 M model compiled for the default
-core. Every program is also run through the reference executor (`sim.overlay`) and checked
+`max(event-driven ideal at the core's lanes + drain, bytes / bytes per AXI beat)` (the larger
+of the bytes read and written: AXI's read and write channels work at once), bytes per image,
+the default core's block RAM, and the paper's 15.1 M model compiled for the default core.
+Every program is also run through the reference executor (`sim.overlay`) and checked
 against the integer model's traces, so the figures are for programs that compute the right
 thing. Prints Markdown; `--json FILE` also saves the figures.
 
