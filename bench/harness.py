@@ -84,6 +84,8 @@ def run_checked(net, pixels, work, core, *, binary=None, pgo=False, pause=0.0, q
     runs = run_core(binary, memories, layers=len(image.ops), pause=pause, seed=seed,
                     progress=progress, progress_every=1_000_000, budget=budget)
     seconds = time.perf_counter() - t0
+    # the harness's own clock: its loop, without starting it and moving the memories
+    looped = sum(r.report["seconds"] for r in runs)
     bar.close()
     compared = 0
     for s, run in enumerate(runs):
@@ -108,9 +110,8 @@ def run_checked(net, pixels, work, core, *, binary=None, pgo=False, pause=0.0, q
             "values_compared": compared, "per_op": ops,
             "seconds": {"trace": round(traced, 1), "compile": round(compiled, 1),
                         "simulate": round(seconds, 3),
-                        "harness": round(sum(r.report["seconds"] for r in runs), 3)},
-            # the harness's own clock: its loop, without starting it and moving the memories
-            "cycles_per_second": round(waited / sum(r.report["seconds"] for r in runs)),
+                        "harness": round(looped, 3)},
+            "cycles_per_second": round(waited / looped),
             "build_seconds": build_seconds(binary)}
 
 

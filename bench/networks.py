@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from sw.checkpoint import load_checkpoint
-from sw.model import PAPER_MODELS, MetaSpikeFormer, paper_config
+from sw.model import PAPER_MODELS, MetaSpikeFormer, batchnorm_statistics, paper_config
 from sw.quant import QuantOptions, quantize
 from sw.train import load_dataset
 
@@ -41,11 +41,5 @@ def paper_network(timesteps, size=224, seed=0, name="metaspikformer_8_256", imag
     images = images or min(64, -(-224 * 224 // (size * size)))
     calib = torch.tensor(np.random.default_rng(seed).random((images, 3, size, size)),
                          dtype=torch.float32)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(calib)
-    net = quantize(model.eval(), calib, options or QuantOptions())
+    net = quantize(batchnorm_statistics(model, calib), calib, options or QuantOptions())
     return net, net.to_input(calib[:1])

@@ -903,8 +903,6 @@ class _Sequencer(wiring.Component):
         tb_part = tb_rd.data[WGB + 1:]
         m.d.comb += ro_rd.addr.eq((tg_orow - r0)[:MAPB])
         tap_ok = in_band & (tb_part == part_cur)
-        # a row of taps outside the band is passed in one cycle instead of a cycle a tap
-        row_off = ~in_band
         last_g = Mux(is_dw, 1, tg_g + 1 == gt)
         last_j = tg_j + 1 == tg_ntc
         last_i = tg_i + 1 == tg_ntr
@@ -912,9 +910,9 @@ class _Sequencer(wiring.Component):
         emit = Signal()
         m.d.comb += [emit.eq(tg_busy & tap_ok),
                      finishing.eq(tg_busy & (~in_band | ~tap_ok | last_g) & last_j & last_i
-                                  | tg_busy & row_off & last_i)]
+                                  | tg_busy & ~in_band & last_i)]
         with m.If(tg_busy):
-            with m.If(row_off):                       # the whole row of taps has nothing to do
+            with m.If(~in_band):                      # the whole row of taps is outside the band
                 with m.If(last_i):
                     m.d.sync += tg_busy.eq(0)
                 with m.Else():

@@ -255,6 +255,20 @@ class MetaSpikeFormer(nn.Module):
         return self.head(self.head_lif(x)).mean(0)
 
 
+def batchnorm_statistics(model, images, passes=1):
+    """Give `model`'s BatchNorm layers the plain mean and variance of `images` (the model run
+    `passes` times in training mode, cumulative averages) and return it in eval mode: seeded
+    models whose firing resembles a trained one's, for tests and benchmarks."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(passes):
+            model(images)
+    return model.eval()
+
+
 def paper_config(dims, *, num_classes=1000, timesteps=1, sdsa_variant=3):
     """The ImageNet layout of the paper for channel widths `dims` = [C0, C1, C2, C3]."""
     c0, c1, c2, c3 = dims

@@ -26,7 +26,7 @@ def seeded_network(kind, *, channels, heads=1, height=8, width=8, timesteps=1, s
     # (its --kind choices) without them
     import torch
 
-    from .model import MetaSpikeFormer, ModelConfig, StageSpec
+    from .model import MetaSpikeFormer, ModelConfig, StageSpec, batchnorm_statistics
     from .quant import quantize
 
     if kind not in KINDS:
@@ -40,11 +40,4 @@ def seeded_network(kind, *, channels, heads=1, height=8, width=8, timesteps=1, s
     model = MetaSpikeFormer(config)
     rng = np.random.default_rng(seed)
     calib = torch.tensor(rng.random((images, 1, height, width)), dtype=torch.float32)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(calib)
-    return quantize(model.eval(), calib)
+    return quantize(batchnorm_statistics(model, calib, passes=2), calib)

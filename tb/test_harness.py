@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from bench.harness import run_checked
 from bench.networks import digits_network, paper_network
@@ -34,7 +33,7 @@ from spec.core import CoreConfig
 from spec.csr import ERRORS, STATUS_BUSY, STATUS_ERROR
 from spec.lif import LIFConfig, load_lif_bundle
 from spec.ports import pack, payload_width, unpack
-from sw.model import MetaSpikeFormer, StageSpec, digits_config
+from sw.model import StageSpec
 from sw.netbundle import write_network_bundle
 from sw.quant import QuantOptions, quantize
 
@@ -199,18 +198,10 @@ def test_weight_passes_on_a_small_core(build_root, tmp_path):
 def _stride2_network():
     """The digits model's shape with its Transformer stage behind a 3 x 3 downsampling of
     stride 2 (8 x 8 -> 4 x 4), seeded, with BatchNorm statistics of 256 images."""
-    torch.manual_seed(7)
-    config = dataclasses.replace(digits_config(timesteps=1, dims=(8, 16), heads=2), stages=(
-        StageSpec("conv", 8, 1, kernel=3, stride=1, padding=1),
-        StageSpec("transformer", 16, 1, stride=2)))
-    model = MetaSpikeFormer(config)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(digits_data()[0][:256])
-    return quantize(model.eval(), digits_data()[0][:32])
+    stages = (StageSpec("conv", 8, 1, kernel=3, stride=1, padding=1),
+              StageSpec("transformer", 16, 1, stride=2))
+    return quantize(stats_model(dims=(8, 16), heads=2, seed=7, stages=stages),
+                    digits_data()[0][:32])
 
 
 def test_corrupted_expectation_is_caught(harness, digits):

@@ -10,7 +10,7 @@ import functools
 
 import torch
 
-from sw.model import MetaSpikeFormer, digits_config
+from sw.model import MetaSpikeFormer, batchnorm_statistics, digits_config
 from sw.train import load_dataset
 
 
@@ -19,20 +19,15 @@ def digits():
     return load_dataset("digits")
 
 
-def stats_model(*, timesteps=1, dims=(8, 16), heads=2, seed=0, images=256, variant=3):
-    """A seeded digits model in eval mode with BatchNorm statistics from `images` images."""
+def stats_model(*, timesteps=1, dims=(8, 16), heads=2, seed=0, images=256, variant=3,
+                stages=None):
+    """A seeded digits model in eval mode with BatchNorm statistics from `images` images;
+    `stages` (`StageSpec`s) replace the digits model's."""
     from dataclasses import replace
 
     torch.manual_seed(seed)
     config = replace(digits_config(timesteps=timesteps, dims=dims, heads=heads),
                      sdsa_variant=variant)
-    model = MetaSpikeFormer(config)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    xtr = digits()[0][:images]
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(xtr)
-    return model.eval()
+    if stages is not None:
+        config = replace(config, stages=stages)
+    return batchnorm_statistics(MetaSpikeFormer(config), digits()[0][:images], passes=2)
