@@ -5,7 +5,8 @@ the class scores against the model's (tests in tb/cocotb_core.py). One Verilator
 default core, shared by every test.
 
 - the trained digits network at T = 1 (one image here; `-m slow` runs more);
-- a seeded network at T = 4 (membranes across timesteps; every operation);
+- a seeded network at T = 4 (membranes across timesteps; every operation; `-m slow`: make
+  test runs it in the compiled harness, tb/test_harness.py);
   (the attention in two tiles runs in the compiled harness: tb/test_harness.py);
 - a corrupted expectation caught; damaged programs (unknown opcode, an address outside the
   program's memory, checksums, another core's fingerprint, magic, a kernel above the core's
@@ -133,8 +134,11 @@ def test_digits_network_more_images(verilog, build_root, digits):
     assert [r["sample"] for r in report] == [1, 2]
 
 
+@pytest.mark.slow
 def test_seeded_network_t4_bit_exact(verilog, build_root, seeded_t4):
-    """A seeded network at T = 4: every operation kind, membranes across timesteps."""
+    """A seeded network at T = 4: every operation kind, membranes across timesteps. (`make
+    test` runs the same network, program and checks in the compiled harness,
+    tb/test_harness.py, with 20 % memory pauses; this cocotb run is in `make test-slow`.)"""
     folder, image, net = seeded_t4
     assert {op.opcode for op in image.ops} == {"conv_lif", "conv_stream", "depthwise", "lif",
                                                "sdsa", "head"}
