@@ -4,7 +4,8 @@ AXI4-Lite; every operation's output region is checked against the integer model'
 the class scores against the model's (tests in tb/cocotb_core.py). One Verilator build of the
 default core, shared by every test.
 
-- the trained digits network at T = 1 (one image here; `-m slow` runs more);
+- the trained digits network at T = 1 (`-m slow`: one image, and two more; make test runs it
+  in the compiled harness, and its first layers in the tests below);
 - a seeded network at T = 4 (membranes across timesteps; every operation; `-m slow`: make
   test runs it in the compiled harness, tb/test_harness.py);
   (the attention in two tiles runs in the compiled harness: tb/test_harness.py);
@@ -114,8 +115,12 @@ def run_case(verilog, build_root, folder, name, image, layers, testcase="test_im
     return json.loads(Path(case["report"]).read_text())
 
 
+@pytest.mark.slow
 def test_digits_network_bit_exact(verilog, build_root, digits):
-    """The trained digits network, T = 1, one image: every layer, the scores."""
+    """The trained digits network, T = 1, one image: every layer, the scores. (`make test`
+    runs this network through the compiled harness, tb/test_harness.py, three images back to
+    back with 30 % memory pauses; here, with cocotbext-axi's AxiRam, it is in `make
+    test-slow`; the bad-program and soft-reset tests below run its first layers here.)"""
     folder, image, net = digits
     report = run_case(verilog, build_root, folder, "digits", image, len(image.ops),
                       samples=[0], budget=3_000_000, classes=net.head.fc.out_channels,
