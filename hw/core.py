@@ -1063,7 +1063,6 @@ class _Sequencer(wiring.Component):
         # -- drain datapath ---------------------------------------------------------------------
         d_g = Signal(GB + 1)
         d_pix = Signal(ACCB + 2)                      # pixel within the band
-        d_real = Signal(L)                            # the group's lanes below out_channels
         d_npix = Signal(ACCB + 2)
         # the lane unit's inputs, and what it does to them first (X_*): the drain's
         # accumulators plus bias, saturated at acc_bits (or not: the wide store), the head's
@@ -1077,8 +1076,9 @@ class _Sequencer(wiring.Component):
         bias = lanes_of(p_rd[0].data, 2)
         prm1 = lanes_of(p_rd[1].data, 2)
         prm2 = lanes_of(p_rd[2].data, 2)
+        lu_g = Signal.like(d_g)                       # the group stage 1 reads the parameters of
         for pr in p_rd:
-            m.d.comb += pr.addr.eq(d_g)
+            m.d.comb += pr.addr.eq(lu_g)
         frac = D["frac_bits"][:5]
         first_t = ts == 0
         last_t = ts + 1 == tsteps
@@ -1086,9 +1086,16 @@ class _Sequencer(wiring.Component):
         # registers: spike_word, out_word (values) and the new membranes. Three stages: the
         # input's bias and saturation; the saturating shift (and the shortcut's right shift)
         # plus the LIF's or the stream's bias; the charge's saturation, the membrane update
-        # and the threshold (and the shortcut's saturations and residual sum). A
-        # client sets `lu_run` and waits for `lu_busy` to fall, holding the unit's inputs
-        # (x_lanes, res_lanes, the parameters at d_g, the membranes read) until then.
+        # and the threshold (and the shortcut's saturations and residual sum). A client sets
+        # `lu_start` with the group's inputs in x_lanes and res_lanes, its parameters' group
+        # in d_g and its old membranes in the membrane memory's read data; the unit latches
+        # the membranes and the group, and stage 1 picks every input of a sub-group (so a
+        # client may load the next group's inputs in the cycle of the last sub-group's stage
+        # 1). The attention and the head wait for `lu_busy` to fall and finish the group
+        # themselves; the drain goes on with its next group, and the retire logic (below)
+        # finishes each group after stage 3 (`t3_*`: the group's tags, carried beside the
+        # stages). While a finished group cannot retire (its output beats wait for the
+        # emitter), `lu_hold` holds every stage.
         DL = min(L, DRAIN_LANES)
         NSUB = L // DL
         lu_run = Signal()                             # stage 1 takes sub-group lu_sub
@@ -1099,7 +1106,15 @@ class _Sequencer(wiring.Component):
         lu_sub3 = Signal(range(max(2, NSUB)))
         lu_busy = Signal()
         m.d.comb += lu_busy.eq(lu_run | lu_v2 | lu_v3)
-        m.d.sync += [lu_v2.eq(lu_run), lu_sub2.eq(lu_sub), lu_v3.eq(lu_v2), lu_sub3.eq(lu_sub2)]
+        lu_hold = Signal()
+        lu_start = Signal()
+
+        def lsync(stmts):
+            with m.If(~lu_hold):
+                m.d.sync += stmts
+        lsync([lu_v2.eq(lu_run), lu_sub2.eq(lu_sub), lu_v3.eq(lu_v2), lu_sub3.eq(lu_sub2)])
+        # the membranes of the group, latched at its start (0 at the first timestep)
+        vold_lanes = [Signal(signed(V), name=f"vold_in{i}") for i in range(L)]
         vnew_reg = Signal(L * V)
         v_new = [vnew_reg[V * i:V * (i + 1)].as_signed() for i in range(L)]
         for kl in range(DL):
@@ -1123,12 +1138,18 @@ class _Sequencer(wiring.Component):
             # (the LIF) or the stream shift, the right one by the negative stream shift
             p1a = pick(prm1, lu_sub)
             lsh1, rsh1, rgt1 = Signal(5, name=f"lsh{kl}"), Signal(5, name=f"rsh{kl}"), Signal()
-            m.d.sync += [x1.eq(x), lsh1.eq(Mux(is_stream, p1a[:5], frac)),
-                         rsh1.eq((-p1a)[:5]), rgt1.eq(p1a < 0)]
+            lsync([x1.eq(x), lsh1.eq(Mux(is_stream, p1a[:5], frac)),
+                   rsh1.eq((-p1a)[:5]), rgt1.eq(p1a < 0)])
             # stage 3's parameters, picked once (here) and carried in registers: a second
             # pick in stage 2 would be another multiplexer per parameter
             b0s, p1s, p2s = (Signal(signed(32), name=f"{n}{kl}") for n in ("b0s", "p1s", "p2s"))
-            m.d.sync += [b0s.eq(b0), p1s.eq(p1a), p2s.eq(pick(prm2, lu_sub))]
+            lsync([b0s.eq(b0), p1s.eq(p1a), p2s.eq(pick(prm2, lu_sub))])
+            # the residual and the old membrane of the sub-group, picked here too
+            res1 = Signal(signed(34), name=f"res1_{kl}")
+            lsync(res1.eq(pick(res_lanes, lu_sub)))
+            if has_v:
+                vold1 = Signal(signed(V), name=f"vold1_{kl}")
+                lsync(vold1.eq(pick(vold_lanes, lu_sub)))
             # stage 2: one saturating left shift; the shortcut's right shift beside it
             shifted = Signal(signed(SW), name=f"xshift{kl}")
             m.d.comb += shifted.eq(_shl_sat(x1, lsh1, SW))
@@ -1139,16 +1160,15 @@ class _Sequencer(wiring.Component):
             lbias = Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))
             shifted2 = Signal(signed(SW + 1), name=f"xshift2_{kl}")
             moved2 = Signal(signed(SW + 1), name=f"moved2_{kl}")
-            m.d.sync += [x2.eq(x1), shifted2.eq(shifted + lbias), moved2.eq(moved + p2s)]
+            lsync([x2.eq(x1), shifted2.eq(shifted + lbias), moved2.eq(moved + p2s)])
             # stage 3's threshold (from the registers above), old membrane and residual, into
             # registers in stage 2
             th = Signal(signed(32), name=f"th{kl}")
             res = Signal(signed(34), name=f"res3_{kl}")
-            m.d.sync += [th.eq(Mux(is_lif | is_sdsa, b0s, p1s)),
-                         res.eq(pick(res_lanes, lu_sub2))]
+            lsync([th.eq(Mux(is_lif | is_sdsa, b0s, p1s)), res.eq(res1)])
             if has_v:
                 vold = Signal(signed(V), name=f"vold{kl}")
-                m.d.sync += vold.eq(Mux(first_t, 0, pick(wide_lanes, lu_sub2)))
+                lsync(vold.eq(vold1))
             else:
                 vold = Const(0, signed(V))
             # stage 3
@@ -1163,17 +1183,39 @@ class _Sequencer(wiring.Component):
             branch = Signal(signed(33), name=f"branch{kl}")
             m.d.comb += branch.eq(_clamp(moved2, o_lo, o_hi))
             val = Mux(is_stream, _clamp(branch + res, o_lo, o_hi), x2)
-            with m.If(lu_v3):
+            with m.If(lu_v3 & ~lu_hold):
                 for j in range(NSUB):
                     i = j * DL + kl
                     with m.If(lu_sub3 == j):
                         m.d.sync += [spike_word[i].eq(fired),
                                      vnew_reg[V * i:V * (i + 1)].eq(Mux(fired, 0, h)),
                                      out_word[32 * i:32 * (i + 1)].eq(val)]
-        with m.If(lu_run):
+        with m.If(lu_run & ~lu_hold):
             m.d.sync += lu_sub.eq(lu_sub + 1)
             with m.If(lu_sub == NSUB - 1):
                 m.d.sync += [lu_run.eq(0), lu_sub.eq(0)]
+        # a group's tags, stage by stage: the membrane address, the lanes below out_channels,
+        # last group of its pixel, retired by the retire logic (the drain's groups)
+        t1_addr, t2_addr, t3_addr = (Signal(ACCB + 1, name=f"t{k}_addr") for k in (1, 2, 3))
+        t1_real, t2_real, t3_real = (Signal(L, name=f"t{k}_real") for k in (1, 2, 3))
+        t1_last, t2_last, t3_last = (Signal(name=f"t{k}_last") for k in (1, 2, 3))
+        t1_drn, t2_drn, t3_drn = (Signal(name=f"t{k}_drn") for k in (1, 2, 3))
+        with m.If(lu_run & (lu_sub == NSUB - 1) & ~lu_hold):
+            m.d.sync += [t2_addr.eq(t1_addr), t2_real.eq(t1_real), t2_last.eq(t1_last),
+                         t2_drn.eq(t1_drn)]
+        with m.If(lu_v2 & (lu_sub2 == NSUB - 1) & ~lu_hold):
+            m.d.sync += [t3_addr.eq(t2_addr), t3_real.eq(t2_real), t3_last.eq(t2_last),
+                         t3_drn.eq(t2_drn)]
+        # a client's start (never while the unit holds: only the drain's groups retire, and
+        # a client starts only when the stage-1 registers it loads are free)
+        with m.If(lu_start):
+            m.d.sync += [lu_run.eq(1), lu_g.eq(d_g), t1_drn.eq(0)]
+            if has_v:
+                m.d.sync += [vold_lanes[i].eq(Mux(first_t, 0, wide_lanes[i])) for i in range(L)]
+        # the unit's stage 1 takes a new group in the next cycle: it is idle, or in its last
+        # sub-group and not held
+        lu_free = Signal()
+        m.d.comb += lu_free.eq(~lu_hold & (~lu_run | (lu_sub == NSUB - 1)))
 
         # packed output chunk of a group: spikes (L bits) or L values of 1, 2, 4 bytes
         o_nbeats = Signal(8)                          # beats of a value chunk
@@ -1182,9 +1224,10 @@ class _Sequencer(wiring.Component):
         # the output emitter: sends a finished group's beats while the drain goes on
         em_busy = Signal()
         em_spk = Signal()
-        # Values are sent from out_word itself: the lane unit starts the next group only when
-        # the emitter is idle (D_WAIT), so out_word holds still while its beats go out.
-        em_sbeat = Signal(AW)                         # a spike beat (sbuf goes on filling)
+        # the beats being sent: a retired group's values, or a beat of spikes (sbuf goes on
+        # filling), copied here so that the lane unit goes on with the next groups
+        EMW = max(L * 32, AW)
+        em_word = Signal(EMW)
         em_sstrb = Signal(AB)
         em_n = Signal(8)
         em_nb = Signal(8)
@@ -1193,11 +1236,11 @@ class _Sequencer(wiring.Component):
                  for lb in range(3)}
         m.d.comb += out_packed.eq(Mux(lg_out_vb == 2, packs[2],
                                       Mux(lg_out_vb == 1, packs[1], packs[0])))
-        NBT = L * 32 // AW                            # beats of a chunk of 4-byte values
-        chunk_beat = out_packed.word_select(em_n[:max(1, _log2(NBT))], AW) if NBT > 1 \
-            else out_packed[:AW]
+        NBT = EMW // AW                               # beats of a chunk of 4-byte values
+        chunk_beat = em_word.word_select(em_n[:max(1, _log2(NBT))], AW) if NBT > 1 \
+            else em_word[:AW]
         with m.If(em_busy):
-            m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(Mux(em_spk, em_sbeat, chunk_beat)),
+            m.d.comb += [wr.valid.eq(1), wr.payload.data.eq(chunk_beat),
                          wr.payload.strb.eq(Mux(em_spk, em_sstrb, (1 << AB) - 1))]
             with m.If(wr.ready):
                 m.d.sync += em_n.eq(em_n + 1)
@@ -1207,7 +1250,38 @@ class _Sequencer(wiring.Component):
         sstrb = Signal(AB)
         s_byte = Signal(16)                           # byte of the group's spikes in the record
         SPB = max(1, L // 8)                          # bytes of a group's spikes
+        s_first = g0 << _log2(SPB) if SPB > 1 else g0    # the tile's first byte of a record
         out_spikes = is_conv_lif | is_lif
+
+        # the retire logic: a drain group out of stage 3 writes its membranes, and its spikes
+        # into the record's beat (sent when full or at the pixel's last group) or its values
+        # to the emitter; it waits for the emitter to be idle, holding the lane unit
+        ret_pend = Signal()
+        ret_fire = Signal()
+        m.d.comb += [lu_hold.eq(ret_pend & em_busy), ret_fire.eq(ret_pend & ~em_busy)]
+        with m.If(ret_fire):
+            m.d.sync += ret_pend.eq(0)
+            if has_v:
+                with m.If(out_spikes & ~last_t):
+                    v_write(t3_addr, SRC_NEW)
+            with m.If(out_spikes):
+                byte = s_byte[:LGAB] if LGAB else Const(0)
+                nbuf = Signal(AW)
+                # padding channels (past out_channels) never fire (t3_real)
+                m.d.comb += nbuf.eq(sbuf | ((spike_word & t3_real) << (byte << 3)))
+                nstrb = Signal(AB)
+                m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
+                m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb),
+                             s_byte.eq(Mux(t3_last, s_first, s_byte + SPB))]
+                with m.If((byte + SPB == AB) | t3_last):
+                    m.d.sync += [em_word[:AW].eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
+                                 sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
+                                 em_nb.eq(1)]
+            with m.Else():
+                m.d.sync += [em_word.eq(out_packed), em_busy.eq(1), em_spk.eq(0),
+                             em_n.eq(0), em_nb.eq(o_nbeats)]
+        with m.If(lu_v3 & (lu_sub3 == NSUB - 1) & t3_drn & ~lu_hold):
+            m.d.sync += ret_pend.eq(1)
 
         # stream (residual, or the lif op's input) of a pixel's tile slice
         s_need = Signal()
@@ -1787,6 +1861,7 @@ class _Sequencer(wiring.Component):
             with m.State("DRAIN"):
                 m.d.sync += [dri_n.eq(0), dwi_n.eq(0), asm_n.eq(0)]
                 m.d.sync += [d_npix.eq((r1 - r0) << 0), cnt.eq(0), acc32.eq(0)]
+                m.d.sync += [sbuf.eq(0), sstrb.eq(0), s_byte.eq(s_first)]
                 m.next = "D_NPIX"
             with m.State("D_NPIX"):                 # pixels of this band: (r1 - r0) * ow
                 with m.If(cnt == r1 - r0):
@@ -1797,16 +1872,17 @@ class _Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [acc32.eq(acc_plus(ow)), cnt.eq(cnt + 1)]
             with m.State("D_PIX"):
-                with m.If((d_pix == d_npix) & ~em_busy):
-                    m.d.sync += drain_on.eq(0)
-                    m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
-                                 t_out.eq(t_out + D["out_t_stride"]),
-                                 t_res.eq(t_res + s_tstride),
-                                 next_out_off.eq(out_pix), next_res_off.eq(res_pix)]
-                    m.next = "T_START"
-                with m.Elif(d_pix != d_npix):
-                    m.d.sync += [d_g.eq(0), sbuf.eq(0), sstrb.eq(0),
-                                 s_byte.eq(g0 << _log2(SPB) if SPB > 1 else g0)]
+                with m.If(d_pix == d_npix):
+                    # every group retired and its beats sent
+                    with m.If(~em_busy & ~lu_busy & ~ret_pend):
+                        m.d.sync += drain_on.eq(0)
+                        m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
+                                     t_out.eq(t_out + D["out_t_stride"]),
+                                     t_res.eq(t_res + s_tstride),
+                                     next_out_off.eq(out_pix), next_res_off.eq(res_pix)]
+                        m.next = "T_START"
+                with m.Else():
+                    m.d.sync += d_g.eq(0)
                     m.next = "D_WAIT"
             with m.State("D_WAIT"):
                 # the group's stream word (when needed), then the accumulator read
@@ -1817,66 +1893,45 @@ class _Sequencer(wiring.Component):
                     m.d.comb += go.eq(1)
                 # the read is issued in every cycle of this state: the data is there in the next
                 m.d.comb += [d_read.eq(1), d_addr.eq(gbase[d_g[:GB]] + d_pix)]
-                with m.If(go & ~em_busy):
+                with m.If(go):
                     m.d.sync += drain_addr.eq(d_addr)
                     m.next = "D_CALC"
             with m.State("D_CALC"):
+                # the group's accumulators (read at drain_addr) and stream word into the lane
+                # unit when its stage 1 is free; the unit's retire logic finishes the group
                 m.d.comb += draining.eq(1)
-                m.d.sync += asm_n.eq(0)                  # the stream word is taken
-                sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
-                for i in range(L):
-                    sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
-                    accv = Mux(wide, wide_lanes[i], acc_lanes[i])
-                    m.d.sync += [
-                        x_lanes[i].eq(Mux(is_lif, sval, accv)),
-                        res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
-                    ]
-                m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
-                                          Mux(wide, X_BIAS, X_BIAS_SAT)))
-                m.d.sync += d_real.eq(lanes_below((g0 + d_g) << LGL, D["out_channels"]))
-                m.d.sync += lu_run.eq(1)
-                # clear the accumulator as it is read
-                with m.If(~is_lif):
-                    with m.If(wide & has_v):
-                        if has_v:
-                            v_write(drain_addr, SRC_ZERO)
-                    with m.Else():
-                        acc_write(drain_addr, SRC_ZERO)
-                m.next = "D_LIF"
-            with m.State("D_LIF"):
-                # the stream word of the group was taken in D_CALC: the next one's beats come
-                # in while the lane unit works (the drain's stream holds only the band's words)
-                with m.If(s_need):
-                    collect(s_nbeats)
-                with m.If(lu_busy):
-                    m.d.comb += draining.eq(1)
-                with m.Else():
-                    m.d.comb += draining.eq(1)
-                    if has_v:
-                        with m.If(out_spikes & ~last_t):
-                            v_write(drain_addr, SRC_NEW)
-                    with m.If(out_spikes):
-                        byte = s_byte[:LGAB] if LGAB else Const(0)
-                        nbuf = Signal(AW)
-                        # padding channels (past out_channels) never fire (d_real)
-                        m.d.comb += nbuf.eq(sbuf | ((spike_word & d_real) << (byte << 3)))
-                        nstrb = Signal(AB)
-                        m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
-                        m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb), s_byte.eq(s_byte + SPB)]
-                        flush = (byte + SPB == AB) | (d_g + 1 == gt)
-                        with m.If(flush):
-                            m.d.sync += [em_sbeat.eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
-                                         sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
-                                         em_nb.eq(1)]
-                    with m.Else():
-                        m.d.sync += [em_busy.eq(1), em_spk.eq(0),
-                                     em_n.eq(0), em_nb.eq(o_nbeats)]
+                with m.If(lu_free):
+                    m.d.comb += lu_start.eq(1)
+                    m.d.sync += asm_n.eq(0)                  # the stream word is taken
+                    sw = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
+                    for i in range(L):
+                        sval = Mux(s_lgvb == 2, sw[2][i], Mux(s_lgvb == 1, sw[1][i], sw[0][i]))
+                        accv = Mux(wide, wide_lanes[i], acc_lanes[i])
+                        m.d.sync += [
+                            x_lanes[i].eq(Mux(is_lif, sval, accv)),
+                            res_lanes[i].eq(Mux(D["res_addr"] != 0, sval, 0)),
+                        ]
+                    m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
+                                              Mux(wide, X_BIAS, X_BIAS_SAT)))
+                    m.d.sync += [t1_addr.eq(drain_addr), t1_last.eq(d_g + 1 == gt),
+                                 t1_drn.eq(1),
+                                 t1_real.eq(lanes_below((g0 + d_g) << LGL, D["out_channels"]))]
+                    # clear the accumulator as it is read
+                    with m.If(~is_lif):
+                        with m.If(wide & has_v):
+                            if has_v:
+                                v_write(drain_addr, SRC_ZERO)
+                        with m.Else():
+                            acc_write(drain_addr, SRC_ZERO)
                     # the next group, or the next pixel
                     with m.If(d_g + 1 == gt):
-                        m.d.sync += [d_pix.eq(d_pix + 1),
+                        m.d.sync += [d_g.eq(0), d_pix.eq(d_pix + 1),
                                      out_pix.eq(out_pix + D["out_pixel_bytes"]),
                                      res_pix.eq(res_pix + s_pb)]
-                        m.next = "D_PIX"
+                        with m.If(d_pix + 1 == d_npix):
+                            m.next = "D_PIX"
+                        with m.Else():
+                            m.next = "D_WAIT"
                     with m.Else():
                         m.d.sync += d_g.eq(d_g + 1)
                         m.next = "D_WAIT"
@@ -2059,8 +2114,7 @@ class _Sequencer(wiring.Component):
                 m.d.comb += draining.eq(1)
                 m.next = "SD_L_S"
             with m.State("SD_L_S"):
-                m.d.comb += draining.eq(1)
-                m.d.sync += lu_run.eq(1)
+                m.d.comb += [draining.eq(1), lu_start.eq(1)]
                 m.next = "SD_L_C"
             with m.State("SD_L_C"):
                 m.d.comb += draining.eq(1)
@@ -2160,8 +2214,7 @@ class _Sequencer(wiring.Component):
                 m.d.comb += draining.eq(1)
                 m.next = "HD_M_S"
             with m.State("HD_M_S"):
-                m.d.comb += draining.eq(1)
-                m.d.sync += lu_run.eq(1)
+                m.d.comb += [draining.eq(1), lu_start.eq(1)]
                 m.next = "HD_M_GET"
             with m.State("HD_M_GET"):               # the membrane; spikes become events
                 m.d.comb += draining.eq(1)
