@@ -835,6 +835,11 @@ class _Sequencer(wiring.Component):
                 m.d.sync += mag.eq(mag_rest)
                 with m.If(mag_rest == 0):
                     m.d.sync += mag_on.eq(0)
+                    # the next non-zero slot's magnitude follows without a gap
+                    with m.If(nz_any):
+                        m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
+                                     mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx),
+                                     mag_on.eq(1), nz.eq(nz_rest)]
             with m.Elif(is_dw):
                 if AW > L:
                     m.d.sync += hold.word_select(sp_grp[:_log2(AW // L)], L).eq(0)
@@ -848,7 +853,9 @@ class _Sequencer(wiring.Component):
                          mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx), mag_on.eq(1),
                          nz.eq(nz_rest)]
         beat_spent = Signal()
-        m.d.comb += beat_spent.eq(Mux(vmode, ~mag_on & ~nz_any, ~spike_any))
+        # (values: the beat is spent in the cycle its last event goes)
+        m.d.comb += beat_spent.eq(Mux(vmode, (~mag_on | ev_take & (mag_rest == 0)) & ~nz_any,
+                                      ~spike_any))
         with m.If(have & beat_spent):
             m.d.sync += have.eq(0)
         # take the next beat
@@ -1225,10 +1232,16 @@ class _Sequencer(wiring.Component):
         em_busy = Signal()
         em_spk = Signal()
         # the beats being sent: a retired group's values, or a beat of spikes (sbuf goes on
-        # filling), copied here so that the lane unit goes on with the next groups
+        # filling), copied so that the lane unit goes on with the next groups; a second slot
+        # (em_nx_*) takes the next chunk while this one goes out
         EMW = max(L * 32, AW)
         em_word = Signal(EMW)
         em_sstrb = Signal(AB)
+        em_nx = Signal()
+        em_nx_word = Signal(EMW)
+        em_nx_strb = Signal(AB)
+        em_nx_spk = Signal()
+        em_nx_nb = Signal(8)
         em_n = Signal(8)
         em_nb = Signal(8)
         out_packed = Signal(L * 32)                   # out_word's values at the layer's bytes
@@ -1246,6 +1259,10 @@ class _Sequencer(wiring.Component):
                 m.d.sync += em_n.eq(em_n + 1)
                 with m.If(em_n + 1 == em_nb):
                     m.d.sync += em_busy.eq(0)
+        # the next chunk follows the last beat of this one without a gap
+        with m.If(em_nx & (~em_busy | (wr.ready & (em_n + 1 == em_nb)))):
+            m.d.sync += [em_word.eq(em_nx_word), em_sstrb.eq(em_nx_strb), em_spk.eq(em_nx_spk),
+                         em_nb.eq(em_nx_nb), em_n.eq(0), em_busy.eq(1), em_nx.eq(0)]
         sbuf = Signal(AW)
         sstrb = Signal(AB)
         s_byte = Signal(16)                           # byte of the group's spikes in the record
@@ -1255,10 +1272,10 @@ class _Sequencer(wiring.Component):
 
         # the retire logic: a drain group out of stage 3 writes its membranes, and its spikes
         # into the record's beat (sent when full or at the pixel's last group) or its values
-        # to the emitter; it waits for the emitter to be idle, holding the lane unit
+        # to the emitter's next slot; it waits for that slot to be free, holding the lane unit
         ret_pend = Signal()
         ret_fire = Signal()
-        m.d.comb += [lu_hold.eq(ret_pend & em_busy), ret_fire.eq(ret_pend & ~em_busy)]
+        m.d.comb += [lu_hold.eq(ret_pend & em_nx), ret_fire.eq(ret_pend & ~em_nx)]
         with m.If(ret_fire):
             m.d.sync += ret_pend.eq(0)
             if has_v:
@@ -1274,12 +1291,11 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb),
                              s_byte.eq(Mux(t3_last, s_first, s_byte + SPB))]
                 with m.If((byte + SPB == AB) | t3_last):
-                    m.d.sync += [em_word[:AW].eq(nbuf), em_sstrb.eq(nstrb), sbuf.eq(0),
-                                 sstrb.eq(0), em_busy.eq(1), em_spk.eq(1), em_n.eq(0),
-                                 em_nb.eq(1)]
+                    m.d.sync += [em_nx_word[:AW].eq(nbuf), em_nx_strb.eq(nstrb), sbuf.eq(0),
+                                 sstrb.eq(0), em_nx.eq(1), em_nx_spk.eq(1), em_nx_nb.eq(1)]
             with m.Else():
-                m.d.sync += [em_word.eq(out_packed), em_busy.eq(1), em_spk.eq(0),
-                             em_n.eq(0), em_nb.eq(o_nbeats)]
+                m.d.sync += [em_nx_word.eq(out_packed), em_nx.eq(1), em_nx_spk.eq(0),
+                             em_nx_nb.eq(o_nbeats)]
         with m.If(lu_v3 & (lu_sub3 == NSUB - 1) & t3_drn & ~lu_hold):
             m.d.sync += ret_pend.eq(1)
 
@@ -1874,7 +1890,7 @@ class _Sequencer(wiring.Component):
             with m.State("D_PIX"):
                 with m.If(d_pix == d_npix):
                     # every group retired and its beats sent
-                    with m.If(~em_busy & ~lu_busy & ~ret_pend):
+                    with m.If(~em_busy & ~em_nx & ~lu_busy & ~ret_pend):
                         m.d.sync += drain_on.eq(0)
                         m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
                                      t_out.eq(t_out + D["out_t_stride"]),
