@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.networks import digits_network, paper_network
-from gen.program import compile_network, cycle_report, write_program
+from gen.program import CompileError, compile_network, cycle_report, write_program
 from gen.verilog import to_verilog
 from hw.core import OverlayCore
 from hw.network import Network
@@ -39,6 +39,7 @@ from sim.verilator import build
 from spec.core import CoreConfig
 from spec.ports import pack, payload_width
 from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
+from sw.quant import QuantOptions
 
 BUILD_ROOT = REPO_ROOT / "build" / "harness"
 #: Fmax of the default core (MHz) on the LFE5U-45F at speed grade 6 (sim.demo.CORE_FMAX_MHZ).
@@ -193,6 +194,33 @@ def print_speed(rows):
               f"{r['cycles'] / r['seconds']:,.0f} | {build} |")
 
 
+#: the seeded paper model's calibrations, tried in turn until one compiles for the core: the
+#: default (fits at 224 x 224), then the reduced-size test's (fits at 32 x 32)
+PAPER_CALIBRATIONS = (
+    ("the default calibration", {}),
+    ("4 calibration images and no margin bit", {"images": 4,
+                                                "options": QuantOptions(margin_bits=0)}),
+)
+
+
+def paper_model(timesteps, size, core):
+    """The seeded paper model at `size` x `size` with the first of `PAPER_CALIBRATIONS` whose
+    program compiles for `core`: (net, pixels, the calibration's name). Raises CompileError
+    naming the size and what each calibration's compile said when none does."""
+    failed = []
+    for name, kwargs in PAPER_CALIBRATIONS:
+        net, pixels = paper_network(timesteps, size, **kwargs)
+        try:
+            compile_network(net, core)
+        except CompileError as e:
+            failed.append(f"with {name}, {e}")
+            continue
+        return net, pixels, name
+    raise CompileError(f"the seeded metaspikformer_8_256 at {size} x {size}, T = {timesteps}, "
+                       f"does not compile for the core: " + "; ".join(failed)
+                       + " (224 and 32 compile)")
+
+
 def print_paper(run):
     t = run["timesteps"]
     cycles = run["cycles"][0]
@@ -238,6 +266,19 @@ def main(argv=None):
         p.error(f"--size must be a multiple of 16 from 16 to 448, not {args.size}")
     core = CoreConfig()
     figures = {"core": core.to_dict()}
+    papers = {}
+    if args.paper:                    # first, so that a size that cannot compile fails at once
+        for t in args.timesteps:
+            log(f"metaspikformer_8_256, {args.size} x {args.size}, T = {t}: seeding and "
+                f"quantizing")
+            try:
+                papers[t] = paper_model(t, args.size, core)
+            except CompileError as e:
+                print(f"bench.harness: error: {e}", file=sys.stderr)
+                return 2
+            if papers[t][2] != PAPER_CALIBRATIONS[0][0]:
+                log(f"the default calibration does not compile at {args.size} x {args.size}; "
+                    f"using {papers[t][2]}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         net, pixels = digits_network(1, 1)
@@ -263,8 +304,7 @@ def main(argv=None):
         if args.paper:
             for t in args.timesteps:
                 label = f"metaspikformer_8_256, {args.size} x {args.size}, T = {t}"
-                log(f"{label}: seeding and quantizing")
-                net, pixels = paper_network(t, args.size)
+                net, pixels, _ = papers.pop(t)
                 (work / f"p{t}").mkdir()
                 run = run_checked(net, pixels, work / f"p{t}", core, pgo=args.pgo,
                                   quiet=args.quiet, label=label)

@@ -294,6 +294,39 @@ def test_bad_arguments_exit_2(harness, args, message, tmp_path):
     assert not (tmp_path / "out.bin").exists()
 
 
+def test_paper_sizes_adapt_the_calibration_or_fail_in_one_line(monkeypatch, capsys, tmp_path):
+    """`bench.harness --paper --size N`: a size whose default calibration gives streams too
+    wide for the core takes the reduced-size test's calibration instead, and says so; a size
+    where neither compiles ends with one line naming the size and each compile's complaint,
+    exit 2, before anything runs and with no --json written. (The seeded model and the
+    compiler are stood in for: a real size costs a minute of quantizing.)"""
+    import bench.harness as bh
+    calls = []
+
+    def fake_network(timesteps, size, images=None, options=None):
+        calls.append((size, images))
+        return SimpleNamespace(size=size, images=images), None
+
+    def fake_compile(net, core):
+        if net.size == 64 or net.images is None:
+            raise bh.CompileError(f"layers.7.conv: stream width {25 + (net.images is None)} "
+                                  f"exceeds the core's stream_bits (24)")
+    monkeypatch.setattr(bh, "paper_network", fake_network)
+    monkeypatch.setattr(bh, "compile_network", fake_compile)
+    net, _, name = bh.paper_model(1, 32, CORE)
+    assert (net.size, net.images) == (32, 4) and name == bh.PAPER_CALIBRATIONS[1][0]
+    out = tmp_path / "figures.json"
+    assert bh.main(["--paper", "--size", "64", "--quiet", "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "bench.harness: error: the seeded metaspikformer_8_256 at 64 x 64, T = 1, does not "
+        "compile for the core: with the default calibration, layers.7.conv: stream width 26 "
+        "exceeds the core's stream_bits (24); with 4 calibration images and no margin bit, "
+        "layers.7.conv: stream width 25 exceeds the core's stream_bits (24) (224 and 32 "
+        "compile)")
+    assert not out.exists() and calls[-2:] == [(64, None), (64, 4)]
+
+
 def test_waves_window_opens_in_pywellen(harness, digits, tmp_path):
     """`waves` writes an FST of the cycles asked for; pywellen finds the core's AXI signals in
     it and the time table inside the window."""
