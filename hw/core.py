@@ -1378,6 +1378,9 @@ class _Sequencer(wiring.Component):
         tile_bits = Signal(24)
         hl = Signal(16)
         rel = Signal(16)
+        # the window is always at rel: K's or Q's bits (win_sel 0), V's in SD_KVH2; no state
+        # or compare on the path into the slices' addresses
+        m.d.comb += win_rel.eq(rel)
         jw = Signal(GB + 4)
         grp = Signal(4)
         kscan = Signal(MAXD)
@@ -2049,11 +2052,10 @@ class _Sequencer(wiring.Component):
                     m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
                     m.next = "SD_KVT"
                 with m.Else():
-                    m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
                     m.d.sync += kscan.eq(window)
                     m.next = "SD_KVH2"
             with m.State("SD_KVH2"):
-                m.d.comb += [win_sel.eq(1), win_rel.eq(rel)]
+                m.d.comb += win_sel.eq(1)
                 m.d.sync += [vreg.eq(window), grp.eq(0)] + k_next
                 m.next = "SD_KV_EV"
             with m.State("SD_KV_EV"):               # per K bit i: KV[i] += V, group by group
@@ -2101,7 +2103,6 @@ class _Sequencer(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "SD_O_WCMD"
                 with m.Else():
-                    m.d.comb += [win_sel.eq(0), win_rel.eq(rel)]
                     m.d.sync += [qscan.eq(window), grp.eq(0)]
                     m.d.sync += att_ok.eq(0)
                     m.next = "SD_YQ"
