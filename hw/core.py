@@ -827,6 +827,9 @@ class _Sequencer(wiring.Component):
                          ev_neg.eq(0), ev_mask.eq(grp_word)]
         with m.If(have & vmode & mag_on):
             m.d.comb += [ev_valid.eq(1), ev_c.eq(mag_c), ev_b.eq(mag_idx), ev_neg.eq(mag_neg)]
+        # values: the next non-zero slot's magnitude, sign and channel into the event registers
+        load_slot = [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)), mag_neg.eq(slot_val < 0),
+                     mag_c.eq(h_cbase + nz_idx), mag_on.eq(1), nz.eq(nz_rest)]
         ev_take = Signal()
         m.d.comb += ev_take.eq(ev_valid & ev_ready)
         with m.If(ev_take):
@@ -837,9 +840,7 @@ class _Sequencer(wiring.Component):
                     m.d.sync += mag_on.eq(0)
                     # the next non-zero slot's magnitude follows without a gap
                     with m.If(nz_any):
-                        m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
-                                     mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx),
-                                     mag_on.eq(1), nz.eq(nz_rest)]
+                        m.d.sync += load_slot
             with m.Elif(is_dw):
                 if AW > L:
                     m.d.sync += hold.word_select(sp_grp[:_log2(AW // L)], L).eq(0)
@@ -849,9 +850,7 @@ class _Sequencer(wiring.Component):
                 m.d.sync += hold.eq(hold_rest)
         # values: load the next non-zero slot's magnitude
         with m.If(have & vmode & ~mag_on & nz_any):
-            m.d.sync += [mag.eq(Mux(slot_val < 0, -slot_val, slot_val)),
-                         mag_neg.eq(slot_val < 0), mag_c.eq(h_cbase + nz_idx), mag_on.eq(1),
-                         nz.eq(nz_rest)]
+            m.d.sync += load_slot
         beat_spent = Signal()
         # (values: the beat is spent in the cycle its last event goes)
         m.d.comb += beat_spent.eq(Mux(vmode, (~mag_on | ev_take & (mag_rest == 0)) & ~nz_any,
