@@ -48,7 +48,7 @@ the error code and layer, after the transfers in flight have finished.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.axi import AxiConfig
@@ -1099,7 +1099,7 @@ class _Sequencer(wiring.Component):
         # client may load the next group's inputs in the cycle of the last sub-group's stage
         # 1). The attention and the head wait for `lu_busy` to fall and finish the group
         # themselves; the drain goes on with its next group, and the retire logic (below)
-        # finishes each group after stage 3 (`t3_*`: the group's tags, carried beside the
+        # finishes each group after stage 3 (`t3`: the group's tags, carried beside the
         # stages). While a finished group cannot retire (its output beats wait for the
         # emitter), `lu_hold` holds every stage.
         DL = min(L, DRAIN_LANES)
@@ -1200,22 +1200,19 @@ class _Sequencer(wiring.Component):
             m.d.sync += lu_sub.eq(lu_sub + 1)
             with m.If(lu_sub == NSUB - 1):
                 m.d.sync += [lu_run.eq(0), lu_sub.eq(0)]
-        # a group's tags, stage by stage: the membrane address, the lanes below out_channels,
-        # last group of its pixel, retired by the retire logic (the drain's groups)
-        t1_addr, t2_addr, t3_addr = (Signal(ACCB + 1, name=f"t{k}_addr") for k in (1, 2, 3))
-        t1_real, t2_real, t3_real = (Signal(L, name=f"t{k}_real") for k in (1, 2, 3))
-        t1_last, t2_last, t3_last = (Signal(name=f"t{k}_last") for k in (1, 2, 3))
-        t1_drn, t2_drn, t3_drn = (Signal(name=f"t{k}_drn") for k in (1, 2, 3))
+        # a group's tags, stage by stage (t1 from its start, t2 after stage 1, t3 after stage
+        # 2): the membrane address, the lanes below out_channels, last group of its pixel,
+        # retired by the retire logic (the drain's groups)
+        TAG = data.StructLayout({"addr": ACCB + 1, "real": L, "last": 1, "drn": 1})
+        t1, t2, t3 = (Signal(TAG, name=f"tag{k}") for k in (1, 2, 3))
         with m.If(lu_run & (lu_sub == NSUB - 1) & ~lu_hold):
-            m.d.sync += [t2_addr.eq(t1_addr), t2_real.eq(t1_real), t2_last.eq(t1_last),
-                         t2_drn.eq(t1_drn)]
+            m.d.sync += t2.eq(t1)
         with m.If(lu_v2 & (lu_sub2 == NSUB - 1) & ~lu_hold):
-            m.d.sync += [t3_addr.eq(t2_addr), t3_real.eq(t2_real), t3_last.eq(t2_last),
-                         t3_drn.eq(t2_drn)]
+            m.d.sync += t3.eq(t2)
         # a client's start (never while the unit holds: only the drain's groups retire, and
         # a client starts only when the stage-1 registers it loads are free)
         with m.If(lu_start):
-            m.d.sync += [lu_run.eq(1), lu_g.eq(d_g), t1_drn.eq(0)]
+            m.d.sync += [lu_run.eq(1), lu_g.eq(d_g), t1.drn.eq(0)]
             if has_v:
                 m.d.sync += [vold_lanes[i].eq(Mux(first_t, 0, wide_lanes[i])) for i in range(L)]
         # the unit's stage 1 takes a new group in the next cycle: it is idle, or in its last
@@ -1279,23 +1276,23 @@ class _Sequencer(wiring.Component):
             m.d.sync += ret_pend.eq(0)
             if has_v:
                 with m.If(out_spikes & ~last_t):
-                    v_write(t3_addr, SRC_NEW)
+                    v_write(t3.addr, SRC_NEW)
             with m.If(out_spikes):
                 byte = s_byte[:LGAB] if LGAB else Const(0)
                 nbuf = Signal(AW)
-                # padding channels (past out_channels) never fire (t3_real)
-                m.d.comb += nbuf.eq(sbuf | ((spike_word & t3_real) << (byte << 3)))
+                # padding channels (past out_channels) never fire (t3.real)
+                m.d.comb += nbuf.eq(sbuf | ((spike_word & t3.real) << (byte << 3)))
                 nstrb = Signal(AB)
                 m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
                 m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb),
-                             s_byte.eq(Mux(t3_last, s_first, s_byte + SPB))]
-                with m.If((byte + SPB == AB) | t3_last):
+                             s_byte.eq(Mux(t3.last, s_first, s_byte + SPB))]
+                with m.If((byte + SPB == AB) | t3.last):
                     m.d.sync += [em_nx_word[:AW].eq(nbuf), em_nx_strb.eq(nstrb), sbuf.eq(0),
                                  sstrb.eq(0), em_nx.eq(1), em_nx_spk.eq(1), em_nx_nb.eq(1)]
             with m.Else():
                 m.d.sync += [em_nx_word.eq(out_packed), em_nx.eq(1), em_nx_spk.eq(0),
                              em_nx_nb.eq(o_nbeats)]
-        with m.If(lu_v3 & (lu_sub3 == NSUB - 1) & t3_drn & ~lu_hold):
+        with m.If(lu_v3 & (lu_sub3 == NSUB - 1) & t3.drn & ~lu_hold):
             m.d.sync += ret_pend.eq(1)
 
         # stream (residual, or the lif op's input) of a pixel's tile slice
@@ -1931,9 +1928,9 @@ class _Sequencer(wiring.Component):
                         ]
                     m.d.sync += x_mode.eq(Mux(is_lif | (D["has_bias"] == 0), X_AS_IS,
                                               Mux(wide, X_BIAS, X_BIAS_SAT)))
-                    m.d.sync += [t1_addr.eq(drain_addr), t1_last.eq(d_g + 1 == gt),
-                                 t1_drn.eq(1),
-                                 t1_real.eq(lanes_below((g0 + d_g) << LGL, D["out_channels"]))]
+                    m.d.sync += [t1.addr.eq(drain_addr), t1.last.eq(d_g + 1 == gt),
+                                 t1.drn.eq(1),
+                                 t1.real.eq(lanes_below((g0 + d_g) << LGL, D["out_channels"]))]
                     # clear the accumulator as it is read
                     with m.If(~is_lif):
                         with m.If(wide & has_v):
