@@ -39,7 +39,7 @@ def build_parser():
 
 
 def config_from_args(args):
-    return core_from_args(args.config, args.set)
+    return core_from_args(args.config, args.set, prog=PROG)
 
 
 def core_component(config):

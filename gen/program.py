@@ -887,9 +887,28 @@ def _core_from_args(args):
     return core_from_args(args.core, args.set)
 
 
-def core_from_args(path, sets):
+def adapted_defaults(changes):
+    """The defaults that must follow `changes` (fields set over the default core) for the
+    core to build, as (field, value, reason): `lanes` at least the bytes of an AXI beat, and
+    `max_head_dim` at most its bits (the core takes a head's bits from two beats). A field
+    that `changes` names is never adapted."""
+    axi_bits = changes.get("axi_data_bits", CoreConfig.axi_data_bits)
+    if not isinstance(axi_bits, int) or axi_bits < 32 or axi_bits & (axi_bits - 1):
+        return []                                # the configuration's checks say why
+    out = []
+    if "lanes" not in changes and CoreConfig.lanes < axi_bits // 8:
+        out.append(("lanes", axi_bits // 8, f"the default {CoreConfig.lanes} is below the "
+                    f"{axi_bits // 8} bytes of a {axi_bits}-bit AXI beat"))
+    if "max_head_dim" not in changes and CoreConfig.max_head_dim > axi_bits:
+        out.append(("max_head_dim", axi_bits, f"the default {CoreConfig.max_head_dim} is above "
+                    f"the {axi_bits} bits of an AXI beat"))
+    return out
+
+
+def core_from_args(path, sets, prog=PROG):
     """The `CoreConfig` of a YAML file `path` (None: the defaults) with `sets` (["KEY=VALUE",
-    ...]) over it; bad input fails with one message."""
+    ...]) over it; bad input fails with one message. Over the defaults, a field the sets
+    leave out that cannot work with them adapts (`adapted_defaults`), said on stderr."""
     core = CoreConfig.load(path) if path else CoreConfig()
     changes = {}
     for item in sets or []:
@@ -900,6 +919,10 @@ def core_from_args(path, sets):
             changes[key] = int(value, 0)
         except ValueError:
             fail(f"--set {key}: {value!r} is not an integer")
+    if not path:
+        for key, value, reason in adapted_defaults(changes):
+            print(f"{prog}: {key} {value} ({reason}; --set {key}=N sets it)", file=sys.stderr)
+            changes[key] = value
     return core.replace(**changes) if changes else core
 
 

@@ -6,7 +6,9 @@
     python -m gen.sdsa --bundle DIR > sdsa.v
 
 Defaults are the paper's stage-3 attention of the smallest Meta-SpikeFormer: variant 3, 8 heads,
-256 channels, 14 x 14 = 196 tokens, 16 lanes, T = 1. The configuration comes from flags (over
+256 channels, 14 x 14 = 196 tokens, 16 lanes, T = 1. Without `--lanes`, a shape the default 16
+lanes do not divide takes the largest lanes below 16 that do (said on stderr): `--heads 8
+--channels 64` takes 8. The configuration comes from flags (over
 those defaults), a YAML file or a bundle; flags given with --config or --bundle must agree with
 it. `--report FILE` writes the configuration and the on-chip buffer sizes as JSON.
 """
@@ -16,7 +18,7 @@ import sys
 
 from hw.sdsa import sdsa_unit
 from spec.cli import Parser, check_output_path, emit, fail, float_or_list, run_main, verilog_name
-from spec.sdsa import SDSAConfig, load_sdsa_bundle
+from spec.sdsa import SDSAConfig, fitting_lanes, load_sdsa_bundle
 from spec.yamlio import atomic_write_text
 
 from .verilog import to_verilog
@@ -28,7 +30,8 @@ _FLAGS = {
     "--heads": ("heads", int, "attention heads; must divide channels (default 8)"),
     "--channels": ("channels", int, "channels of Q, K, V (default 256)"),
     "--tokens": ("tokens", int, "tokens per timestep, H x W (default 196)"),
-    "--lanes": ("lanes", int, "channels per stream beat (default 16)"),
+    "--lanes": ("lanes", int, "channels per stream beat (default 16, or the largest below it "
+                              "that divides channels and the head dimension)"),
     "--timesteps": ("timesteps", int, "timesteps per sample, T (default 1)"),
     "--v-th": ("v_th", float_or_list, "threshold (variant 4), or one per channel"),
     "--count-bits": ("count_bits", int, "width of the KV / column counters"),
@@ -54,6 +57,12 @@ def config_from_args(args):
     if args.config is not None and args.bundle is not None:
         fail("give --config or --bundle, not both")
     if args.config is None and args.bundle is None:
+        if "lanes" not in given:
+            shape = {k: given[k] for k in ("variant", "heads", "channels") if k in given}
+            lanes, reason = fitting_lanes(**shape)
+            if reason is not None:
+                print(f"{PROG}: lanes {lanes} ({reason}; --lanes sets them)", file=sys.stderr)
+            given["lanes"] = lanes
         return SDSAConfig(**given)
     if args.config is not None:
         config, source = SDSAConfig.load(args.config), f"configuration {args.config!r}"

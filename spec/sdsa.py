@@ -477,6 +477,25 @@ class SDSAConfig(UnitConfig):
         return self.ideal_cycles(ones, ones, ones)
 
 
+def fitting_lanes(variant=SDSAConfig.variant, heads=SDSAConfig.heads,
+                  channels=SDSAConfig.channels):
+    """(lanes, reason): the default lanes when they fit `channels` (and the head dimension,
+    variants 3/4), else the largest that fit below it, with the reason the default did not
+    (None when it did). For configurations whose lanes are not given: an SDSA of 64 channels
+    and 8 heads takes 8 lanes instead of failing on the default 16."""
+    default = SDSAConfig.lanes
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+               for v in (variant, heads, channels)) or channels % heads:
+        return default, None                     # the configuration's own checks say why
+    divisor = math.gcd(channels, channels // heads) if variant >= 3 else channels
+    if divisor % default == 0:
+        return default, None
+    lanes = max(n for n in range(1, default + 1) if divisor % n == 0)
+    what = (f"the head dimension channels/heads = {channels // heads}"
+            if variant >= 3 and (channels // heads) % default else f"channels ({channels})")
+    return lanes, f"the default {default} does not divide {what}"
+
+
 class _EventQueue:
     """Replay of a `SyncFIFO` of `depth` events and a pipeline register between a scanner and
     an engine: `push(event, when)` returns the cycle the scanner hands the event over (from

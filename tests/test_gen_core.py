@@ -39,11 +39,33 @@ def test_core_has_no_multiplier(default_core):
     assert cells.get("$add", 0) > 0
 
 
+@pytest.mark.parametrize("argv, adapted", [
+    (["--set", "axi_data_bits=128"],
+     {"lanes": (16, "the default 8 is below the 16 bytes of a 128-bit AXI beat")}),
+    (["--set", "axi_data_bits=32"],
+     {"max_head_dim": (32, "the default 64 is above the 32 bits of an AXI beat")}),
+])
+def test_defaults_that_cannot_work_adapt(argv, adapted, tmp_path, capsys):
+    """A field the flags leave out takes the value the others need, said on stderr (one line
+    each); the same field set explicitly is refused (test_bad_configurations...)."""
+    report = tmp_path / "core.json"
+    assert run_main("gen.core", main, argv + ["-o", str(tmp_path / "core.v"),
+                                              "--report", str(report)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gen.core: {key} {value} ({reason}; --set {key}=N sets it)"
+                   for key, (value, reason) in adapted.items()]
+    config = json.loads(report.read_text())["config"]
+    assert {key: config[key] for key in adapted} == {k: v for k, (v, _) in adapted.items()}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--set", "lanes=3"], "gen.core: error: lanes must be one of 1, 2, 4, 8, 16, 32, not 3"),
-    (["--set", "lanes=4", "--set", "axi_data_bits=32"],
+    (["--set", "lanes=4", "--set", "axi_data_bits=32", "--set", "max_head_dim=32"],
      "gen.core: error: the core packs a group's spikes in whole bytes: lanes must be at least "
      "8, not 4"),
+    (["--set", "axi_data_bits=128", "--set", "lanes=8"],
+     "gen.core: error: lanes (8) must be at least the bytes of an AXI beat (16, axi_data_bits "
+     "128): a word of lanes values of 1 byte or more fills whole beats"),
     (["--set", "max_stride=3"],
      "gen.core: error: the core's geometry steps by shifts: max_stride must be 1 or 2, not 3"),
     (["--set", "lanes"], "gen.core: error: --set takes KEY=VALUE, not 'lanes'"),

@@ -20,7 +20,7 @@ from gen.verilog import to_verilog
 from hw.sdsa import sdsa_unit
 from spec.cli import run_main
 from spec.lif import LIFConfig
-from spec.sdsa import SDSAConfig
+from spec.sdsa import SDSAConfig, fitting_lanes
 from sw.export import export_lif_bundle, export_sdsa_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -276,6 +276,41 @@ def inputs_dir(tmp_path_factory):
     npz.write_bytes(bytes(data))
     export_lif_bundle(folder / "lif-bundle", LIFConfig(neurons=8, lanes=4), samples=1)
     return folder
+
+
+# -- defaults that adapt --------------------------------------------------------------------
+
+
+def test_lanes_adapt_to_the_head_dimension_when_not_given(capsys):
+    """`--heads 8 --channels 64` (d = 8) takes 8 lanes, says so on stderr, and writes the same
+    Verilog as `--lanes 8`; an explicit `--lanes 16` is still refused."""
+    shape = ["--heads", "8", "--channels", "64", "--tokens", "4"]
+    status, out, err = run(capsys, *shape)
+    assert status == 0
+    assert err == (f"{PROG}: lanes 8 (the default 16 does not divide the head dimension "
+                   f"channels/heads = 8; --lanes sets them)\n")
+    assert out == generate(capsys, *shape, "--lanes", "8")
+    assert_one_line_error(*run(capsys, *shape, "--lanes", "16"),
+                          "lanes (16) must divide the head dimension channels/heads = 8 "
+                          "(variants 3/4 process KV rows lanes at a time); lanes that fit: 1, "
+                          "2, 4, 8")
+
+
+@pytest.mark.parametrize("shape, lanes, reason", [
+    ({}, 16, None),                                              # the default fits
+    ({"heads": 8, "channels": 64}, 8, "the head dimension channels/heads = 8"),
+    ({"heads": 8, "channels": 120}, 15, "the head dimension channels/heads = 15"),
+    ({"variant": 1, "heads": 8, "channels": 24}, 12, "channels (24)"),   # d = 3 is no limit
+    ({"variant": 2, "heads": 1, "channels": 7}, 7, "channels (7)"),
+    ({"heads": 3, "channels": 64}, 16, None),    # heads do not divide: the config says why
+])
+def test_fitting_lanes(shape, lanes, reason):
+    got, why = fitting_lanes(**shape)
+    assert got == lanes
+    assert (why is None) == (reason is None)
+    if reason is not None:
+        assert why == f"the default 16 does not divide {reason}"
+        SDSAConfig(**shape, lanes=got)                           # and the lanes do fit
 
 
 # id -> (argv, message); "{d}" is the inputs folder
