@@ -292,7 +292,8 @@ def main(argv=None):
         if not args.quiet:
             print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
 
-    model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log)
+    model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log,
+                                                    bars=not args.quiet)
     units = units_of(net)
     if args.list:
         for name, (kind, _) in units.items():

@@ -47,16 +47,25 @@ def per_frame(module, x):
 class PadWithBNZero(nn.Module):
     """BatchNorm, then a border of `pad` pixels holding what the BN makes of a zero input
     (computed from its running statistics), so that zero padding before the BN and padding
-    after it agree: what makes RepConv fold into one 3x3 convolution."""
+    after it agree: what makes RepConv fold into one 3x3 convolution.
 
-    def __init__(self, channels, pad=1):
+    With `detach` (the default, as the authors' `BNAndPadLayer`), the border is built from
+    the BN's weight and bias detached: no gradient reaches them through the border. Without
+    it, the border's gradient flows into them too: the exact gradient of the forward pass
+    (which is the same either way), since the border value is a function of the weight and
+    bias (`sw.train --bn-border-grad`)."""
+
+    def __init__(self, channels, pad=1, detach=True):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels)
         self.pad = pad
+        self.detach = detach
 
     def zero_value(self):
         bn = self.bn
-        return bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight, bias = (bn.weight.detach(), bn.bias.detach()) if self.detach else \
+            (bn.weight, bn.bias)
+        return bias - bn.running_mean * weight / torch.sqrt(bn.running_var + bn.eps)
 
     def forward(self, x):
         y = F.pad(self.bn(x), [self.pad] * 4)
@@ -243,6 +252,10 @@ class MetaSpikeFormer(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head_lif = lif()
         self.head = nn.Linear(cin, config.num_classes)
+        # the authors' initialisation of their only Linear layer (`_init_weights`): weights
+        # from a normal of std 0.02 truncated at +-2, bias zero
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
 
     def features(self, images):
         x = images.unsqueeze(0).repeat(self.config.timesteps, 1, 1, 1, 1)

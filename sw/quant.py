@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from spec.cli import Parser, check_output_path, fail, run_main
+from spec.progress import PhaseBars
 from spec.sdsa import SDSAConfig
 from spec.yamlio import atomic_write_text
 
@@ -499,8 +500,9 @@ def check_dataset_fit(config, dataset, source):
              f"{want[1]} and {want[2]}")
 
 
-def prepare(checkpoint, opts, calibration, log):
-    """Load `checkpoint`, its dataset, and quantize: (model, net, data, dataset name)."""
+def prepare(checkpoint, opts, calibration, log, *, bars=False):
+    """Load `checkpoint`, its dataset, and quantize: (model, net, data, dataset name). `bars`:
+    a progress bar of the calibration passes (on a terminal)."""
     model, ckpt = load_checkpoint(checkpoint)
     dataset = ckpt.get("dataset", "digits")
     check_dataset_fit(model.config, dataset, str(checkpoint))
@@ -510,17 +512,12 @@ def prepare(checkpoint, opts, calibration, log):
         f"calibration on {len(xtr)} training images")
     t0 = time.perf_counter()
     try:
-        net = quantize(model, xtr, opts, progress=_progress(log, "calibration"))
+        with PhaseBars("calibration", enabled=bars) as progress:
+            net = quantize(model, xtr, opts, progress=progress)
     except ValueError as exc:
         fail(str(exc))
     log(f"widths chosen in {time.perf_counter() - t0:.1f} s")
     return model, net, data, dataset
-
-
-def _progress(log, what):
-    def show(done, total, phase=""):
-        log(f"{what}{f' ({phase})' if phase else ''}: {done}/{total} images")
-    return show
 
 
 def options_from(args):
@@ -543,7 +540,7 @@ def add_quant_flags(p):
                    help="bits added to every calibrated width (default 1)")
     p.add_argument("--calibration", type=int, default=512, metavar="N",
                    help="training images for calibration (default 512; 0: all)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
 
 
 def main(argv=None):
@@ -561,9 +558,11 @@ def main(argv=None):
         if not args.quiet:
             print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
 
-    model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log)
+    model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log,
+                                                    bars=not args.quiet)
     t0 = time.perf_counter()
-    rep = report(model, net, xte, yte, progress=_progress(log, "test"))
+    with PhaseBars("test", enabled=not args.quiet) as progress:
+        rep = report(model, net, xte, yte, progress=progress)
     rep.update(dataset=dataset, checkpoint=str(args.checkpoint),
                calibration_images=net.info["calibration_images"],
                seconds_test=round(time.perf_counter() - t0, 1))

@@ -8,6 +8,8 @@ import pytest
 
 from fpga.yosys import multiplier_cells, synth_cells
 from gen.core import main
+from gen.program import core_from_args
+from hw.core import check_config
 from spec.cli import run_main
 from spec.core import CoreConfig
 from spec.program import core_fingerprint
@@ -45,17 +47,27 @@ def test_core_has_no_multiplier(default_core):
     (["--set", "axi_data_bits=32"],
      {"max_head_dim": (32, "the default 64 is above the 32 bits of an AXI beat")}),
 ])
-def test_defaults_that_cannot_work_adapt(argv, adapted, tmp_path, capsys):
+def test_defaults_that_cannot_work_adapt(argv, adapted, capsys):
     """A field the flags leave out takes the value the others need, said on stderr (one line
-    each); the same field set explicitly is refused (test_bad_configurations...)."""
-    report = tmp_path / "core.json"
-    assert run_main("gen.core", main, argv + ["-o", str(tmp_path / "core.v"),
-                                              "--report", str(report)]) == 0
+    each), and the core builds (its RTL checks pass); the same field set explicitly is
+    refused (test_bad_configurations...)."""
+    config = core_from_args(None, argv[1::2], prog="gen.core")
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"gen.core: {key} {value} ({reason}; --set {key}=N sets it)"
                    for key, (value, reason) in adapted.items()]
-    config = json.loads(report.read_text())["config"]
-    assert {key: config[key] for key in adapted} == {k: v for k, (v, _) in adapted.items()}
+    assert {key: getattr(config, key) for key in adapted} == \
+        {k: v for k, (v, _) in adapted.items()}
+    check_config(config)
+
+
+def test_an_adapted_core_is_generated(tmp_path, capsys):
+    """The whole command with an adapted default: Verilog and a report of the adapted core."""
+    report = tmp_path / "core.json"
+    assert run_main("gen.core", main, ["--set", "axi_data_bits=32", "-o",
+                                       str(tmp_path / "core.v"), "--report", str(report)]) == 0
+    assert capsys.readouterr().err.startswith("gen.core: max_head_dim 32 (")
+    assert json.loads(report.read_text())["config"]["max_head_dim"] == 32
+    assert "module overlay_core" in (tmp_path / "core.v").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

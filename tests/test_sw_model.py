@@ -145,6 +145,54 @@ def test_pad_with_bn_zero_equals_zero_padding_before_the_bn():
         assert torch.allclose(pad(x), pad.bn(torch.nn.functional.pad(x, [1] * 4)), atol=1e-6)
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_pad_border_gradient_reaches_the_bn_only_when_not_detached(detach):
+    """The authors' border (detached BN weight and bias, the default) passes no gradient to
+    them; without detaching, the gradient of a loss on the border alone is the exact one,
+    d/dw (b - mu w / s) = -mu / s and d/db = 1 per border pixel."""
+    torch.manual_seed(4)
+    pad = PadWithBNZero(3, detach=detach).eval()
+    with torch.no_grad():
+        pad.bn.running_mean.uniform_(0.5, 1)
+        pad.bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(1, 3, 4, 4)
+    y = pad(x)
+    border = torch.ones_like(y)
+    border[..., 1:-1, 1:-1] = 0
+    (y * border).sum().backward()
+    n = int(border[0, 0].sum())                              # border pixels per channel
+    bn = pad.bn
+    if detach:                       # (a zero gradient through the interior's zeros)
+        assert not bn.weight.grad.any() and not bn.bias.grad.any()
+    else:
+        s = torch.sqrt(bn.running_var + bn.eps)
+        assert torch.allclose(bn.weight.grad, -n * bn.running_mean / s)
+        assert torch.allclose(bn.bias.grad, torch.full((3,), float(n)))
+
+
+def test_forward_is_the_same_with_or_without_the_border_gradient():
+    torch.manual_seed(5)
+    a = PadWithBNZero(3).eval()
+    b = PadWithBNZero(3, detach=False).eval()
+    with torch.no_grad():
+        a.bn.running_mean.uniform_(-1, 1)
+        a.bn.weight.uniform_(0.5, 2)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(a(x), b(x))
+
+
+def test_head_starts_as_the_authors_does():
+    """Truncated normal of std 0.02 (at +-2, absolute), zero bias: `_init_weights` of their
+    Linear layers."""
+    torch.manual_seed(0)
+    head = metaspikformer().head
+    w = head.weight.detach()
+    assert head.bias.abs().max() == 0
+    assert w.abs().max() <= 2 and abs(float(w.std()) - 0.02) < 0.0005
+    assert abs(float(w.mean())) < 0.0005
+
+
 def test_repconv_keeps_the_map_size():
     with torch.no_grad():
         assert RepConv(4, 6).eval()(torch.randn(1, 4, 7, 5)).shape == (1, 6, 7, 5)

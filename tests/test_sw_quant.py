@@ -1101,12 +1101,11 @@ def test_command_line_progress_goes_to_stderr(capsys, tmp_path, checkpoints):
                                "8", "--w-bits", "6")
     assert status == 0 and out.startswith("float accuracy ")
     assert "w_bits 6)" in out.splitlines()[0]
+    # (the calibration's and the test's progress bars show on a terminal only)
     assert err.startswith(f"[{PROG}] quantizing {checkpoints / 'c.pt'} (T = 1, w_bits 6): "
                           f"calibration on 8 training images\n"
-                          f"[{PROG}] calibration (pass 1 of 2, widths 32 bits): 8/8 images\n"
-                          f"[{PROG}] calibration (pass 2 of 2, chosen widths): 8/8 images\n"
                           f"[{PROG}] widths chosen in ")
-    assert f"[{PROG}] test: 360/360 images\n" in err
+    assert len(err.splitlines()) == 2
     assert list(tmp_path.iterdir()) == []
 
 

@@ -6,7 +6,7 @@ import torch
 
 import sw.train as sw_train
 from spec.cli import run_main
-from sw.model import MetaSpikeFormer, digits_config
+from sw.model import MetaSpikeFormer, PadWithBNZero, digits_config
 from sw.train import evaluate, load_checkpoint, load_dataset, main, train
 
 PROG = "sw.train"
@@ -28,7 +28,9 @@ def test_fixed_stratified_split():
 
 
 def test_a_short_run_learns():
-    """Three epochs take the model far above chance (10 %)."""
+    """Three epochs take the model far above chance (10 %). (From the authors' head
+    initialisation, small weights, the model starts slower than from PyTorch's default: about
+    43 % after three epochs, where it reached 50 %.)"""
     data = load_dataset("digits")
     torch.manual_seed(0)
     model = MetaSpikeFormer(digits_config())
@@ -37,7 +39,7 @@ def test_a_short_run_learns():
     history = train(model, data, epochs=3, log=lines.append)
     assert len(history) == 3 and len(lines) == 3
     assert lines[-1].startswith("epoch   3/3 [####################] loss ")
-    assert history[-1] > 0.5 > before + 0.2
+    assert history[-1] > 0.3 > before + 0.15
 
 
 def test_a_file_that_is_not_a_checkpoint(tmp_path):
@@ -55,6 +57,24 @@ def test_trained_checkpoint_loads(tmp_path, capsys, monkeypatch):
     assert status == 0
     model, data = load_checkpoint(tmp_path / "c.pt")
     assert data["epochs"] == 1 and len(data["history"]) == 1 and data["dataset"] == "digits"
+
+
+@pytest.mark.parametrize("flag, detached", [([], True), (["--bn-border-grad"], False)])
+def test_border_gradient_flag(tmp_path, capsys, monkeypatch, flag, detached):
+    """The authors' detached RepConv border by default; `--bn-border-grad` trains every
+    border (the T = 4 fine-tuning copy's too) with its exact gradient."""
+    seen = []
+
+    def stand_in(model, data, *, epochs, **kw):
+        pads = [m for m in model.modules() if isinstance(m, PadWithBNZero)]
+        seen.append({m.detach for m in pads})
+        assert pads
+        return [0.5] * epochs
+    monkeypatch.setattr(sw_train, "train", stand_in)
+    status = run_main(PROG, main, ["--dataset", "digits", "--epochs", "1", "--finetune-t4", "1",
+                                   "--quiet", "--out", str(tmp_path / "c.pt"), *flag])
+    assert status == 0
+    assert seen == [{detached}, {detached}]
 
 
 @pytest.mark.parametrize("argv, message", [
