@@ -365,13 +365,25 @@ class Divergence(AssertionError):
     """An output region differs from the integer model's trace."""
 
 
-def _region_array(mem, region, core):
+def region_array(mem, region, core):
+    """(values (planes, C, H, W), padding channels' values) of a layout region in `mem`."""
     planes, c, h, w = region["shape"]
     data = mem.read(region["addr"], region["bytes"])
     if region["kind"] == "spikes":
         return unpack_spikes(data, planes, c, h, w, core)
     return unpack_values(data, planes, c, h, w, region["bits"], core,
                          signed=region["signed"])
+
+
+def trace_planes(traces, region, sample):
+    """The integer model's values of a layout region for `sample`, from `traces` (the bundle's
+    arrays), as the region holds them: (planes, C, H, W)."""
+    name, kind = region["trace"]
+    want = np.asarray(traces[f"trace/{name}:{kind}"][sample])
+    if want.ndim == 3:                                   # token-major (T, N, C)
+        planes, c, h, w = region["shape"]
+        want = np.moveaxis(want, -1, 1).reshape(planes, c, h, w)
+    return want
 
 
 def check_outputs(mem, layout, core, traces, sample):
@@ -382,11 +394,8 @@ def check_outputs(mem, layout, core, traces, sample):
     for op in layout["ops"]:
         region = layout["regions"][op["output"]]
         name, kind = region["trace"]
-        want = np.asarray(traces[f"trace/{name}:{kind}"][sample])
-        got, padding = _region_array(mem, region, core)
-        if want.ndim == 3:                                   # token-major (T, N, C)
-            planes, c, h, w = region["shape"]
-            want = np.moveaxis(want, -1, 1).reshape(planes, c, h, w)
+        want = trace_planes(traces, region, sample)
+        got, padding = region_array(mem, region, core)
         if got.shape != want.shape:
             raise Divergence(f"{op['name']}: output shape {got.shape}, trace {want.shape}")
         if np.any(padding):

@@ -5,13 +5,15 @@ image against the bound, and the simulation speed.
 
     python -m sim.run [--images N] [--checkpoint F] [--pause P] [--seed S] [--pgo]
                       [--waves FILE.fst [--waves-window FIRST:LAST]] [--json FILE]
-                      [--out DIR] [--quiet]
+                      [--out DIR] [--plot DIR] [--quiet]
 
 The harness's memory pauses each of the five AXI channels with chance `--pause` (seeded by
 `--seed`); the core's results do not depend on them, its cycles do. `--pgo` compiles the
 harness twice, the second time with a profile of the first (a minute more of build, about
 1.25 x the simulation speed). `--waves` writes an FST waveform (all cycles, or the window of
 harness cycles given; a layer that differs from the model is reported with its window).
+`--plot DIR` draws the run (`sim.plots`): cycles per operation against the model and the bound,
+firing rates, and test image 0's spikes, the integer model's beside the RTL's.
 """
 
 import argparse
@@ -32,9 +34,17 @@ from spec.yamlio import atomic_write_text
 from sw.netbundle import write_network_bundle
 from sw.quant import QuantOptions, prepare
 
+from . import plots
 from .cosim import REPO_ROOT, CosimFailure, cosim_main
 from .harness import HarnessError, build_core, build_seconds, core_memory, run_core
-from .overlay import Divergence, Memory, check_outputs, check_scores
+from .overlay import (
+    Divergence,
+    Memory,
+    check_outputs,
+    check_scores,
+    region_array,
+    trace_planes,
+)
 
 PROG = "sim.run"
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "digits.pt"
@@ -56,14 +66,16 @@ def _window(run, layer, report_ops):
 
 def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, pause=0.0, seed=1,
                    pgo=False, waves=None, waves_window=None, progress=None, log=None,
-                   binary=None):
+                   binary=None, keep_spikes=False):
     """Run every image of `pixels` (integer, N x C x H x W) on the overlay core in the compiled
     harness and check each against `bundle` (its arrays hold the integer model's traces and
     scores of the same images). Writes the program to `out`/program. Returns a dict: per image
     (cycles, layer cycles, bytes, events, prediction, values compared), the cycle report, the
     build and simulation seconds. Raises `RtlMismatch` naming the first divergence and the
     cycles to look at. `binary` is a harness already built for `core` (else it is built, or
-    found, in `build_root`)."""
+    found, in `build_root`). With `keep_spikes`, the result's "rtl_spikes" holds the first
+    image's spike outputs as the RTL wrote them (operation name -> (T, C, H, W) array), and
+    "layout" the program's layout."""
     core = core or CoreConfig()
     build_root = Path(build_root or REPO_ROOT / "build" / "harness")
     image = compile_network(net, core)
@@ -77,7 +89,7 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
         binary = build_core(core, build_root, waves=waves is not None,
                             train=memories[0] if pgo else None, log=log)
     built = time.perf_counter() - t0
-    results, simulated, seconds = [], 0, 0.0
+    results, simulated, seconds, kept = [], 0, 0.0, {}
     for first in range(0, len(memories), CHUNK):
         chunk = memories[first:first + CHUNK]
         t0 = time.perf_counter()
@@ -107,6 +119,11 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
                          f"{b:,} of this process (images {first} to {first + len(chunk) - 1}): "
                          f"--waves FILE.fst --waves-window {a}:{b} shows them")
                 raise RtlMismatch(f"image {sample}: {exc}{where}") from exc
+            if keep_spikes and sample == 0:
+                for op in layout["ops"]:
+                    region = layout["regions"][op["output"]]
+                    if region["kind"] == "spikes":
+                        kept[op["name"]] = region_array(mem, region, core)[0]
             r = run.report
             results.append({"sample": sample, "cycles": r["cycles"],
                             "layer_cycles": r["layer_cycles"], "read": r["read"],
@@ -114,10 +131,37 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
                             "prediction": int(np.argmax(scores)), "compared": compared})
         if len(runs) < len(chunk):
             raise RtlMismatch(f"image {first + len(runs)}: the harness stopped early")
-    return {"images": results, "cycle_report": report, "ops": len(image.ops),
+    extra = {"rtl_spikes": kept, "layout": layout} if keep_spikes else {}
+    return {**extra, "images": results, "cycle_report": report, "ops": len(image.ops),
             "program_bytes": len(image.data), "activation_bytes": image.activation_bytes,
             "build_seconds": round(built, 1), "binary_build_seconds": build_seconds(binary),
             "simulated_cycles": simulated, "simulation_seconds": round(seconds, 3)}
+
+
+def write_plots(folder, figures, arrays, images):
+    """The run's pictures in `folder` (`sim.plots`): cycles per operation against the model
+    and the bound, firing rates of the spike outputs over the `images` traced in `arrays`,
+    and the first image's spikes, the integer model's beside the RTL's. Returns the paths."""
+    ops = figures["cycle_report"]["ops"]
+    measured = np.mean([r["layer_cycles"] for r in figures["images"]], axis=0)
+    layout = figures["layout"]
+    spiking = [(op["name"], layout["regions"][op["output"]]) for op in layout["ops"]
+               if layout["regions"][op["output"]]["kind"] == "spikes"]
+    rates = [float(np.mean([trace_planes(arrays, region, k) != 0 for k in range(images)]))
+             for _, region in spiking]
+    names = [name for name, _ in spiking]
+    title = f"{images} image{'s' if images > 1 else ''}"
+    return [
+        plots.cycles_per_layer([op["name"] for op in ops], measured,
+                               [op["model"] for op in ops], [op["bound"] for op in ops],
+                               folder / "cycles_per_layer.png",
+                               title=f"cycles per operation on the overlay core ({title})"),
+        plots.firing_rates(names, rates, folder / "firing_rates.png",
+                           title=f"firing rate per operation ({title}, integer model = RTL)"),
+        plots.rasters(names, [trace_planes(arrays, region, 0) for _, region in spiking],
+                      [figures["rtl_spikes"][name] for name in names],
+                      folder / "spikes_image0.png", title="spikes of test image 0"),
+    ]
 
 
 def _print_accuracy(labels, rows):
@@ -165,6 +209,8 @@ def main(argv=None):
     p.add_argument("--waves-window", type=window_arg, metavar="FIRST:LAST",
                    help="only these harness cycles (with --waves)")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--plot", metavar="DIR", help="write pictures here (PNG): cycles per "
+                   "operation against the bound, firing rates, image 0's spikes (model | RTL)")
     p.add_argument("--out", default="out/run", help="work folder (default: out/run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -174,6 +220,13 @@ def main(argv=None):
         fail(f"--pause must be at least 0 and below 1, not {args.pause}")
     check_waves(args)
     check_output_path(args.json)
+    if args.plot is not None:
+        plot_dir = Path(args.plot)
+        if plot_dir.exists() and not plot_dir.is_dir():
+            fail(f"--plot {args.plot!r} exists and is not a folder")
+        if not plot_dir.resolve().parent.is_dir():
+            fail(f"--plot {args.plot!r}: folder {str(plot_dir.resolve().parent)!r} does not "
+                 f"exist")
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if not checkpoint.exists():
         fail(f"checkpoint {str(checkpoint)!r} does not exist")
@@ -207,7 +260,8 @@ def main(argv=None):
     try:
         figures = overlay_images(net, pixels, bundle, out, pause=args.pause, seed=args.seed,
                                  pgo=args.pgo, waves=args.waves and Path(args.waves).resolve(),
-                                 waves_window=args.waves_window, progress=progress, log=log)
+                                 waves_window=args.waves_window, progress=progress, log=log,
+                                 keep_spikes=args.plot is not None)
     except (RtlMismatch, HarnessError) as exc:
         bar.close()
         raise CosimFailure(str(exc)) from exc
@@ -232,6 +286,10 @@ def main(argv=None):
           f"integer model's")
     if args.waves:
         print(f"waveform: {args.waves}")
+    if args.plot is not None:
+        plot_dir.mkdir(exist_ok=True)
+        for path in write_plots(plot_dir, figures, bundle.arrays, n):
+            print(f"picture: {path}")
     if args.json:
         atomic_write_text(args.json, json.dumps({
             "images": n, "pause": args.pause, "seed": args.seed,
@@ -240,7 +298,8 @@ def main(argv=None):
                          "rtl": float(np.mean(rtl_pred == labels))},
             "cycles_per_image": float(cycles.mean()), "bound_per_image": float(bound),
             "cycles_per_second": speed, **{k: v for k, v in figures.items()
-                                           if k != "cycle_report"}}, indent=1) + "\n")
+                                           if k not in ("cycle_report", "layout",
+                                                        "rtl_spikes")}}, indent=1) + "\n")
     log(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
     return 0
 

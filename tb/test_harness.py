@@ -25,8 +25,8 @@ from gen.program import compile_network, cycle_report
 from sim.cosim import prepare_lif
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
-from sim.overlay import Divergence, Memory, check_outputs, check_scores
-from sim.run import RtlMismatch, overlay_images
+from sim.overlay import Divergence, Memory, check_outputs, check_scores, trace_planes
+from sim.run import RtlMismatch, overlay_images, write_plots
 from sim.scoreboard import Expected, Scoreboard, ScoreboardMismatch
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
@@ -233,10 +233,22 @@ def test_batch_runs_name_the_layer_and_its_cycles(harness, digits, tmp_path):
     the harness, as a --waves-window to look at, and the window holds the layer."""
     image, pixels, arrays, net = digits
     good = overlay_images(net, pixels[:2], SimpleNamespace(arrays=arrays), tmp_path,
-                          binary=harness, pause=0.1)
+                          binary=harness, pause=0.1, keep_spikes=True)
     assert [r["prediction"] for r in good["images"]] == \
         [int(np.argmax(arrays["scores"][s])) for s in range(2)]
     assert good["simulated_cycles"] >= sum(r["cycles"] for r in good["images"])
+    # the first image's spikes as the RTL wrote them, for `--plot` (equal to the model's)
+    regions = good["layout"]["regions"]
+    spiking = [op for op in good["layout"]["ops"] if regions[op["output"]]["kind"] == "spikes"]
+    assert sorted(good["rtl_spikes"]) == sorted(op["name"] for op in spiking)
+    for op in spiking:
+        assert np.array_equal(good["rtl_spikes"][op["name"]],
+                              trace_planes(arrays, regions[op["output"]], 0))
+    (tmp_path / "plots").mkdir()
+    pictures = write_plots(tmp_path / "plots", good, arrays, 2)
+    assert [p.name for p in pictures] == ["cycles_per_layer.png", "firing_rates.png",
+                                          "spikes_image0.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pictures)
     layer = 4
     name, kind = image.layout()["regions"][image.layout()["ops"][layer]["output"]]["trace"]
     wrong = dict(arrays)

@@ -112,6 +112,9 @@ def test_core_memory_places_the_pixels():
      "argument --waves-window: takes FIRST:LAST (two whole numbers of cycles), not 'a:b'"),
     (["--json", "/nonexistent/f.json"], "output folder '/nonexistent' does not exist"),
     (["--checkpoint", "/nonexistent.pt"], "checkpoint '/nonexistent.pt' does not exist"),
+    (["--plot", "/nonexistent/plots"],
+     "--plot '/nonexistent/plots': folder '/nonexistent' does not exist"),
+    (["--plot", __file__], f"--plot {__file__!r} exists and is not a folder"),
 ])
 def test_sim_run_bad_input(capsys, tmp_path, argv, message):
     status = run_main("sim.run", run_cli, argv + ["--out", str(tmp_path / "run")])
