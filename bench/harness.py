@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.networks import digits_network, paper_network
+from fpga.measured import CORE_FMAX_MHZ
 from gen.program import CompileError, compile_network, cycle_report, write_program
 from gen.verilog import to_verilog
 from hw.core import OverlayCore
@@ -42,8 +43,8 @@ from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
 from sw.quant import QuantOptions
 
 BUILD_ROOT = REPO_ROOT / "build" / "harness"
-#: Fmax of the default core (MHz) on the LFE5U-45F at speed grade 6 (sim.demo.CORE_FMAX_MHZ).
-FMAX_MHZ = 42.0
+#: Fmax of the default core (MHz) on the LFE5U-45F at speed grade 6 (fpga.measured).
+FMAX_MHZ = CORE_FMAX_MHZ[("LFE5U-45F", 6)]
 
 
 def log(text):

@@ -26,8 +26,10 @@ stage of 32 channels and a Transformer-based stage of 128 channels with SDSA-3, 
    reported with its layer, place and cycle (exit status 1);
 5. print accuracy of float, integer and RTL side by side, cycles per image against the bound
    (overlay: `max(event-driven ideal + drain, bytes / AXI beat)` per layer, bytes moved per
-   image and images per second at the core's measured Fmax; spatial: the units' ideal
-   event-driven costs), and the simulation speed.
+   image and images per second at the core's measured Fmax, `fpga.measured`; spatial: the
+   units' ideal event-driven costs), and the simulation speed; overlay: draw the run in
+   `<out>/plots` (`sim.plots`: cycles per operation against the bound, firing rates, test image
+   0's spikes with the model's and the RTL's side by side).
 """
 
 import sys
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fpga.measured import CORE_FMAX_MHZ
 from spec.cli import Parser, fail, run_main
 
 from .cosim import REPO_ROOT, CosimFailure, cosim_main
@@ -195,17 +198,11 @@ def main(argv=None):
     return 0
 
 
-#: Fmax of the default core out of context (fpga.build, nextpnr, seed 1) per (device, speed
-#: grade), MHz: what "images per second" is computed at. The core does not fit the LFE5U-25F
-#: yet; on the LFE5U-45F, commit 834d6ad (docs/ARCHITECTURE.md, "Known limits").
-CORE_FMAX_MHZ = {("LFE5U-45F", 6): 42.0}
-
-
 def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
     from spec.bundle import read_bundle
     from sw.netbundle import write_network_bundle
 
-    from .run import RtlMismatch, overlay_images
+    from .run import RtlMismatch, overlay_images, write_plots
 
     n = args.images
     t0 = time.perf_counter()
@@ -220,7 +217,7 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
     try:
         figures = overlay_images(net, pixels, bundle, out, pause=args.pause,
                                  waves=args.waves and Path(args.waves).resolve(),
-                                 waves_window=args.waves_window, log=step)
+                                 waves_window=args.waves_window, log=step, keep_spikes=True)
     except RtlMismatch as exc:
         raise CosimFailure(str(exc)) from exc
     results = figures["images"]
@@ -260,6 +257,9 @@ def _overlay(args, out, net, xte, labels, float_pred, int_pred, started):
           f"{speed:,.0f} cycles per second (compiled harness; {seconds / n:.2f} s per image)")
     if args.waves:
         print(f"waveform: {args.waves}")
+    (out / "plots").mkdir(exist_ok=True)
+    pictures = write_plots(out / "plots", figures, bundle.arrays, n)
+    print(f"pictures: {', '.join(str(p.relative_to(out)) for p in pictures)} (in {out})")
     step(f"done in {time.perf_counter() - started:.0f} s; files in {out}")
     return 0
 
