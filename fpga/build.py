@@ -190,13 +190,35 @@ def resources(family, cells, util):
 
 def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None,
           bitstream=False, seed=1, log=print):
-    """Run the whole flow; returns the report (also written to `out/report.json`)."""
+    """Run the whole flow on `design` from its generator's flags; returns the report (also
+    written to `out/report.json`)."""
+    t0 = time.perf_counter()
+    verilog, config = generate(design, unit_argv, design)      # bad unit flags fail here
+    return build_verilog(design, verilog, config, target_name, out=out, speed=speed,
+                         freq=freq, io=io, bitstream=bitstream, seed=seed, log=log,
+                         generate_s=time.perf_counter() - t0)
+
+
+def build_component(component, design, config, target_name, *, out, **options):
+    """The flow on an Amaranth `component` (a configuration object's hardware, e.g.
+    `OverlayCore(CoreConfig())`): `design` names it (one of `DESIGNS`: the report's design and
+    its analytic estimate) and `config` is its configuration (an object with `to_dict()`, or
+    a dict). `options` as `build` takes them. Returns the report."""
+    t0 = time.perf_counter()
+    verilog = to_verilog(component, design)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return build_verilog(design, verilog, config, target_name, out=out,
+                         generate_s=time.perf_counter() - t0, **options)
+
+
+def build_verilog(design, verilog, config, target_name, *, out, speed=None, freq=None, io=None,
+                  bitstream=False, seed=1, log=print, generate_s=0.0):
+    """Synthesize, place and route the Verilog text `verilog` of `design` (its top module)
+    with configuration dict `config`; returns the report."""
     target = TARGETS[target_name]
     io = io or ("ooc" if target.family == "ecp5" else "harness")
     out = Path(out)
-    times, t0 = {}, time.perf_counter()
-    verilog, config = generate(design, unit_argv, design)      # bad unit flags fail here
-    times["generate_s"] = round(time.perf_counter() - t0, 2)
+    times, t0 = {"generate_s": round(generate_s, 2)}, time.perf_counter() - generate_s
     out.mkdir(parents=True, exist_ok=True)
     harness = None
     top = design

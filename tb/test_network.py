@@ -29,9 +29,12 @@ TEST_IMAGES = 2
 #: one Verilator build per T
 CASES = {1: ["test_network_matches_integer_model", "test_corrupted_expectation_is_caught"],
          4: ["test_network_random_stalls"]}
-#: cases in `make test-slow` only: the T = 4 network runs with random input gaps and output
-#: backpressure in the compiled harness (test_network_in_the_compiled_harness) in `make test`
-SLOW = {(4, "test_network_random_stalls")}
+#: cases in `make test-slow` only (cocotb; `make test` runs the spatial network in the compiled
+#: harness instead, test_network_in_the_compiled_harness: the T = 4 network with random input
+#: gaps and output backpressure, every layer's stream and class sum checked by the same
+#: scoreboards, and a changed expectation caught)
+SLOW = {(4, "test_network_random_stalls"), (1, "test_network_matches_integer_model"),
+        (1, "test_corrupted_expectation_is_caught")}
 #: (dims, heads) of the model per T
 MODELS = {1: ((8, 16), 2), 4: ((4, 8), 2)}
 

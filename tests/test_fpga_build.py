@@ -29,6 +29,8 @@ from fpga.pnr import (
     run_nextpnr,
 )
 from fpga.yosys import MULTIPLIER_CELLS, SynthError, synth_cells
+from hw.lif import LIFArray
+from spec.lif import LIFConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "nextpnr"
@@ -749,3 +751,24 @@ def test_top_ports_rejects_ansi_headers():
     verilog = "module m(input clk, input rst, output y);\nendmodule\n"
     with pytest.raises(SynthError, match="ANSI"):
         top_ports(verilog, "m")
+
+
+def test_build_component_takes_a_configuration_object(tmp_path, monkeypatch):
+    """`build_component(component, design, config, ...)` (the Python API's build: no argv of a
+    generator) writes the same design and report as `build` from the generator's flags (the
+    tools replaced by stand-ins here; their runs are tested above)."""
+    monkeypatch.setattr(fpga.build, "synthesize", lambda out, top, family, noiopad:
+                        {"SB_LUT4": 100, "SB_DFF": 50, "SB_RAM40_4K": 1})
+    monkeypatch.setattr(fpga.build, "run_nextpnr", lambda out, target, **kw: (
+        {"fmax": {"clk": {"achieved_mhz": 60.0, "constraint_mhz": 12.0, "met": True}},
+         "utilization": {"ICESTORM_LC": (120, 5280), "ICESTORM_RAM": (1, 30)}}, None))
+    monkeypatch.setattr(fpga.build, "tool_version", lambda cmd: "stand-in")
+    config = LIFConfig(neurons=16, lanes=4)
+    a = fpga.build.build("lif", ["--neurons", "16", "--lanes", "4"], "ice40-up5k",
+                         out=tmp_path / "a", log=lambda s: None)
+    b = fpga.build.build_component(LIFArray(config), "lif", config, "ice40-up5k",
+                                   out=tmp_path / "b", log=lambda s: None)
+    assert (tmp_path / "a" / "design.v").read_text() == (tmp_path / "b" / "design.v").read_text()
+    assert {k: v for k, v in a.items() if k != "times"} == \
+        {k: v for k, v in b.items() if k != "times"}
+    assert b["config"] == config.to_dict() and b["fmax"]["clk"]["achieved_mhz"] == 60.0
