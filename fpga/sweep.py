@@ -11,9 +11,10 @@ LocalCluster of `--workers` processes (default: one per CPU) or the scheduler at
 Each row is written to its folder (`row.json`) as its build finishes; a build that fails is a
 row with its error and does not stop the others; a rerun into the same `--out` reuses every
 row already there for the same inputs (a crashed build is run again). Writes `sweep.json`,
-`sweep.md` and (with `--plot`, matplotlib) `pareto.png` into `--out`: logic cells against the
-unit's cycles per sample (its dense cycle model, the most a sample can take), Fmax as colour,
-each unit kind's Pareto front drawn. The last three table columns are the analytic estimate
+`sweep.md` and (with `--plot`, matplotlib) `pareto.png` into `--out`: logic cells against
+microseconds per sample (the unit's dense cycle model, the most a sample can take, at its
+Fmax), Fmax as colour, the Pareto front of each workload (one unit and shape at several lanes,
+targets or grades) drawn. The last three table columns are the analytic estimate
 (`fpga.estimate`) and its relative error.
 """
 
@@ -35,7 +36,7 @@ from .build import build
 from .pnr import FitError, PnrError
 from .yosys import SynthError
 
-__all__ = ["GRIDS", "sweep", "markdown", "pareto_plot", "unit_cycles"]
+__all__ = ["GRIDS", "sweep", "markdown", "pareto_plot", "pareto_front", "unit_cycles", "workload"]
 
 PROG = "fpga.sweep"
 ROW_FILE = "row.json"
@@ -47,6 +48,17 @@ _SAE_SMALL = ["--mode", "conv", "--in-ch", "8", "--out-ch", "16", "--height", "8
 _SAE_MID = ["--mode", "conv", "--in-ch", "16", "--out-ch", "64", "--height", "8", "--width", "8",
             "--lanes", "16", "--in-lanes", "16"]
 _SDSA_SMALL = ["--channels", "32", "--tokens", "16", "--heads", "2", "--lanes", "4"]
+
+
+def _lanes(flags, lanes):
+    """`flags` with --lanes (and --in-lanes, where given) set to `lanes`."""
+    out = list(flags)
+    for flag in ("--lanes", "--in-lanes"):
+        if flag in out:
+            out[out.index(flag) + 1] = str(lanes)
+    return out
+
+
 _SDSA_PAPER = []          # the default: SDSA-3, 8 heads, 256 channels, 196 tokens, 16 lanes
 
 #: grid name -> [(label, design, unit flags, target, speed)]
@@ -64,6 +76,12 @@ GRIDS["default"] = GRIDS["small"] + [
     ("sae conv3x3 16->64 8x8 l16", "sae", _SAE_MID, "ecp5-25k", 8),
     ("sdsa-3 256ch 196tok l16", "sdsa", _SDSA_PAPER, "ecp5-25k", 6),
     ("sdsa-3 256ch 196tok l16", "sdsa", _SDSA_PAPER, "ecp5-25k", 8),
+    # the same workloads with fewer lanes: size against time, the Pareto front's other points
+    ("lif 1024/4 T4", "lif", _lanes(_LIF_PAPER, 4), "ecp5-25k", 6),
+    ("lif 1024/8 T4", "lif", _lanes(_LIF_PAPER, 8), "ecp5-25k", 6),
+    ("sae conv3x3 16->64 8x8 l4", "sae", _lanes(_SAE_MID, 4), "ecp5-25k", 6),
+    ("sae conv3x3 16->64 8x8 l8", "sae", _lanes(_SAE_MID, 8), "ecp5-25k", 6),
+    ("sdsa-3 256ch 196tok l8", "sdsa", ["--lanes", "8"], "ecp5-25k", 6),
 ]
 
 
@@ -187,10 +205,25 @@ def pareto_front(points):
             if not any((x2 <= x and y2 <= y) and (x2, y2) != (x, y) for x2, y2 in points)]
 
 
+def workload(row):
+    """What a row computes, whatever its lanes and target: its design and its flags without
+    --lanes and --in-lanes."""
+    flags, out, skip = row["flags"], [], False
+    for f in flags:
+        if skip:
+            skip = False
+        elif f in ("--lanes", "--in-lanes"):
+            skip = True
+        else:
+            out.append(f)
+    return row["design"], tuple(out)
+
+
 def pareto_plot(rows, path):
-    """Logic cells against cycles per sample, Fmax as colour, each design kind's Pareto front
-    as a line; rows with an error or no cycles are left out. Returns the path, or None when no
-    row can be drawn."""
+    """Logic cells against microseconds per sample (a unit's dense cycle model at its Fmax),
+    Fmax as colour; the Pareto front of each workload (the same unit and shape at other lanes,
+    targets or grades) as a line. Rows with an error or no cycles are left out. Returns the
+    path, or None when no row can be drawn."""
     import io
 
     import matplotlib
@@ -198,32 +231,37 @@ def pareto_plot(rows, path):
     import matplotlib.pyplot as plt
 
     from spec.yamlio import atomic_write_bytes
-    good = [r for r in rows if "error" not in r and r.get("cycles")]
+    good = [r for r in rows if "error" not in r and r.get("cycles") and r.get("fmax_mhz")]
     if not good:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     markers = {"lif": "o", "sae": "s", "sdsa": "^"}
     fmax = [r["fmax_mhz"] for r in good]
-    vmin, vmax = min(fmax), max(fmax)
-    for design in sorted({r["design"] for r in good}):
-        mine = [r for r in good if r["design"] == design]
-        pts = [(r["resources"]["logic_cells"], r["cycles"]) for r in mine]
-        sc = ax.scatter(*zip(*pts, strict=True), c=[r["fmax_mhz"] for r in mine],
-                        cmap="viridis", vmin=vmin, vmax=vmax, s=60,
-                        marker=markers.get(design, "D"), edgecolors="k", label=design)
+    norm = matplotlib.colors.Normalize(min(fmax), max(fmax))
+    groups = {}
+    for r in good:
+        groups.setdefault(workload(r), []).append(r)
+    for key, mine in sorted(groups.items()):
+        pts = [(r["resources"]["logic_cells"], r["cycles"] / r["fmax_mhz"]) for r in mine]
+        ax.scatter(*zip(*pts, strict=True), c=[r["fmax_mhz"] for r in mine], cmap="viridis",
+                   norm=norm, s=60, marker=markers.get(key[0], "D"), edgecolors="k")
         front = sorted(pts[i] for i in pareto_front(pts))
         if len(front) > 1:
-            ax.plot(*zip(*front, strict=True), color="0.5", lw=1, zorder=0)
+            ax.plot(*zip(*front, strict=True), color="0.4", lw=1, zorder=0)
         for r, (x, y) in zip(mine, pts, strict=True):
             grade = f" g{r['speed_grade']}" if r["speed_grade"] else ""
-            ax.annotate(f"{r['label']}\n{r['target']}{grade}", (x, y), fontsize=6,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(f"{r['label']} {r['target']}{grade}", (x, y), fontsize=6,
+                        xytext=(5, -3 if r["speed_grade"] == 8 else 4),
+                        textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("logic cells (log scale)")
-    ax.set_ylabel("cycles per sample, dense (log scale)")
-    ax.set_title("sweep: size against cycles (Pareto front per unit kind)")
-    fig.colorbar(sc, ax=ax, label="Fmax (MHz)")
+    ax.set_ylabel("microseconds per sample at Fmax, dense (log scale)")
+    ax.set_title("sweep: size against time per sample (a line: one workload's Pareto front)")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax,
+                 label="Fmax (MHz)")
+    for design, marker in markers.items():
+        ax.scatter([], [], marker=marker, c="w", edgecolors="k", label=design)
     ax.legend(fontsize=8)
     ax.grid(which="both", alpha=0.25)
     fig.tight_layout()

@@ -96,6 +96,19 @@ def test_pareto_front_and_picture(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_workloads_group_rows_by_what_they_compute():
+    """A workload is a design and its flags but the lanes: the default grid holds each of its
+    three paper-size workloads at several lanes, so that the picture has fronts to draw."""
+    row = {"design": "sae", "flags": ["--mode", "conv", "--lanes", "4", "--in-lanes", "4"]}
+    assert fs.workload(row) == ("sae", ("--mode", "conv"))
+    assert fs._lanes(row["flags"], 16) == ["--mode", "conv", "--lanes", "16", "--in-lanes", "16"]
+    groups = {}
+    for label, design, flags, target, speed in fs.GRIDS["default"]:
+        if target.startswith("ecp5") and speed == 6:
+            groups.setdefault(fs.workload({"design": design, "flags": flags}), []).append(label)
+    assert sorted(len(v) for v in groups.values()) == [2, 3, 3]
+
+
 def test_unit_cycles_from_the_generators_flags():
     assert fs.unit_cycles("lif", ["--neurons", "256", "--lanes", "4", "--timesteps", "4"]) == \
         fs.gen_lif.config_from_args(fs.gen_lif.build_parser().parse_args(
