@@ -188,11 +188,14 @@ class Flow:
         self.log(f"generated {style}: {path} ({len(verilog) / 1e6:.1f} MB)")
         return self._save("generate", figures)
 
-    def cosimulate(self, images=4, *, pause=0.0, seed=1, build_root=None):
+    def cosimulate(self, images=4, *, pause=0.0, seed=1, build_root=None, harness=None):
         """Run `images` test images (a count) on the generated RTL in the compiled harness
         (Verilator) and check every layer's output (overlay) or every class accumulation
         (spatial) against the integer model; raises on the first divergence (`sim.run`'s
-        RtlMismatch, or the scoreboard's). Writes cosimulate.json."""
+        RtlMismatch, or the scoreboard's). The harness is built (or found) in `build_root`
+        (default build/harness, shared with `sim.run` and the demo), or `harness` is the
+        binary of one already built for this core (`sim.harness.build_core`). Writes
+        cosimulate.json."""
         if self.style is None:
             self.generate()
         x = self._images(images)
@@ -204,7 +207,8 @@ class Flow:
         t0 = time.perf_counter()
         if self.style == "overlay":
             run = overlay_images(self.net, pixels, read_bundle(bundle_dir), self.out,
-                                 core=self.core, build_root=build_root, pause=pause, seed=seed)
+                                 core=self.core, build_root=build_root, pause=pause, seed=seed,
+                                 binary=harness)
             rtl = [r["prediction"] for r in run["images"]]
             cycles = [r["cycles"] for r in run["images"]]
             figures = {"cycles_per_image": float(np.mean(cycles)),

@@ -1,6 +1,7 @@
 """The Python API (`flow.Flow`): the README's example runs as written (in a temporary folder),
 and bad requests end in one `FlowError` naming what is wrong."""
 
+import os
 import re
 from pathlib import Path
 
@@ -8,9 +9,16 @@ import pytest
 import torch
 
 from flow import Flow, FlowError
+from sim.harness import build_core
+from spec.core import CoreConfig
 from sw.model import MetaSpikeFormer, digits_config, metaspikformer
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def build_root():
+    """Where tb/conftest.py's `build_root` keeps Verilator builds (SPIKEGEN_BUILD_ROOT)."""
+    return Path(os.environ.get("SPIKEGEN_BUILD_ROOT", REPO / "build" / "verilator"))
 
 
 def readme_example():
@@ -24,6 +32,12 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     code = readme_example()
     assert 'Flow("out/api"' in code and "flow.cosimulate(" in code
     monkeypatch.chdir(REPO)                      # models/digits.pt, as the README runs it
+    # the README's calls as written, the co-simulation on the harness tb/test_harness.py
+    # builds for the same default core (with tracing; cached by content): one build less
+    binary = build_core(CoreConfig(), build_root() / "harness", waves=True, opt="-O1")
+    cosimulate = Flow.cosimulate
+    monkeypatch.setattr(Flow, "cosimulate",
+                        lambda self, *a, **k: cosimulate(self, *a, harness=binary, **k))
     out = tmp_path / "api"
     scope = {}
     exec(compile(code.replace('"out/api"', repr(str(out))), "README.md", "exec"), scope)
