@@ -16,6 +16,10 @@ from sim.cosim import read_report, run_cocotb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+#: in `make test-slow`: `make test` runs these blocks inside the spatial network in the
+#: compiled harness (tb/test_network.py), with stalls at the network's ends
+pytestmark = pytest.mark.slow
+
 TIMESTEPS = 4
 TEST_IMAGES = 2
 #: layer index -> its kind

@@ -61,6 +61,7 @@ def test_lif_cosim(name, testcase, prepared, build_root):
         assert figures["beats"] == CONFIGS[name].beats_per_step * CONFIGS[name].timesteps * 3
 
 
+@pytest.mark.slow      # `make test` opens the compiled harness's FST (tb/test_harness.py)
 def test_waves_fst_of_a_cocotb_run(prepared, build_root, tmp_path):
     """`run_cocotb(..., waves=FILE)`: a build with FST tracing (beside the plain one) dumps the
     run; pywellen opens the file and finds the design's ports and a register inside."""

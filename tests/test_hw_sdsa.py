@@ -297,7 +297,8 @@ def test_counts_start_from_zero_every_timestep(name):
 # -- the default configuration ----------------------------------------------------------------
 
 
-def test_default_configuration_density_0_1():
+@pytest.mark.slow      # the paper-size unit in Amaranth's simulator (18 s); tb/test_sdsa.py
+def test_default_configuration_density_0_1():    # co-simulates SDSA-3 at 8 heads
     config = SDSAConfig()
     assert (config.variant, config.channels, config.tokens, config.lanes) == (3, 256, 196, 16)
     traces = random_traces(config, 0.1, samples=1, seed=0)
