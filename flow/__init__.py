@@ -42,7 +42,7 @@ from sw.netbundle import read_network_bundle, write_network_bundle
 from sw.quant import QuantOptions, check_dataset_fit, quantize
 from sw.train import load_dataset
 
-__all__ = ["Flow", "FlowError", "STYLES"]
+__all__ = ["Flow", "FlowError", "STYLES", "check_predictions"]
 
 #: what `Flow.generate` makes: the overlay core and a program, or one design per network
 STYLES = ("overlay", "spatial")
@@ -224,9 +224,7 @@ class Flow:
             figures = {"cycles": run["measured_cycles"],
                        "simulated_cycles": run["simulated_cycles"],
                        "simulation_seconds": run["seconds"]}
-        integer = self.predict(x).tolist()
-        if rtl != integer:
-            raise FlowError(f"RTL predictions {rtl} differ from the integer model's {integer}")
+        check_predictions(rtl, self.predict(x).tolist())
         figures.update(style=self.style, images=len(x), rtl_predictions=rtl,
                        rtl_accuracy=float(np.mean(np.asarray(rtl) == labels)),
                        seconds=round(time.perf_counter() - t0, 1))
@@ -255,6 +253,13 @@ class Flow:
         """Every step's figures so far (also written as report.json)."""
         return self._save("report", {"dataset": self.dataset, "core": self.core.to_dict(),
                                      **self.results})
+
+
+def check_predictions(rtl, integer):
+    """Raise `FlowError` unless the RTL's predicted classes equal the integer model's."""
+    if list(rtl) != list(integer):
+        raise FlowError(f"RTL predictions {list(rtl)} differ from the integer model's "
+                        f"{list(integer)}")
 
 
 def _plain(value):

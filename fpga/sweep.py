@@ -30,7 +30,7 @@ from gen import lif as gen_lif
 from gen import sae as gen_sae
 from gen import sdsa as gen_sdsa
 from spec.cli import Parser, fail, run_main, whole_number
-from spec.yamlio import atomic_write_text
+from spec.yamlio import atomic_write_png, atomic_write_text
 
 from .build import build
 from .pnr import FitError, PnrError
@@ -185,15 +185,14 @@ def sweep(grid, out, *, freq=150.0, log=print, client=None, job=build_row, bar=F
                 finished(n, folder, job(inputs, folder))
         else:
             from distributed import as_completed
-            futures = {client.submit(job, inputs, folder, pure=False): (n, folder)
+            futures = {client.submit(job, inputs, folder, pure=False): (n, folder, inputs)
                        for n, folder, inputs in todo}
             for future in as_completed(futures):
-                n, folder = futures[future]
+                n, folder, inputs = futures[future]
                 try:
                     row = future.result()
                 except Exception as exc:  # noqa: BLE001 -- a lost worker, not a build error
-                    row = {**todo[[t[0] for t in todo].index(n)][2],
-                           "error": f"{type(exc).__name__}: {exc}", "kind": "crash",
+                    row = {**inputs, "error": f"{type(exc).__name__}: {exc}", "kind": "crash",
                            "seconds": None}
                 finished(n, folder, row)
     return rows
@@ -224,13 +223,10 @@ def pareto_plot(rows, path):
     Fmax as colour; the Pareto front of each workload (the same unit and shape at other lanes,
     targets or grades) as a line. Rows with an error or no cycles are left out. Returns the
     path, or None when no row can be drawn."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spec.yamlio import atomic_write_bytes
     good = [r for r in rows if "error" not in r and r.get("cycles") and r.get("fmax_mhz")]
     if not good:
         return None
@@ -265,12 +261,10 @@ def pareto_plot(rows, path):
     ax.legend(fontsize=8)
     ax.grid(which="both", alpha=0.25)
     fig.tight_layout()
-    buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        atomic_write_png(path, fig)
     finally:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 

@@ -7,10 +7,9 @@ would rather look than read a table.
 - `rasters`: per operation with spike outputs, one image's spikes (channels down, tokens
   across, timesteps one after another), the integer model's and the RTL's side by side.
 
-Each writes its PNG atomically (`spec.yamlio.atomic_write_bytes`) and returns the path.
+Each writes its PNG atomically (`spec.yamlio.atomic_write_png`) and returns the path.
 """
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -20,22 +19,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spec.yamlio import atomic_write_bytes  # noqa: E402
+from spec.yamlio import atomic_write_png  # noqa: E402
 
 __all__ = ["cycles_per_layer", "firing_rates", "rasters"]
 
-#: PNG metadata without the software version or a date, so that the same figures give the
-#: same bytes
-_METADATA = {"Software": None}
-
-
 def _save(fig, path):
-    buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=110, metadata=_METADATA)
+        atomic_write_png(path, fig)
     finally:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 

@@ -1,5 +1,6 @@
 """YAML reading and atomic file writing shared by configurations and bundles."""
 
+import io
 import os
 import shutil
 import tempfile
@@ -85,3 +86,11 @@ def atomic_write_folder(path, files):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_write_png(path, figure):
+    """A matplotlib `figure` as a PNG at `path`, written as `atomic_write_bytes` writes, with
+    no software version or date in the file (the same figure gives the same bytes)."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())

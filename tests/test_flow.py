@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flow import Flow, FlowError
+from flow import Flow, FlowError, check_predictions
 from sim.harness import build_core
 from spec.core import CoreConfig
 from sw.model import MetaSpikeFormer, digits_config, metaspikformer
@@ -63,3 +63,12 @@ def test_bad_requests(tmp_path):
     with pytest.raises(FlowError, match="images must be 1 to 360 test images, not 0"):
         flow.predict(0)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_changed_prediction_is_caught():
+    """The co-simulation's last check (the RTL's classes against the integer model's) fails on
+    one changed class."""
+    check_predictions([7, 6], [7, 6])
+    with pytest.raises(FlowError, match=r"RTL predictions \[7, 6\] differ from the integer "
+                                        r"model's \[7, 5\]"):
+        check_predictions([7, 6], [7, 5])
