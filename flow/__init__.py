@@ -3,7 +3,8 @@ in one output folder:
 
     from flow import Flow
 
-    flow = Flow("out/api", checkpoint="models/digits.pt")   # or Flow(out, model=a_model)
+    flow = Flow("out/api", checkpoint="models/digits.pt")   # or Flow(out, model=a_model),
+                                            # or Flow(out, nir="net.nir", timesteps=4)
     flow.quantize()                  # the integer network; float / integer accuracy
     flow.predict(images)             # class of each image on the integer model (= the RTL's)
     flow.generate("overlay")         # the core's Verilog and the network's program
@@ -39,6 +40,16 @@ from spec.core import CoreConfig
 from spec.yamlio import atomic_write_text
 from sw.checkpoint import load_checkpoint
 from sw.netbundle import read_network_bundle, write_network_bundle
+from sw.nirio import (
+    DEFAULT_DT,
+    NirError,
+    chain_images,
+    check_fit,
+    from_graph,
+    quantize_chain,
+    read_graph,
+    report_chain,
+)
 from sw.quant import QuantOptions, check_dataset_fit, quantize
 from sw.train import load_dataset
 
@@ -60,20 +71,34 @@ class Flow:
     out : str or Path
     checkpoint : path of a checkpoint `sw.train` wrote (validated before use, never unpickled
         beyond its tensors), or
-    model : a `sw.model.MetaSpikeFormer` (in memory), with
+    model : a `sw.model.MetaSpikeFormer` (in memory), or
+    nir : a NIR graph of a spiking CNN (a `nir.NIRGraph` or the path of a .nir file; see
+        `sw.nirio` for what imports), run at `timesteps` steps of `dt` seconds; with
     dataset : the data set its images and classes come from ("digits").
     core : the overlay core's `CoreConfig` (default: the default core).
     log : a function taking one line per step (default: silent).
     """
 
-    def __init__(self, out, *, checkpoint=None, model=None, dataset="digits", core=None,
-                 log=None):
-        if (checkpoint is None) == (model is None):
-            raise FlowError("give a checkpoint or a model, not both or neither")
+    def __init__(self, out, *, checkpoint=None, model=None, nir=None, timesteps=4, dt=DEFAULT_DT,
+                 dataset="digits", core=None, log=None):
+        if sum(x is not None for x in (checkpoint, model, nir)) != 1:
+            raise FlowError("give one of a checkpoint, a model or a NIR graph")
         self.out = Path(out)
         self.core = core or CoreConfig()
         check_config(self.core)
         self.log = log or (lambda text: None)
+        self.chain = None
+        if nir is not None:
+            try:
+                graph = read_graph(nir) if isinstance(nir, (str, Path)) else nir
+                self.chain = from_graph(graph, timesteps=timesteps, dt=dt, source=str(
+                    Path(nir).name) if isinstance(nir, (str, Path)) else "")
+                check_fit(self.chain, dataset)
+            except NirError as exc:
+                raise FlowError(str(exc)) from None
+            self.model, self.dataset = None, dataset
+            self.net, self.style, self.results, self._data = None, None, {}, None
+            return
         if checkpoint is not None:
             self.model, data = load_checkpoint(checkpoint)
             dataset = data.get("dataset", dataset)
@@ -113,10 +138,17 @@ class Flow:
                                 f"{images}")
             return self.data[2][:images]
         x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-        c, s = self.model.config.in_channels, self.model.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise FlowError(f"images must be (N, {c}, {s}, {s}), not {tuple(x.shape)}")
+        shape = tuple(self.data[2].shape[1:]) if self.chain is not None else (
+            self.model.config.in_channels, self.model.config.image_size,
+            self.model.config.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            raise FlowError(f"images must be (N, {', '.join(map(str, shape))}), not "
+                            f"{tuple(x.shape)}")
         return x
+
+    def _pixels(self, x):
+        """The integer network's input for float images `x` (a NIR graph's own shape)."""
+        return self.net.to_input(chain_images(self.chain, x) if self.chain is not None else x)
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -127,14 +159,25 @@ class Flow:
         saturation counts). Writes quantize.json."""
         t0 = time.perf_counter()
         xtr = self.data[0][:calibration] if calibration else self.data[0]
-        self.net = quantize(self.model, xtr, options or QuantOptions())
+        if self.chain is not None:
+            try:
+                self.net = quantize_chain(self.chain, xtr, options or QuantOptions())
+            except NirError as exc:
+                raise FlowError(str(exc)) from None
+        else:
+            self.net = quantize(self.model, xtr, options or QuantOptions())
         figures = {"calibration_images": len(xtr), "timesteps": self.net.timesteps,
                    "w_bits": self.net.info["w_bits"], "widths": dict(sorted(
                        self.net.widths.items()))}
         if test:
             xte, labels = self.data[2], self.data[3].numpy()
-            with torch.no_grad():
-                fpred = self.model(xte).argmax(1).numpy()
+            if self.chain is not None:
+                rep = report_chain(self.chain, self.net, xte, labels)
+                fpred = self.chain.run(xte)[0].argmax(1)
+                figures["spike_agreement"] = {r["layer"]: r["agreement"] for r in rep["layers"]}
+            else:
+                with torch.no_grad():
+                    fpred = self.model(xte).argmax(1).numpy()
             ipred = self.predict(xte)
             figures.update(test_images=len(xte),
                            float_accuracy=float(np.mean(fpred == labels)),
@@ -151,7 +194,7 @@ class Flow:
         x = self._images(images)
         if self.net is None:
             self.quantize()
-        return self.net.run(self.net.to_input(x))
+        return self.net.run(self._pixels(x))
 
     def predict(self, images):
         """The integer model's class of each of `images` (as `scores` takes them)."""
@@ -200,7 +243,7 @@ class Flow:
             self.generate()
         x = self._images(images)
         labels = np.asarray(self.data[3][:len(x)])
-        pixels = self.net.to_input(x)
+        pixels = self._pixels(x)
         bundle_dir = self.out / "bundle"
         write_network_bundle(bundle_dir, self.net, pixels, labels)
         build_root = Path(build_root or REPO_ROOT / "build" / "harness")

@@ -310,6 +310,10 @@ def _check_common(op, core):
         _limit(op, "map size", max(t.height, t.width), core.max_map, "max_map")
     if op.lif is not None:
         _limit(op, "LIF membrane width", op.lif.v_bits, core.v_bits, "v_bits")
+        if op.lif.tau != 2:
+            raise CompileError(f"{op.name}: the overlay core's LIF leaks with tau 2, this "
+                               f"neuron with tau {op.lif.tau}; generate it spatially "
+                               f"(gen.network)")
     if op.opcode == "conv_stream":
         _limit(op, "stream width", op.out_bits, core.stream_bits, "stream_bits")
     if op.res is not None:

@@ -11,7 +11,7 @@ settings; `arrays.npz` holds every integer parameter as `<layer>:weight`, `<laye
 runnable ones). See docs/bundle-format.md.
 """
 
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 
 import numpy as np
 
@@ -84,9 +84,12 @@ def decode(desc, arrays, where="layer", *, types=None):
         if cls is None:
             raise BundleError(f"{where}: unknown piece type {kind!r}")
         known = {f.name for f in fields(cls)}
-        if set(body) != known:
-            raise BundleError(f"{where}: a {kind} needs the keys {sorted(known)}, not "
-                              f"{sorted(body)}")
+        needed = {f.name for f in fields(cls)
+                  if f.default is MISSING and f.default_factory is MISSING}
+        if not needed <= set(body) <= known:
+            optional = f" (optional: {sorted(known - needed)})" if known != needed else ""
+            raise BundleError(f"{where}: a {kind} needs the keys {sorted(needed)}{optional}, "
+                              f"not {sorted(body)}")
         values = {}
         for key, value in body.items():
             if isinstance(value, dict) and set(value) == {"array"}:

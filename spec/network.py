@@ -61,8 +61,10 @@ class Neuron:
     """A LIF layer over a (channels, height, width) map, in the integer units of its input.
 
     `v_th` and `bias` are per channel, multiples of `2**-param_frac`; `source` is the widths key
-    of its input (its `in_bits`). The membrane has `param_frac + timesteps` fractional bits, so
-    the leak (a shift by one per timestep) is exact."""
+    of its input (its `in_bits`). `tau` is the leak, a power of two (2, the paper's, or another
+    for networks imported from NIR; 1 keeps no membrane from one timestep to the next). The
+    membrane has `param_frac + timesteps * log2(tau)` fractional bits, so the leak (a shift by
+    log2(tau) per timestep) is exact."""
 
     name: str
     channels: int
@@ -72,19 +74,24 @@ class Neuron:
     bias: tuple
     param_frac: int
     source: str
+    tau: int = 2
 
     def config(self, ctx, timesteps):
         return _neuron_config(self, ctx.width(self.source), timesteps)
 
     def _config(self, in_bits, timesteps):
-        frac = self.param_frac + timesteps
+        if isinstance(self.tau, bool) or not isinstance(self.tau, int) or self.tau < 1 \
+                or self.tau & (self.tau - 1):
+            raise ValueError(f"{self.name}: tau must be a power of two (1, 2, 4, ...), not "
+                             f"{self.tau!r}")
+        frac = self.param_frac + timesteps * (self.tau.bit_length() - 1)
         largest = max(max(abs(v) for v in self.v_th), max(abs(b) for b in self.bias))
         v_bits = max(in_bits + frac + 2, _bits_signed(int(largest * (1 << frac))) + 1)
         uniform = len(set(self.v_th)) == 1 and len(set(self.bias)) == 1
         return LIFConfig(
             neurons=self.channels * self.height * self.width, lanes=lanes_for(self.channels),
             channels=1 if uniform else self.channels, v_bits=v_bits, in_bits=in_bits,
-            frac_bits=frac, tau=2, decay_input=True, reset="hard", v_reset=0.0,
+            frac_bits=frac, tau=self.tau, decay_input=True, reset="hard", v_reset=0.0,
             v_th=self.v_th[0] if uniform else tuple(self.v_th),
             bias=self.bias[0] if uniform else tuple(self.bias), timesteps=timesteps)
 

@@ -65,7 +65,7 @@ from .model import ConvBlock, Downsample, TransformerBlock
 from .shortcut_int import MAX_LEFT, MAX_RIGHT
 from .train import DATASETS, load_dataset
 
-__all__ = ["QuantOptions", "quantize", "build", "choose_widths", "evaluate_int",
+__all__ = ["QuantOptions", "quantize", "build", "calibrate", "choose_widths", "evaluate_int",
            "spike_agreement", "DATASET_INPUT"]
 
 PROG = "sw.quant"
@@ -428,7 +428,13 @@ def quantize(model, calib_images, opts=QuantOptions(), *, progress=None):
     second one's statistics (values within a factor of 2 of their limit) go to
     `info["calibration"]`."""
     net = build(model, opts)
-    pixels = net.to_input(calib_images)
+    return calibrate(net, net.to_input(calib_images), opts, progress=progress)
+
+
+def calibrate(net, pixels, opts=QuantOptions(), *, progress=None):
+    """Size integer network `net` (built with every width `WIDE_BITS`) on integer `pixels`:
+    `quantize`'s two runs and checks. Returns `net` with `widths` and its calibration figures
+    in `info`."""
     wide = RunContext({})
     wide_scores = net.run(pixels, wide, progress=progress and (
         lambda done, total: progress(done, total, "pass 1 of 2, widths 32 bits")))

@@ -50,7 +50,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_bad_requests(tmp_path):
-    with pytest.raises(FlowError, match="give a checkpoint or a model, not both or neither"):
+    with pytest.raises(FlowError, match="give one of a checkpoint, a model or a NIR graph"):
         Flow(tmp_path)
     with pytest.raises(FlowError, match="is for a model of 3 x 224 x 224 inputs"):
         Flow(tmp_path, model=metaspikformer())

@@ -295,8 +295,8 @@ CORRUPTIONS = {
     "key-removed": (
         lambda c: c["layers"][3]["q_lif"].pop("v_th"),
         r"layer 3.q_lif: a Neuron needs the keys \['bias', 'channels', 'height', 'name', "
-        r"'param_frac', 'source', 'v_th', 'width'\], not \['bias', 'channels', 'height', "
-        r"'name', 'param_frac', 'source', 'width'\]"),
+        r"'param_frac', 'source', 'v_th', 'width'\] \(optional: \['tau'\]\), not \['bias', "
+        r"'channels', 'height', 'name', 'param_frac', 'source', 'tau', 'width'\]"),
     "key-added": (
         lambda c: c["layers"][1]["sep_dw"].update(groups=16),
         r"layer 1.sep_dw: a Conv needs the keys"),
