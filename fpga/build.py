@@ -41,6 +41,7 @@ from gen import sdsa as gen_sdsa
 from gen.verilog import to_verilog
 from hw.block import layer_component, unit_config
 from hw.lif import LIFArray
+from hw.network import Network
 from hw.sae import SpikeAccumulator
 from hw.sdsa import sdsa_unit
 from spec.cli import Parser, fail, run_main
@@ -51,7 +52,8 @@ from .estimate import estimate, modelled, relative_errors
 from .pnr import TARGETS, PnrError, find_tool, run_nextpnr, run_pack, tool_version
 from .yosys import MULTIPLIER_CELLS, SynthError, find_yosys, run_yosys
 
-__all__ = ["DESIGNS", "design_component", "generate", "top_ports", "harness_verilog",
+__all__ = ["DESIGNS", "config_from_argv", "component_for", "design_component", "generate",
+           "build_config", "build_component", "build_verilog", "top_ports", "harness_verilog",
            "synthesize", "resources", "build"]
 
 PROG = "fpga.build"
@@ -60,20 +62,44 @@ DESIGNS = ("lif", "sae", "sdsa", "block", "network", "core")
 _RESERVED = ("-o", "--out", "--name", "--report")
 
 
-def design_component(design, unit_argv):
-    """(Amaranth component, configuration dict) of `design` from its generator's flags."""
+def config_from_argv(design, unit_argv):
+    """The configuration object of `design` from its generator's flags (the command line's
+    way in; `component_for` takes the objects): a `LIFConfig`; `(SAEConfig, SAEParams or
+    None)`; an `SDSAConfig`; `(layer, widths, timesteps)` of a block; the integer network
+    (`spec.network.IntNetwork`); a `CoreConfig`."""
     if design == "lif":
-        config = gen_lif.config_from_args(gen_lif.build_parser().parse_args(unit_argv))
+        return gen_lif.config_from_args(gen_lif.build_parser().parse_args(unit_argv))
+    if design == "sae":
+        return gen_sae.config_and_params(gen_sae.build_parser().parse_args(unit_argv))
+    if design == "sdsa":
+        return gen_sdsa.config_from_args(gen_sdsa.build_parser().parse_args(unit_argv))
+    if design == "block":
+        return gen_block.layer_from_args(gen_block.build_parser().parse_args(unit_argv))
+    if design == "network":
+        args = gen_network.build_parser().parse_args(unit_argv)
+        if args.taps:
+            fail("--taps adds simulation ports; fpga.build builds the network without them")
+        return gen_network.net_from_args(args)
+    if design == "core":
+        try:
+            return gen_core.config_from_args(gen_core.build_parser().parse_args(unit_argv))
+        except ConfigError as exc:
+            fail(str(exc))
+    fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+
+
+def component_for(design, config):
+    """(Amaranth component, configuration dict for the report) of `design` from its
+    configuration object (as `config_from_argv` makes them)."""
+    if design == "lif":
         return LIFArray(config), config.to_dict()
     if design == "sae":
-        config, params = gen_sae.config_and_params(gen_sae.build_parser().parse_args(unit_argv))
+        config, params = config if isinstance(config, tuple) else (config, None)
         return SpikeAccumulator(config, params), config.to_dict()
     if design == "sdsa":
-        config = gen_sdsa.config_from_args(gen_sdsa.build_parser().parse_args(unit_argv))
         return sdsa_unit(config), config.to_dict()
     if design == "block":
-        layer, widths, timesteps = gen_block.layer_from_args(
-            gen_block.build_parser().parse_args(unit_argv))
+        layer, widths, timesteps = config
         try:
             component = layer_component(layer, widths, timesteps)
         except ValueError as exc:
@@ -82,22 +108,24 @@ def design_component(design, unit_argv):
             "layer": layer.name, "kind": type(layer).__name__, "timesteps": timesteps,
             "units": _unit_configs(component)}
     if design == "network":
-        net, component = gen_network.network_from_args(
-            gen_network.build_parser().parse_args(unit_argv))
+        try:
+            component = Network(config)
+        except ValueError as exc:
+            fail(str(exc))
         return component, {
-            "timesteps": net.timesteps,
+            "timesteps": config.timesteps,
             "layers": {layer.name: {"kind": type(layer).__name__,
                                     "units": _unit_configs(hw)}
-                       for layer, hw in zip(net.layers, component.layers, strict=True)}
+                       for layer, hw in zip(config.layers, component.layers, strict=True)}
             | {"head": {"kind": "Head", "units": _unit_configs(component.head)}}}
     if design == "core":
-        args = gen_core.build_parser().parse_args(unit_argv)
-        try:
-            config = gen_core.config_from_args(args)
-        except ConfigError as exc:
-            fail(str(exc))
         return gen_core.core_component(config), config.to_dict()
     fail(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+
+
+def design_component(design, unit_argv):
+    """(Amaranth component, configuration dict) of `design` from its generator's flags."""
+    return component_for(design, config_from_argv(design, unit_argv))
 
 
 def generate(design, unit_argv, name):
@@ -192,11 +220,19 @@ def build(design, unit_argv, target_name, *, out, speed=None, freq=None, io=None
           bitstream=False, seed=1, log=print):
     """Run the whole flow on `design` from its generator's flags; returns the report (also
     written to `out/report.json`)."""
+    config = config_from_argv(design, unit_argv)      # bad unit flags fail here
+    return build_config(design, config, target_name, out=out, speed=speed, freq=freq, io=io,
+                        bitstream=bitstream, seed=seed, log=log)
+
+
+def build_config(design, config, target_name, *, out, **options):
+    """The flow on `design` from its configuration object (`component_for`); `options` as
+    `build` takes them. Returns the report."""
     t0 = time.perf_counter()
-    verilog, config = generate(design, unit_argv, design)      # bad unit flags fail here
-    return build_verilog(design, verilog, config, target_name, out=out, speed=speed,
-                         freq=freq, io=io, bitstream=bitstream, seed=seed, log=log,
-                         generate_s=time.perf_counter() - t0)
+    component, config_dict = component_for(design, config)
+    verilog = to_verilog(component, design)
+    return build_verilog(design, verilog, config_dict, target_name, out=out,
+                         generate_s=time.perf_counter() - t0, **options)
 
 
 def build_component(component, design, config, target_name, *, out, **options):

@@ -36,7 +36,8 @@ from .build import build
 from .pnr import FitError, PnrError
 from .yosys import SynthError
 
-__all__ = ["GRIDS", "sweep", "markdown", "pareto_plot", "pareto_front", "unit_cycles", "workload"]
+__all__ = ["GRIDS", "sweep", "markdown", "pareto_plot", "pareto_front", "unit_cycles", "workload",
+           "local_client", "dask_client"]
 
 PROG = "fpga.sweep"
 ROW_FILE = "row.json"
@@ -145,6 +146,18 @@ def local_client(workers=None, *, processes=True):
     from distributed import Client
     return Client(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                   processes=processes, dashboard_address=None, silence_logs=logging.ERROR)
+
+
+def dask_client(scheduler=None, workers=None):
+    """The Client of the scheduler at address `scheduler`, or of a new LocalCluster of
+    `workers` (`local_client`); a scheduler that does not answer in 10 s is a usage error."""
+    if scheduler is None:
+        return local_client(workers)
+    from distributed import Client
+    try:
+        return Client(scheduler, timeout="10s")
+    except OSError as exc:
+        fail(f"--scheduler {scheduler!r}: {exc}")
 
 
 def sweep(grid, out, *, freq=150.0, log=print, client=None, job=build_row, bar=False):
@@ -316,14 +329,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda s: None) if args.quiet else \
         (lambda s: print(f"[{PROG}] {s}", file=sys.stderr, flush=True))
-    if args.scheduler is not None:
-        from distributed import Client
-        try:
-            client = Client(args.scheduler, timeout="10s")
-        except OSError as exc:
-            fail(f"--scheduler {args.scheduler!r}: {exc}")
-    else:
-        client = local_client(args.workers)
+    client = dask_client(args.scheduler, args.workers)
     t0 = time.perf_counter()
     with client:
         log(f"{len(GRIDS[args.grid])} builds on {len(client.scheduler_info()['workers'])} "

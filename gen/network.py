@@ -32,14 +32,20 @@ def build_parser():
     return p
 
 
-def network_from_args(args):
-    """(integer network, its `hw.network.Network`) from the parsed flags."""
+def net_from_args(args):
+    """The integer network of the parsed flags' bundle."""
     if args.bundle is None:
         fail("--bundle is required: a network bundle from python -m sw.export --checkpoint F "
              "--out DIR")
     unit, net, _ = read_network_bundle(args.bundle)
     if unit != "network":
         fail(f"{args.bundle!r} is a block bundle; generate it with python -m gen.block")
+    return net
+
+
+def network_from_args(args):
+    """(integer network, its `hw.network.Network`) from the parsed flags."""
+    net = net_from_args(args)
     try:
         return net, Network(net, taps=args.taps)
     except ValueError as exc:

@@ -5,7 +5,11 @@ image against the bound, and the simulation speed.
 
     python -m sim.run [--images N] [--checkpoint F] [--pause P] [--seed S] [--pgo]
                       [--waves FILE.fst [--waves-window FIRST:LAST]] [--json FILE]
-                      [--out DIR] [--plot DIR] [--quiet]
+                      [--out DIR] [--plot DIR] [--workers N | --scheduler ADDRESS] [--quiet]
+
+More than `CHUNK` (16) images run in chunks, one harness process per chunk, on a Dask
+LocalCluster of `--workers` processes (default one per CPU, at most one per chunk) or on the
+cluster of `--scheduler`; the chunks' results are checked here as they come back.
 
 The harness's memory pauses each of the five AXI channels with chance `--pause` (seeded by
 `--seed`); the core's results do not depend on them, its cycles do. `--pgo` compiles the
@@ -18,6 +22,7 @@ firing rates, and test image 0's spikes, the integer model's beside the RTL's.
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fpga.sweep import dask_client
 from gen.program import compile_network, cycle_report, write_program
 from spec.bundle import read_bundle
 from spec.cli import Parser, check_output_path, fail, run_main
@@ -66,7 +72,7 @@ def _window(run, layer, report_ops):
 
 def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, pause=0.0, seed=1,
                    pgo=False, waves=None, waves_window=None, progress=None, log=None,
-                   binary=None, keep_spikes=False):
+                   binary=None, keep_spikes=False, client=None):
     """Run every image of `pixels` (integer, N x C x H x W) on the overlay core in the compiled
     harness and check each against `bundle` (its arrays hold the integer model's traces and
     scores of the same images). Writes the program to `out`/program. Returns a dict: per image
@@ -75,7 +81,11 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
     cycles to look at. `binary` is a harness already built for `core` (else it is built, or
     found, in `build_root`). With `keep_spikes`, the result's "rtl_spikes" holds the first
     image's spike outputs as the RTL wrote them (operation name -> (T, C, H, W) array), and
-    "layout" the program's layout."""
+    "layout" the program's layout. With `client` (a `distributed` Client whose workers see
+    this machine's files: a LocalCluster, or a cluster on a shared file system), the images
+    run in chunks of up to `CHUNK`, one harness process per chunk, spread over its workers;
+    `progress` then hears of each image when its chunk ends. Waveforms need one process: with
+    `waves`, the client is not used."""
     core = core or CoreConfig()
     build_root = Path(build_root or REPO_ROOT / "build" / "harness")
     image = compile_network(net, core)
@@ -90,14 +100,28 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
                             train=memories[0] if pgo else None, log=log)
     built = time.perf_counter() - t0
     results, simulated, seconds, kept = [], 0, 0.0, {}
-    for first in range(0, len(memories), CHUNK):
-        chunk = memories[first:first + CHUNK]
+    workers = 1 if client is None or waves is not None else \
+        max(1, len(client.scheduler_info().get("workers", {})))
+    size_chunk = min(CHUNK, -(-len(memories) // workers))
+    starts = range(0, len(memories), size_chunk)
+    if workers > 1:                  # every chunk at once, on the client's workers
         t0 = time.perf_counter()
-        runs = run_core(binary, chunk, layers=len(image.ops), pause=pause, seed=seed + first,
-                        waves=waves, waves_window=waves_window,
-                        progress=None if progress is None else
-                        (lambda n, cycles, done, base=first: progress(base + n, cycles, done)))
+        runs_of = _distributed_runs(client, binary, memories, starts, size_chunk,
+                                    layers=len(image.ops), pause=pause, seed=seed,
+                                    progress=progress)
         seconds += time.perf_counter() - t0
+    for first in starts:
+        chunk = memories[first:first + size_chunk]
+        if workers > 1:
+            runs = runs_of[first]
+        else:
+            t0 = time.perf_counter()
+            runs = run_core(binary, chunk, layers=len(image.ops), pause=pause,
+                            seed=seed + first, waves=waves, waves_window=waves_window,
+                            progress=None if progress is None else
+                            (lambda n, cycles, done, base=first: progress(base + n, cycles,
+                                                                          done)))
+            seconds += time.perf_counter() - t0
         for n, run in enumerate(runs):
             sample = first + n
             if not run.ok:
@@ -136,6 +160,25 @@ def overlay_images(net, pixels, bundle, out, *, core=None, build_root=None, paus
             "program_bytes": len(image.data), "activation_bytes": image.activation_bytes,
             "build_seconds": round(built, 1), "binary_build_seconds": build_seconds(binary),
             "simulated_cycles": simulated, "simulation_seconds": round(seconds, 3)}
+
+
+def _distributed_runs(client, binary, memories, starts, size, *, layers, pause, seed,
+                      progress):
+    """{first image: its chunk's runs}: one `run_core` per chunk on `client`, each chunk's
+    pauses seeded with `seed` + its first image's index, as the serial run seeds them."""
+    from distributed import as_completed
+
+    futures = {client.submit(run_core, binary, memories[first:first + size], layers=layers,
+                             pause=pause, seed=seed + first, pure=False): first
+               for first in starts}
+    runs_of = {}
+    for future in as_completed(futures):
+        first = futures[future]
+        runs_of[first] = future.result()
+        if progress is not None:
+            for n, run in enumerate(runs_of[first]):
+                progress(first + n, run.report.get("cycles", 0), True)
+    return runs_of
 
 
 def write_plots(folder, figures, arrays, images):
@@ -212,8 +255,21 @@ def main(argv=None):
     p.add_argument("--plot", metavar="DIR", help="write pictures here (PNG): cycles per "
                    "operation against the bound, firing rates, image 0's spikes (model | RTL)")
     p.add_argument("--out", default="out/run", help="work folder (default: out/run)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help=f"harness processes at once, on a Dask LocalCluster (default: one per "
+                        f"CPU, at most one per {CHUNK} images; 1 runs here without a cluster)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler to run on instead (its workers must see this "
+                        "folder and the harness binary: a shared file system)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        fail(f"--workers must be at least 1, not {args.workers}")
+    if args.scheduler and args.workers is not None:
+        fail("--workers sizes a LocalCluster; with --scheduler the cluster has its own")
+    if args.waves and (args.scheduler or (args.workers or 1) > 1):
+        fail("--waves writes one waveform from one harness process: leave out --workers and "
+             "--scheduler")
     if not 1 <= args.images <= 360:
         fail(f"--images must be 1 to 360 (the test set), not {args.images}")
     if not 0 <= args.pause < 1:
@@ -257,14 +313,22 @@ def main(argv=None):
             bar.update(1)
             bar.set_postfix_str(f"{cycles_done[0]:,} cycles")
 
+    workers = 1 if args.waves else args.workers or min(os.cpu_count() or 1, -(-n // CHUNK))
+    client = dask_client(args.scheduler, workers) if args.scheduler or workers > 1 else None
     try:
+        if client is not None:
+            log(f"running on {len(client.scheduler_info()['workers'])} Dask workers "
+                f"({args.scheduler or 'LocalCluster'})")
         figures = overlay_images(net, pixels, bundle, out, pause=args.pause, seed=args.seed,
                                  pgo=args.pgo, waves=args.waves and Path(args.waves).resolve(),
                                  waves_window=args.waves_window, progress=progress, log=log,
-                                 keep_spikes=args.plot is not None)
+                                 keep_spikes=args.plot is not None, client=client)
     except (RtlMismatch, HarnessError) as exc:
         bar.close()
         raise CosimFailure(str(exc)) from exc
+    finally:
+        if client is not None:
+            client.close()
     bar.close()
     images = figures["images"]
     rtl_pred = np.array([r["prediction"] for r in images])

@@ -21,6 +21,7 @@ import pytest
 
 from bench.harness import run_checked
 from bench.networks import digits_network, paper_network
+from fpga.sweep import local_client
 from gen.program import compile_network, cycle_report
 from sim.cosim import prepare_lif
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
@@ -263,6 +264,34 @@ def test_batch_runs_name_the_layer_and_its_cycles(harness, digits, tmp_path):
     cycles = good["images"][1]["layer_cycles"]
     assert b - a == cycles[layer] + 200
     assert a > good["images"][0]["cycles"] + sum(cycles[:layer])
+
+
+def test_batch_runs_on_dask_workers(harness, digits, tmp_path):
+    """`overlay_images` with a 2-worker Dask client (sim.run's batch runs): the images run in
+    chunks spread over the workers, each checked as the serial run checks it; a corrupted
+    expectation is still caught, in the chunk that holds it."""
+    image, pixels, arrays, net = digits
+    serial = overlay_images(net, pixels, SimpleNamespace(arrays=arrays), tmp_path,
+                            binary=harness)
+    heard = []
+    with local_client(2, processes=False) as client:
+        spread = overlay_images(net, pixels, SimpleNamespace(arrays=arrays), tmp_path,
+                                binary=harness, client=client,
+                                progress=lambda n, cycles, done: heard.append((n, done)))
+        # 3 images on 2 workers: chunks of 2 and 1, the second started from reset
+        assert sorted(heard) == [(0, True), (1, True), (2, True)]
+        assert [r["prediction"] for r in spread["images"]] == \
+            [r["prediction"] for r in serial["images"]] == \
+            [int(np.argmax(arrays["scores"][s])) for s in range(3)]
+        assert [r["compared"] for r in spread["images"]] == \
+            [r["compared"] for r in serial["images"]]
+        assert spread["images"][0]["cycles"] == serial["images"][0]["cycles"]
+        wrong = dict(arrays)
+        wrong["scores"] = np.array(arrays["scores"])
+        wrong["scores"][2, 0] += 1
+        with pytest.raises(RtlMismatch, match="image 2: "):
+            overlay_images(net, pixels, SimpleNamespace(arrays=wrong), tmp_path,
+                           binary=harness, client=client)
 
 
 def test_memory_too_small_ends_in_a_bus_error(harness, digits):
