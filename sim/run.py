@@ -168,8 +168,8 @@ def _distributed_runs(client, binary, memories, starts, size, *, layers, pause, 
     pauses seeded with `seed` + its first image's index, as the serial run seeds them."""
     from distributed import as_completed
 
-    futures = {client.submit(run_core, binary, memories[first:first + size], layers=layers,
-                             pause=pause, seed=seed + first, pure=False): first
+    futures = {client.submit(run_core, binary, client.scatter(memories[first:first + size]),
+                             layers=layers, pause=pause, seed=seed + first, pure=False): first
                for first in starts}
     runs_of = {}
     for future in as_completed(futures):
@@ -315,10 +315,11 @@ def main(argv=None):
 
     workers = 1 if args.waves else args.workers or min(os.cpu_count() or 1, -(-n // CHUNK))
     client = dask_client(args.scheduler, workers) if args.scheduler or workers > 1 else None
+    on = ""
     try:
         if client is not None:
-            log(f"running on {len(client.scheduler_info()['workers'])} Dask workers "
-                f"({args.scheduler or 'LocalCluster'})")
+            on = f" on {len(client.scheduler_info()['workers'])} workers"
+            log(f"running{on} (Dask, {args.scheduler or 'LocalCluster'})")
         figures = overlay_images(net, pixels, bundle, out, pause=args.pause, seed=args.seed,
                                  pgo=args.pgo, waves=args.waves and Path(args.waves).resolve(),
                                  waves_window=args.waves_window, progress=progress, log=log,
@@ -343,7 +344,7 @@ def main(argv=None):
           f"{cycles.mean() / bound:.2f}); {moved:,.0f} bytes moved per image")
     speed = figures["simulated_cycles"] / figures["simulation_seconds"]
     print(f"simulation: {figures['simulated_cycles']:,} cycles in "
-          f"{figures['simulation_seconds']:.1f} s = {speed:,.0f} cycles per second (pause "
+          f"{figures['simulation_seconds']:.1f} s{on} = {speed:,.0f} cycles per second (pause "
           f"{args.pause}); harness build {figures['binary_build_seconds']:.0f} s "
           f"({'cached' if figures['build_seconds'] < 5 else 'this run'})")
     print(f"every layer's output region and the class scores of all {n} images equal the "

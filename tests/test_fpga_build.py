@@ -17,7 +17,16 @@ from cli_helpers import CLI
 
 import fpga.build
 import fpga.pnr
-from fpga.build import PROG, build, harness_verilog, main, resources, top_ports
+from fpga.build import (
+    PROG,
+    build,
+    component_for,
+    config_from_argv,
+    harness_verilog,
+    main,
+    resources,
+    top_ports,
+)
 from fpga.pnr import (
     TARGETS,
     FitError,
@@ -29,7 +38,10 @@ from fpga.pnr import (
     run_nextpnr,
 )
 from fpga.yosys import MULTIPLIER_CELLS, SynthError, synth_cells
+from gen.verilog import to_verilog
 from hw.lif import LIFArray
+from spec.cli import UsageError
+from spec.core import CoreConfig
 from spec.lif import LIFConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -772,3 +784,18 @@ def test_build_component_takes_a_configuration_object(tmp_path, monkeypatch):
     assert {k: v for k, v in a.items() if k != "times"} == \
         {k: v for k, v in b.items() if k != "times"}
     assert b["config"] == config.to_dict() and b["fmax"]["clk"]["achieved_mhz"] == 60.0
+
+
+def test_configuration_objects_are_the_way_in():
+    """The command line's flags become a configuration object (`config_from_argv`), and the
+    hardware comes from the object (`component_for`, which `build_config` and `Flow.build`
+    use): the same object from flags or from Python gives the same report configuration."""
+    lif = config_from_argv("lif", ["--neurons", "64", "--lanes", "8"])
+    assert lif == LIFConfig(neurons=64, lanes=8)
+    a, config_a = component_for("lif", lif)
+    b, config_b = component_for("lif", LIFConfig(neurons=64, lanes=8))
+    assert config_a == config_b and to_verilog(a, "lif") == to_verilog(b, "lif")
+    core = config_from_argv("core", ["--set", "lanes=16"])
+    assert core == CoreConfig().replace(lanes=16)
+    with pytest.raises(UsageError, match="--taps adds simulation ports"):
+        config_from_argv("network", ["--bundle", "x", "--taps"])

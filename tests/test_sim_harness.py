@@ -115,6 +115,12 @@ def test_core_memory_places_the_pixels():
     (["--plot", "/nonexistent/plots"],
      "--plot '/nonexistent/plots': folder '/nonexistent' does not exist"),
     (["--plot", __file__], f"--plot {__file__!r} exists and is not a folder"),
+    (["--workers", "0"], "--workers must be at least 1, not 0"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+     "--workers sizes a LocalCluster; with --scheduler the cluster has its own"),
+    (["--waves", "w.fst", "--workers", "2"],
+     "--waves writes one waveform from one harness process: leave out --workers and "
+     "--scheduler"),
 ])
 def test_sim_run_bad_input(capsys, tmp_path, argv, message):
     status = run_main("sim.run", run_cli, argv + ["--out", str(tmp_path / "run")])
