@@ -18,6 +18,7 @@ import time
 from hw.block import layer_component, unit_config
 from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.netbundle import read_network_bundle
+from spec.progress import Elapsed
 
 from .verilog import to_verilog
 
@@ -129,7 +130,8 @@ def main(argv=None):
         component = layer_component(layer, widths, timesteps)
     except ValueError as exc:
         fail(str(exc))
-    text = to_verilog(component, args.name)
+    with Elapsed(f"{PROG}: generating Verilog", enabled=not args.quiet):
+        text = to_verilog(component, args.name)
     emit(text, args.out)
     if not args.quiet:
         print(f"[{PROG}] {layer.name} ({type(layer).__name__}), T = {timesteps}: "

@@ -18,6 +18,7 @@ from hw.core import IMPLEMENTED_OPS, OverlayCore, check_config
 from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.errors import ConfigError
 from spec.program import core_fingerprint
+from spec.progress import Elapsed
 from spec.yamlio import atomic_write_text
 
 from .program import core_from_args
@@ -63,7 +64,8 @@ def main(argv=None):
         config = config_from_args(args)
     except ConfigError as exc:
         fail(str(exc))
-    text = to_verilog(core_component(config), args.name)
+    with Elapsed(f"{PROG}: generating Verilog"):
+        text = to_verilog(core_component(config), args.name)
     if args.report is not None:
         report = {"unit": "core", "config": config.to_dict(),
                   "core_id": f"{core_fingerprint(config):#010x}",

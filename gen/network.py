@@ -16,6 +16,7 @@ import time
 from hw.network import Network
 from spec.cli import Parser, check_output_path, emit, fail, run_main, verilog_name
 from spec.netbundle import read_network_bundle
+from spec.progress import Elapsed
 
 from .verilog import to_verilog
 
@@ -58,7 +59,8 @@ def main(argv=None):
     check_output_path(args.out)
     started = time.perf_counter()
     net, component = network_from_args(args)
-    text = to_verilog(component, args.name)
+    with Elapsed(f"{PROG}: generating Verilog", enabled=not args.quiet):
+        text = to_verilog(component, args.name)
     emit(text, args.out)
     if not args.quiet:
         layers = ", ".join(f"{layer.name} ({type(layer).__name__[3:]}, {len(hw.units)} units)"

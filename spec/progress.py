@@ -2,10 +2,11 @@
 a command's `--quiet` turns them off."""
 
 import sys
+import threading
 
 from tqdm import tqdm
 
-__all__ = ["PhaseBars"]
+__all__ = ["PhaseBars", "Elapsed"]
 
 
 class PhaseBars:
@@ -39,3 +40,35 @@ class PhaseBars:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Elapsed:
+    """A ticking `desc: 12 s` line on a terminal (stderr) while one long step that cannot
+    report its own progress runs (Verilog generation: Amaranth then Yosys), as a context
+    manager; silent when not on a terminal or with `enabled` False."""
+
+    def __init__(self, desc, *, enabled=True, file=None, every=0.5):
+        self.desc, self.every = desc, every
+        self.file = file if file is not None else sys.stderr
+        self.enabled = enabled
+        self._stop = threading.Event()
+        self._thread = None
+        self.bar = None
+
+    def __enter__(self):
+        self.bar = tqdm(total=None, desc=self.desc, file=self.file, leave=False,
+                        bar_format="{desc}: {elapsed}", disable=None if self.enabled else True)
+        if not self.bar.disable:
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def _tick(self):
+        while not self._stop.wait(self.every):
+            self.bar.refresh()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.bar.close()
