@@ -240,6 +240,13 @@ def test_command_line_refusal_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "node 'lif1' (LIF): tau/dt" in err and err.count("\n") == 1
     assert not out.exists()
+    nir.write(path, REFUSALS["unsupported-node"][0])
+    assert run_main("sw.nirio", main, [str(path), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"sw.nirio: error: {path}: node 'extra' is a LI: not supported (supported: Input, "
+        f"Output, Conv2d, Linear, Affine, Scale, SumPool2d, AvgPool2d, Flatten, LIF, CubaLIF, "
+        f"IF, Threshold)\n")
+    assert not out.exists()
     (tmp_path / "not.nir").write_text("hello")
     assert run_main("sw.nirio", main, [str(tmp_path / "not.nir"), "--out", str(out)]) == 2
     assert "not a NIR file" in capsys.readouterr().err
