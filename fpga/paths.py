@@ -266,12 +266,21 @@ def main(argv=None):
                     help="the synthesized Verilog, to quote path lines from (default: "
                          "design.v beside the netlist)")
     args = ap.parse_args(argv)
+    if not args.netlist.is_file():
+        print(f"fpga.paths: error: netlist {str(args.netlist)!r} does not exist", file=sys.stderr)
+        return 2
     try:
         data = json.loads(args.netlist.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        print(f"fpga.paths: error: netlist {str(args.netlist)!r} is not a Yosys JSON netlist "
+              f"({' '.join(str(e).split())})", file=sys.stderr)
+        return 2
+    try:
         netlist = Netlist(data)
         arrival, endpoints = analyse(netlist)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"fpga.paths: {args.netlist}: {e}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"fpga.paths: error: netlist {str(args.netlist)!r} is not a synth_ecp5 netlist "
+              f"this reads ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
     if not endpoints:
         print("no register-to-register paths")

@@ -23,11 +23,20 @@ def read_yaml_mapping(path, *, what="configuration"):
     return parse_yaml_mapping(text, source=str(path), what=what)
 
 
+def _one_line(exc):
+    """A YAML error as one line: what went wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def parse_yaml_mapping(text, *, source, what="configuration"):
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} file {source!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} file {source!r} is not valid YAML: {_one_line(exc)}") \
+            from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{what} file {source!r} must hold a mapping, not {type(data).__name__}"

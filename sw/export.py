@@ -264,7 +264,8 @@ def export_unit_bundle(path, net, name, pixels):
 def main(argv=None):
     # the quantizer needs torch: imported here so that importing sw.export (as sim's
     # testbenches do, in the simulator) needs only NumPy
-    from .quant import add_quant_flags, options_from, prepare
+    from .checkpoint import load_checkpoint
+    from .quant import add_quant_flags, build, options_from, prepare
 
     p = Parser(prog=PROG, description="Export a quantized network, block or unit as a bundle "
                "with reference traces.")
@@ -292,6 +293,13 @@ def main(argv=None):
         if not args.quiet:
             print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
 
+    if args.unit is not None:       # the names come from the network's shape: check them
+        try:
+            units = units_of(build(load_checkpoint(args.checkpoint)[0], opts))  # before sizing
+        except ValueError as exc:
+            fail(str(exc))
+        if args.unit not in units:
+            fail(f"no unit {args.unit!r} in this network (units: {', '.join(units)})")
     model, net, (_, _, xte, yte), dataset = prepare(args.checkpoint, opts, args.calibration, log,
                                                     bars=not args.quiet)
     units = units_of(net)

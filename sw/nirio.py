@@ -735,6 +735,10 @@ def main(argv=None):
         fail(f"--calibration must not be negative, not {args.calibration}")
     if args.images < 1:
         fail(f"--images must be at least 1, not {args.images}")
+    if not 1 <= args.timesteps <= 16:
+        fail(f"--timesteps must be 1 to 16, not {args.timesteps}")
+    if not (args.dt > 0 and math.isfinite(args.dt)):
+        fail(f"--dt must be a positive number of seconds, not {args.dt:g}")
     bits, scale = DATASET_INPUT[args.dataset]
     try:
         opts = QuantOptions(w_bits=args.w_bits, param_frac=args.param_frac, input_bits=bits,
