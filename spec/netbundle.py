@@ -11,7 +11,7 @@ settings; `arrays.npz` holds every integer parameter as `<layer>:weight`, `<laye
 runnable ones). See docs/bundle-format.md.
 """
 
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from .network import (
 from .sdsa import SDSAConfig
 
 __all__ = ["PIECES", "encode", "decode", "read_network_bundle"]
+
+#: Keys added to a piece after bundles of format v1 were first written: a bundle without them
+#: reads with the field's default (a `Neuron`'s leak `tau`, 2). Every other key is required.
+LATER_KEYS = {"Neuron": {"tau"}}
 
 #: The pieces a bundle describes, by their type tag (the class name).
 PIECES = {cls.__name__: cls for cls in (Neuron, Conv, MultiBitConv, Producer, IntDownsample,
@@ -84,8 +88,7 @@ def decode(desc, arrays, where="layer", *, types=None):
         if cls is None:
             raise BundleError(f"{where}: unknown piece type {kind!r}")
         known = {f.name for f in fields(cls)}
-        needed = {f.name for f in fields(cls)
-                  if f.default is MISSING and f.default_factory is MISSING}
+        needed = known - LATER_KEYS.get(kind, set())
         if not needed <= set(body) <= known:
             optional = f" (optional: {sorted(known - needed)})" if known != needed else ""
             raise BundleError(f"{where}: a {kind} needs the keys {sorted(needed)}{optional}, "

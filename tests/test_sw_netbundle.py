@@ -358,6 +358,23 @@ def test_corrupt_config_message_names_the_place_once(tmp_path, small_bundle, nam
     assert str(info.value).count(f"bundle '{path}'") == 1, str(info.value)
 
 
+def test_bundles_from_before_tau_read_with_tau_2(tmp_path, small_bundle):
+    """`Neuron.tau` came after bundle format v1: a bundle without it reads with the paper's
+    leak; a key that was always there (a convolution's bias) is still required."""
+    def drop_tau(c):
+        for layer in c["layers"]:
+            for piece in layer.values():
+                if isinstance(piece, dict) and piece.get("type") == "Neuron":
+                    piece.pop("tau")
+    path = rewrite(small_bundle, tmp_path / "old", config=drop_tau)
+    _, net, _ = read_network_bundle(path)
+    assert {n.tau for n in net.neurons()} == {2}
+    bad = rewrite(small_bundle, tmp_path / "bad",
+                  config=lambda c: c["layers"][3]["q_conv"].pop("bias"))
+    with pytest.raises(BundleError, match="a Conv needs the keys"):
+        read_network_bundle(bad)
+
+
 @pytest.mark.parametrize("key", ["input_bits", "input_scale"])
 def test_network_bundle_without_input_settings(tmp_path, small_bundle, key):
     path = rewrite(small_bundle, tmp_path / "bad", config=lambda c: c.pop(key))
