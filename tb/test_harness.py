@@ -294,6 +294,26 @@ def test_batch_runs_on_dask_workers(harness, digits, tmp_path):
                            binary=harness, client=client)
 
 
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_resets_at_random_cycles_recover(harness, digits, kind):
+    """A reset (of the core and the bus) or a soft reset at 3 random cycles of a run, pauses on
+    every channel: the core comes back (soft: idle, the bus quiet) and the image run again is
+    bit-exact in every layer. `bench.reset_campaign` does this at 100 points."""
+    image, pixels, arrays, _ = digits
+    mem = core_memory(image.data, _size(image), CORE, pixels[0])
+    [plain] = run_core(harness, [mem], layers=len(image.ops))
+    rng = np.random.default_rng({"hard": 7, "soft": 8}[kind])
+    points = sorted(int(p) for p in rng.integers(1, plain.report["cycles"], size=3))
+    runs = run_core(harness, [mem] * 3, layers=len(image.ops), pause=0.2, seed=3,
+                    budget=5_000_000, interrupts=[(p, kind) for p in points])
+    assert len(runs) == 3
+    for point, run in zip(points, runs, strict=True):
+        assert run.ok, run.report
+        intr = run.report["interrupt"]
+        assert intr["kind"] == kind and intr["recovered"] and intr["at"] == point
+        assert _check(run, image, arrays, 0, 1) > 100_000
+
+
 def test_memory_too_small_ends_in_a_bus_error(harness, digits):
     """Reads past the end of the memory get DECERR; the core stops with the bus error."""
     image, pixels, _, _ = digits

@@ -39,7 +39,15 @@ import numpy as np
 from gen.verilog import to_verilog
 from hw.core import OverlayCore
 from sim.verilator import LZ4_DIR, WARNING_FLAGS, find_verilator, lz4_archive, verilator_env
-from spec.csr import CONTROL_IRQ_ENABLE, CONTROL_START, OFFSETS, STATUS_DONE, STATUS_ERROR
+from spec.csr import (
+    CONTROL_IRQ_ENABLE,
+    CONTROL_SOFT_RESET,
+    CONTROL_START,
+    OFFSETS,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+)
 from spec.program import FIELDS, pack_values
 
 __all__ = ["HarnessError", "CoreRun", "build_core", "run_core", "core_memory", "build_stream",
@@ -84,7 +92,9 @@ def _config_header(core):
              "#pragma once", f"#define BEAT_BYTES {core.axi_data_bits // 8}",
              f"#define CONTROL_START {CONTROL_START}",
              f"#define CONTROL_IRQ_ENABLE {CONTROL_IRQ_ENABLE}",
-             f"#define STATUS_DONE {STATUS_DONE}", f"#define STATUS_ERROR {STATUS_ERROR}"]
+             f"#define CONTROL_SOFT_RESET {CONTROL_SOFT_RESET}",
+             f"#define STATUS_DONE {STATUS_DONE}", f"#define STATUS_ERROR {STATUS_ERROR}",
+             f"#define STATUS_BUSY {STATUS_BUSY}"]
     lines += [f"#define CSR_{name} {offset:#x}" for name, offset in OFFSETS.items()]
     return "\n".join(lines) + "\n"
 
@@ -367,12 +377,16 @@ _RUN_END = re.compile(r"core_harness: run (\d+): .* after (\d+) cycles")
 
 
 def run_core(binary, memories, *, layers, seed=1, pause=0.0, budget=500_000_000, waves=None,
-             waves_window=None, progress=None, progress_every=1_000_000, timeout=None):
+             waves_window=None, progress=None, progress_every=1_000_000, timeout=None,
+             interrupts=None):
     """Run `binary` (from `build_core`) on each memory image in `memories` in turn, without a
     reset between them; returns one `CoreRun` per memory that ran (a run that fails ends the
     list). `waves` names an FST file (the binary must be built with waves), `waves_window` a
     (first, last) cycle pair to limit it to. `progress(run, cycles, finished)`, if given, is
-    called every `progress_every` cycles of a run and when a run ends."""
+    called every `progress_every` cycles of a run and when a run ends. `interrupts`: one
+    (cycle, "hard" | "soft") or None per memory: that run is interrupted so many cycles after
+    its start, the core reset, and run again from its memory image (its report's
+    "interrupt" says how it went; "ended": "hang" when the core did not come back)."""
     with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
         tmp = Path(tmp)
         cmd = [str(binary), "--layers", str(layers), "--seed", str(seed), "--pause", str(pause),
@@ -383,6 +397,9 @@ def run_core(binary, memories, *, layers, seed=1, pause=0.0, budget=500_000_000,
             cmd += ["--progress", str(progress_every)]
         for n, mem in enumerate(memories):
             (tmp / f"in{n}.bin").write_bytes(mem)
+            if interrupts is not None and interrupts[n] is not None:
+                cycle, kind = interrupts[n]
+                cmd += ["--interrupt", str(int(cycle)), kind]
             cmd += ["--run", str(tmp / f"in{n}.bin"), str(tmp / f"out{n}.bin")]
         if waves is not None:
             cmd += ["--waves", str(waves)]
@@ -410,7 +427,9 @@ def run_core(binary, memories, *, layers, seed=1, pause=0.0, budget=500_000_000,
             raise HarnessError(f"{Path(binary).name} exited with {proc.returncode}: "
                                + "\n".join(other))
         reports = json.loads((tmp / "report.json").read_text())
-        return [CoreRun(r, (tmp / f"out{n}.bin").read_bytes()) for n, r in enumerate(reports)]
+        return [CoreRun(r, (tmp / f"out{n}.bin").read_bytes()
+                        if (tmp / f"out{n}.bin").exists() else b"")
+                for n, r in enumerate(reports)]
 
 
 def clean(build_root):

@@ -137,6 +137,13 @@ class AxiMemory {
 
     bool idle() const { return ar_.empty() && aw_.empty() && b_.empty(); }
 
+    // A system reset: the bursts in flight are forgotten with the master that issued them.
+    void reset_channels() {
+        ar_.clear();
+        aw_.clear();
+        b_.clear();
+    }
+
   private:
     Burst check(const char *side, uint64_t addr, unsigned len, unsigned size, unsigned burst,
                 unsigned id) {

@@ -4,7 +4,7 @@
 //
 //   core_harness --run IN.bin OUT.bin [--run ...] --layers N [--budget CYCLES] [--seed S]
 //                [--pause P] [--report FILE.json] [--waves FILE.fst] [--waves-from C]
-//                [--waves-to C] [--progress CYCLES] [--quiet]
+//                [--waves-to C] [--progress CYCLES] [--quiet] [--interrupt CYCLE hard|soft]
 //
 // Each `--run` loads IN.bin as the whole memory (the program at address 0, as gen.program lays
 // it out, and the image's pixels), writes PROGRAM = 0 and CONTROL = start | irq_enable, waits
@@ -12,6 +12,12 @@
 // to OUT.bin. Runs follow each other without a reset (images back to back). The report is JSON:
 // one object per run. Exit status: 0 when every run ends done, 1 when a run ends in error, on
 // a bus fault or past its budget (the report says which), 2 on bad arguments.
+//
+// `--interrupt CYCLE hard|soft` before a `--run` interrupts that run CYCLE cycles after its
+// start (a reset of the core and the bus's bursts, or CONTROL.soft_reset and a wait until the
+// core is idle and the bus quiet; an "ended": "hang" entry if that takes a million cycles),
+// then runs it again from IN.bin; its report gains "interrupt": {kind, at, finished_before,
+// recovery_cycles, recovered}.
 //
 // On standard error: a line per run ("core_harness: run N: ..."), unless --quiet, and with
 // --progress a line "core_harness: progress N CYCLES" every CYCLES cycles of a run.
@@ -44,8 +50,19 @@
 
 namespace {
 
+// An interruption of a run: at `at` cycles after its start, a hard reset (`kind` 0: the
+// reset input, the memory's channels emptied with it, as a system reset does) or a soft reset
+// (1: CONTROL.soft_reset, then waiting for the core to be idle and the bus quiet); the run then
+// starts again from its input file. `kind` -1: none.
+struct Interrupt {
+    uint64_t at = 0;
+    int kind = -1;
+};
+
 struct Options {
     std::vector<std::pair<std::string, std::string>> runs;
+    std::vector<Interrupt> interrupts;     // one per run
+    Interrupt next;                        // for the next --run
     unsigned layers = 0;
     uint64_t budget = 500000000ull;
     uint64_t seed = 1;
@@ -82,6 +99,16 @@ Options parse(int argc, char **argv) {
         if (a == "--run") {
             need(2);
             o.runs.emplace_back(argv[i + 1], argv[i + 2]);
+            o.interrupts.push_back(o.next);
+            o.next = Interrupt{};
+            i += 2;
+        } else if (a == "--interrupt") {
+            need(2);
+            o.next.at = number("--interrupt", argv[i + 1]);
+            std::string kind = argv[i + 2];
+            if (kind != "hard" && kind != "soft")
+                usage(("--interrupt takes CYCLE hard|soft, not '" + kind + "'").c_str());
+            o.next.kind = kind == "hard" ? 0 : 1;
             i += 2;
         } else if (a == "--layers") {
             need(1);
@@ -119,6 +146,7 @@ Options parse(int argc, char **argv) {
         }
     }
     if (o.runs.empty()) usage("give at least one --run IN.bin OUT.bin");
+    if (o.next.kind >= 0) usage("--interrupt applies to the --run after it; none follows");
 #if !VM_TRACE
     if (!o.waves.empty()) usage("this build has no waveform support (build it with waves)");
 #endif
@@ -320,6 +348,51 @@ int main(int argc, char **argv) {
             return 2;
         }
         auto t0 = std::chrono::steady_clock::now();
+        std::string interrupted;
+        const Interrupt &intr = opt.interrupts[n];
+        if (intr.kind >= 0) {
+            uint64_t s0 = bench.cycle();
+            bench.write(CSR_PROGRAM, 0);
+            bench.write(CSR_CONTROL, CONTROL_START | CONTROL_IRQ_ENABLE);
+            while (!bench.irq() && !bench.mem().fault.any && bench.cycle() - s0 < intr.at)
+                bench.tick();
+            uint64_t at = bench.cycle() - s0, r0 = bench.cycle();
+            bool finished = bench.irq(), recovered = true;
+            if (intr.kind == 0) {
+                // the bus is reset with the core: what it took before or during the reset
+                // cycles (the core's outputs of the cycle the reset arrives) is dropped
+                bench.mem().reset_channels();
+                bench.reset();
+                bench.mem().reset_channels();
+            } else {
+                bench.write(CSR_CONTROL, CONTROL_SOFT_RESET);
+                while ((bench.read(CSR_STATUS) & STATUS_BUSY) || !bench.mem().idle()) {
+                    if (bench.cycle() - r0 > 1000000) {
+                        recovered = false;
+                        break;
+                    }
+                    bench.tick();
+                }
+                bench.write(CSR_STATUS, STATUS_DONE | STATUS_ERROR);
+            }
+            char ibuf[256];
+            std::snprintf(ibuf, sizeof ibuf,
+                          ", \"interrupt\": {\"kind\": \"%s\", \"at\": %llu, \"finished_before\": "
+                          "%s, \"recovery_cycles\": %llu, \"recovered\": %s}",
+                          intr.kind == 0 ? "hard" : "soft", (unsigned long long)at,
+                          finished ? "true" : "false", (unsigned long long)(bench.cycle() - r0),
+                          recovered ? "true" : "false");
+            interrupted = ibuf;
+            if (!recovered) {
+                report += std::string(n ? ",\n " : "") + "{\"ended\": \"hang\"" + interrupted + "}";
+                status_code = 1;
+                break;
+            }
+            if (!harness::read_file(run.first, bench.mem().mem)) {
+                std::fprintf(stderr, "core_harness: error: cannot read %s\n", run.first.c_str());
+                return 2;
+            }
+        }
         uint64_t start = bench.cycle();
         bench.write(CSR_PROGRAM, 0);
         bench.write(CSR_CONTROL, CONTROL_START | CONTROL_IRQ_ENABLE);
@@ -389,7 +462,7 @@ int main(int argc, char **argv) {
             entry += "]";
             status_code = 1;
         }
-        entry += "}";
+        entry += interrupted + "}";
         report += (n ? ",\n " : "") + entry;
         if (!harness::write_file(run.second, bench.mem().mem)) {
             std::fprintf(stderr, "core_harness: error: cannot write %s\n", run.second.c_str());
