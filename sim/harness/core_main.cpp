@@ -188,10 +188,17 @@ class Bench {
 
     uint64_t cycle() const { return cycle_; }
 
-    void reset() {
+    // `drop_bus`: a system reset, the memory's bursts in flight dropped before every reset
+    // cycle (what the core issued in the cycle the reset arrived included), so the core
+    // leaves reset on a quiet bus.
+    void reset(bool drop_bus = false) {
         Vtop *top = top_.get();
         top->rst = 1;
-        for (int i = 0; i < 4; ++i) tick();
+        for (int i = 0; i < 4; ++i) {
+            if (drop_bus) mem_.reset_channels();
+            tick();
+        }
+        if (drop_bus) mem_.reset_channels();
         top->rst = 0;
         tick();
     }
@@ -359,11 +366,7 @@ int main(int argc, char **argv) {
             uint64_t at = bench.cycle() - s0, r0 = bench.cycle();
             bool finished = bench.irq(), recovered = true;
             if (intr.kind == 0) {
-                // the bus is reset with the core: what it took before or during the reset
-                // cycles (the core's outputs of the cycle the reset arrives) is dropped
-                bench.mem().reset_channels();
-                bench.reset();
-                bench.mem().reset_channels();
+                bench.reset(true);
             } else {
                 bench.write(CSR_CONTROL, CONTROL_SOFT_RESET);
                 while ((bench.read(CSR_STATUS) & STATUS_BUSY) || !bench.mem().idle()) {
