@@ -79,15 +79,17 @@ def soak_lif(goal, pause, seed):
 def soak_core(goal, pause, seed):
     core = CoreConfig()
     beat_bytes = core.axi_data_bits // 8
-    net, pixels = digits_network(1, 1)
-    probe = overlay_images(net, pixels, SimpleNamespace(arrays=trace_arrays(net, pixels)),
-                           tempfile.mkdtemp(prefix="soak-"), core=core, build_root=BUILD)
-    per_image = probe["images"][0]["written"] // beat_bytes
-    images = min(360, math.ceil(goal / per_image))
-    net, pixels = digits_network(1, images)
-    arrays = trace_arrays(net, pixels)
-    t0 = time.perf_counter()
+    net, pixels = digits_network(1, 360)       # quantized once; the images it needs later
     with tempfile.TemporaryDirectory(prefix="soak-") as work:
+        # one image, to learn the beats an image writes (the same for every image)
+        probe = overlay_images(net, pixels[:1],
+                               SimpleNamespace(arrays=trace_arrays(net, pixels[:1])),
+                               Path(work), core=core, build_root=BUILD)
+        per_image = probe["images"][0]["written"] // beat_bytes
+        images = min(360, math.ceil(goal / per_image))
+        pixels = pixels[:images]
+        arrays = trace_arrays(net, pixels)
+        t0 = time.perf_counter()
         run = overlay_images(net, pixels, SimpleNamespace(arrays=arrays), Path(work),
                              core=core, build_root=BUILD, pause=pause, seed=seed)
     seconds = time.perf_counter() - t0

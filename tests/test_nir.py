@@ -4,9 +4,6 @@ spike; the integer network keeps its accuracy; the generated RTL (spatial) equal
 network on every class accumulation; what does not map is refused with the node's name (exit
 status 2 on the command line)."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +14,7 @@ nirtorch = pytest.importorskip("nirtorch")
 
 from snntorch import utils as snn_utils  # noqa: E402
 from snntorch.export_nir import _extract_snntorch_module  # noqa: E402
+from test_flow import build_root  # noqa: E402  (where tb/ keeps its Verilator builds)
 
 from flow import Flow  # noqa: E402
 from spec.cli import run_main  # noqa: E402
@@ -25,11 +23,6 @@ from sw.train import load_dataset  # noqa: E402
 
 T = 4
 
-
-def build_root():
-    """Where tb/conftest.py's `build_root` keeps Verilator builds (SPIKEGEN_BUILD_ROOT)."""
-    return Path(os.environ.get("SPIKEGEN_BUILD_ROOT",
-                               Path(__file__).resolve().parent.parent / "build" / "verilator"))
 
 
 def _leaky(beta, output=False):
