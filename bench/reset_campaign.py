@@ -9,7 +9,6 @@ bit-exact, and the recovery cycles. Random pauses on all five AXI channels.
                                    [--seed 1] [--image 0] [--json FILE]
 """
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from gen.program import compile_network
 from sim.cosim import REPO_ROOT
 from sim.harness import build_core, core_memory, run_core
 from sim.overlay import Divergence, Memory, check_outputs, check_scores
+from spec.cli import Parser, check_output_path, fail, run_main
 from spec.core import CoreConfig
 from sw.netbundle import trace_arrays
 
@@ -61,7 +61,7 @@ def campaign(kind, points, *, binary, image, memory, arrays, size, core, pause, 
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="bench.reset_campaign", description=__doc__.split("\n")[0])
+    p = Parser(prog="bench.reset_campaign", description=__doc__.split("\n")[0])
     p.add_argument("--points", type=int, default=100, help="reset points per kind (100)")
     p.add_argument("--kinds", nargs="+", default=["hard", "soft"], choices=["hard", "soft"])
     p.add_argument("--pause", type=float, default=0.2, help="AXI pause chance (0.2)")
@@ -69,6 +69,13 @@ def main(argv=None):
     p.add_argument("--image", type=int, default=0, help="test image (0)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    if args.points < 1:
+        fail(f"--points must be at least 1, not {args.points}")
+    if not 0 <= args.pause < 1:
+        fail(f"--pause must be at least 0 and below 1, not {args.pause}")
+    if not 0 <= args.image < 360:
+        fail(f"--image must be 0 to 359 (the test set), not {args.image}")
+    check_output_path(args.json)
     core = CoreConfig()
     net, pixels = digits_network(1, args.image + 1)
     image = compile_network(net, core)
@@ -112,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("bench.reset_campaign", main))

@@ -13,7 +13,6 @@ cycles per second. Runs in the compiled harnesses (`sim.harness`):
                          [--json FILE]
 """
 
-import argparse
 import json
 import math
 import sys
@@ -32,6 +31,7 @@ from sim.harness import build_stream, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
 from sim.run import overlay_images
 from sim.scoreboard import Scoreboard, ScoreboardMismatch
+from spec.cli import Parser, check_output_path, fail, run_main
 from spec.core import CoreConfig
 from spec.lif import LIFConfig, LIFTraces
 from spec.ports import pack, payload_width, unpack
@@ -102,13 +102,18 @@ def soak_core(goal, pause, seed):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="bench.soak", description=__doc__.split("\n")[0])
+    p = Parser(prog="bench.soak", description=__doc__.split("\n")[0])
     p.add_argument("--designs", nargs="+", default=["lif", "core"], choices=["lif", "core"])
     p.add_argument("--beats", type=int, default=1_000_000)
     p.add_argument("--pause", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.beats < 1:
+        fail(f"--beats must be at least 1, not {args.beats}")
+    if not 0 <= args.pause < 1:
+        fail(f"--pause must be at least 0 and below 1, not {args.pause}")
+    check_output_path(args.json)
     rows = []
     for design in args.designs:
         row = (soak_lif if design == "lif" else soak_core)(args.beats, args.pause, args.seed)
@@ -122,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("bench.soak", main))
