@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # (setup 37 s instead of 70 s on 2 cores: most of torch is never imported)
 PIP_FLAGS := --disable-pip-version-check -qq --no-compile
 
-.PHONY: setup demo unit-demo test test-slow lint bench bench-sae bench-sdsa clean
+.PHONY: setup demo unit-demo test test-icarus test-slow lint bench bench-sae bench-sdsa clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup] creating $(VENV) and installing the pinned toolchain (first time: about a minute)"
@@ -31,6 +31,16 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/pytest -n 2 --dist worksteal -q
+
+#: every cocotb bench of the units, the AXI master, the registers and the overlay core under
+#: Icarus Verilog in both language modes (`make test` runs a sample: tb/test_icarus.py)
+ICARUS_BENCHES := tb/test_lif.py tb/test_sae.py tb/test_sdsa.py tb/test_shortcut.py \
+	tb/test_network_units.py tb/test_axi.py tb/test_csr.py tb/test_core.py
+
+test-icarus: $(STAMP)
+	@command -v iverilog >/dev/null || { echo "make test-icarus: no iverilog on PATH (apt-get install iverilog)" >&2; exit 2; }
+	SPIKEGEN_SIMULATOR=icarus-2005 $(VENV)/bin/pytest -n 2 --dist worksteal -q $(ICARUS_BENCHES)
+	SPIKEGEN_SIMULATOR=icarus-2012 $(VENV)/bin/pytest -n 2 --dist worksteal -q $(ICARUS_BENCHES)
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q -m slow

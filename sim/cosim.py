@@ -8,6 +8,8 @@ from gen.verilog import to_verilog
 from hw.lif import LIFArray
 from sw.export import export_lif_bundle
 
+from . import icarus
+from .icarus import simulator_from_env
 from .verilator import build
 
 __all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "prepare_shortcut", "run_cocotb",
@@ -28,17 +30,31 @@ def prepare_lif(config, workdir, *, samples=3, seed=0, name="lif"):
 
 
 def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build_root,
-               log_file=None, waves=None):
+               log_file=None, waves=None, simulator=None):
     """Build `verilog` (cached) and run the cocotb tests of `module` on it. `waves` names an
     FST file to dump every signal into (a build with tracing, kept beside the plain one).
+    `simulator` is one of `sim.icarus.SIMULATORS`; by default SPIKEGEN_SIMULATOR names it
+    (Verilator when unset).
 
     Under pytest a failing cocotb test fails the calling test; otherwise a failure exits.
     Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
-    build_dir = build(verilog, toplevel, build_root, waves=waves is not None)
-    runner = get_runner("verilator")
+    simulator = simulator or simulator_from_env()
+    if simulator == "verilator":
+        build_dir = build(verilog, toplevel, build_root, waves=waves is not None)
+        runner = get_runner("verilator")
+        args = {"waves": waves is not None,
+                "test_args": [] if waves is None else ["--trace-file",
+                                                       str(Path(waves).resolve())]}
+    else:
+        generation = simulator.split("-", 1)[1]
+        build_dir = icarus.build(verilog, toplevel, build_root, generation,
+                                 waves=waves is not None)
+        runner = get_runner("icarus")
+        args = {"waves": waves is not None,
+                "plusargs": [] if waves is None else [f"+dumpfile_path={Path(waves).resolve()}"]}
     test_dir = Path(test_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
     if str(REPO_ROOT) not in sys.path:
@@ -50,17 +66,17 @@ def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build
         testcase=testcase,
         build_dir=build_dir,
         test_dir=test_dir,
-        extra_env={k: str(v) for k, v in env.items()},
+        extra_env={"SPIKEGEN_SIMULATOR": simulator, **{k: str(v) for k, v in env.items()}},
         log_file=log_file,
-        waves=waves is not None,
-        test_args=[] if waves is None else ["--trace-file", str(Path(waves).resolve())],
+        **args,
     )
     from cocotb_tools.check_results import get_results
 
     tests, failed = get_results(results)
     if tests == 0 or failed:
         where = f"; see {log_file}" if log_file else ""
-        raise CosimFailure(f"{failed} of {tests} cocotb tests of {module} failed{where}")
+        raise CosimFailure(f"{failed} of {tests} cocotb tests of {module} failed on "
+                           f"{simulator}{where}")
     return build_dir
 
 

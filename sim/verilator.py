@@ -13,7 +13,8 @@ from cocotb_tools import config
 from cocotb_tools.runner import Verilator
 
 __all__ = ["VerilatorNotFound", "find_verilator", "verilator_env", "build", "WARNING_FLAGS",
-           "BUILD_FLAGS", "LZ4_DIR", "lz4_archive", "wave_flags"]
+           "BUILD_FLAGS", "LZ4_DIR", "lz4_archive", "wave_flags", "BENIGN_LINT",
+           "lint_warnings", "check_lint"]
 
 #: cocotb 2.x needs Verilator 5.036 or newer.
 MIN_VERSION = (5, 36)
@@ -229,3 +230,42 @@ def build(verilog_path, toplevel, build_root, *, waves=False):
             _publish_runtime(build_dir, runtime)
         stamp.write_text("ok\n")
     return build_dir
+
+
+#: The classes of `verilator --lint-only -Wall` warnings that generated Verilog may raise, and
+#: why each is not a defect. Anything else (CASEINCOMPLETE, ASCRANGE, UNDRIVEN, MULTIDRIVEN,
+#: LATCH, ...) fails `check_lint`.
+BENIGN_LINT = {
+    "PROCASSINIT": "a register's power-up value (the FPGA's initial value) is its declaration's",
+    "UNUSEDSIGNAL": "bits of intermediate values that nothing reads",
+    "WIDTHEXPAND": "Yosys writes each operation at its operands' widths",
+    "WIDTHTRUNC": "Yosys writes each operation at its operands' widths",
+    "DECLFILENAME": "the module is named by the user, not after the file",
+    "CASEOVERLAP": "a $pmux written as a `parallel_case` function: its selects are one-hot by "
+                   "construction (Yosys's proc_mux puts only disjoint constant cases in one)",
+    "CMPCONST": "a descriptor field checked against a limit its width already meets",
+}
+
+
+def lint_warnings(verilog_path, top):
+    """{warning class: count} from `verilator --lint-only -Wall` on module `top`."""
+    verilator_env()
+    result = subprocess.run(["verilator", "--lint-only", "-Wall", str(verilog_path),
+                             "--top-module", top], capture_output=True, text=True)
+    errors = re.findall(r"^%Error(?!: Exiting due to)[^\n]*", result.stderr, re.M)
+    if errors:
+        raise RuntimeError(f"verilator --lint-only failed on {verilog_path}: {errors[0]}")
+    counts = {}
+    for name in re.findall(r"^%Warning-(\w+)", result.stderr, re.M):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def check_lint(verilog_path, top):
+    """Raise AssertionError naming every lint class outside `BENIGN_LINT`; return the counts."""
+    counts = lint_warnings(verilog_path, top)
+    bad = {name: n for name, n in counts.items() if name not in BENIGN_LINT}
+    if bad:
+        raise AssertionError(f"{Path(verilog_path).name}: verilator -Wall finds "
+                             + ", ".join(f"{n} {name}" for name, n in sorted(bad.items())))
+    return counts

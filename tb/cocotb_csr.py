@@ -159,7 +159,11 @@ class CoreStub:
         if event == "error":
             c["error_code"].value, c["error_layer"].value = self.fail
         self._pending_event = None
-        c["layer_cycles"].value = self.layer_cycles_of(int(c["layer_select"].value))
+        # at time 0 under Icarus -g2005 the design's initial values are events not yet applied,
+        # so layer_select may still be X: the stub answers 0 until it resolves
+        select = c["layer_select"].value
+        c["layer_cycles"].value = (self.layer_cycles_of(int(select)) if select.is_resolvable
+                                   else 0)
 
     def sample(self):
         c = self.core

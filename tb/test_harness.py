@@ -23,17 +23,19 @@ from bench.harness import run_checked
 from bench.networks import digits_network, paper_network
 from fpga.sweep import local_client
 from gen.program import compile_network, cycle_report
-from sim.cosim import prepare_lif
+from sim.cosim import prepare_lif, prepare_sdsa
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
 from sim.overlay import Divergence, Memory, check_outputs, check_scores, trace_planes
 from sim.run import RtlMismatch, overlay_images, write_plots
 from sim.scoreboard import Expected, Scoreboard, ScoreboardMismatch
+from sim.sdsa import sdsa_expected_beats, sdsa_inputs
 from spec.bundle import read_bundle
 from spec.core import CoreConfig
 from spec.csr import ERRORS, STATUS_BUSY, STATUS_ERROR
 from spec.lif import LIFConfig, load_lif_bundle
 from spec.ports import pack, payload_width, unpack
+from spec.sdsa import SDSAConfig, load_sdsa_bundle
 from sw.model import StageSpec
 from sw.netbundle import write_network_bundle
 from sw.quant import QuantOptions, quantize
@@ -463,3 +465,48 @@ def test_stream_harness_meets_a_units_exact_cycle_model(build_root, tmp_path):
                        r"cycle \d+: sample \d, timestep \d, neuron \d+ \(lane 1\): v expected"):
         for cycle, word in out:
             board.check(unpack(out_fields, word), cycle)
+
+
+def test_stream_harness_feeds_several_input_streams(build_root, tmp_path):
+    """An SDSA-3 unit (inputs q, k and v) in the stream harness, each input stream fed from its
+    own file with its own pauses: every output spike equal to the integer model's; without
+    pauses the cycles equal the unit's exact cycle model; a flipped expected spike is named;
+    an input stream the design lacks, or one file for a design of three inputs, exits 2."""
+    config = SDSAConfig(variant=3, heads=2, channels=16, tokens=7, lanes=4, timesteps=4)
+    bundles, verilog = prepare_sdsa(config, tmp_path / "a", densities=(0.5,), seed=5)
+    config, traces = load_sdsa_bundle(bundles[0.5])
+    binary, _ = build_stream(verilog.read_text(), "sdsa", build_root / "harness", opt="-O1")
+    inputs = sdsa_inputs(config, traces)
+    fields, out_fields = config.input_fields(), config.output_fields()
+    beats = {port: [pack(fields, b) for b in bs] for port, bs in inputs.items()}
+    widths = {port: payload_width(fields) for port in inputs}
+
+    def run(expected, **pauses):
+        report, out, _ = run_stream(binary, beats, widths, payload_width(out_fields),
+                                    expect=len(expected), **pauses)
+        board = Scoreboard("sdsa", expected)
+        for cycle, word in out:
+            board.check(unpack(out_fields, word), cycle)
+        board.check_done()
+        return report
+
+    report = run(sdsa_expected_beats(config, traces))
+    assert report["beats_in"] == sum(len(b) for b in beats.values())
+    assert report["last_out"] - report["first_in"] + 1 == config.cycles(traces.q, traces.k,
+                                                                         traces.v)
+    run(sdsa_expected_beats(config, traces), in_pause=0.3, out_pause=0.4, seed=9)
+    expected = sdsa_expected_beats(config, traces)
+    k = len(expected) - 3
+    spikes = list(expected[k].values["spikes"])
+    spikes[2] ^= 1
+    expected[k] = Expected({**expected[k].values, "spikes": spikes}, expected[k].where,
+                           expected[k].lane_name, expected[k].lane_base)
+    with pytest.raises(ScoreboardMismatch, match=rf"sdsa: first divergence at output beat {k}, "
+                       r"cycle \d+: sample 1, .*\(lane 2\): spikes expected"):
+        run(expected, in_pause=0.3, out_pause=0.4, seed=9)
+    (tmp_path / "q.bin").write_bytes(b"")
+    for args, message in ((["--in", f"x={tmp_path / 'q.bin'}"], "no input stream 'x'"),
+                          (["--in", str(tmp_path / "q.bin")], "several input streams")):
+        result = subprocess.run([str(binary), *args, "--out", str(tmp_path / "o.bin"),
+                                 "--expect", "1"], capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr

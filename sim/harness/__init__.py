@@ -51,7 +51,7 @@ from spec.csr import (
 from spec.program import FIELDS, pack_values
 
 __all__ = ["HarnessError", "CoreRun", "build_core", "run_core", "core_memory", "build_stream",
-           "run_stream", "ports", "input_wrapper", "SOURCES"]
+           "run_stream", "stream_inputs", "ports", "input_wrapper", "SOURCES"]
 
 HERE = Path(__file__).resolve().parent
 #: The harness's own sources (part of every build's hash).
@@ -109,11 +109,15 @@ def ports(verilog, top):
     match = re.search(rf"^module {re.escape(top)}\(", text, re.M)
     if match is None:
         raise HarnessError(f"no module {top} in the Verilog")
-    found = []
+    found, in_function = [], False
     for line in text[match.end():].splitlines():
         if line.startswith("endmodule"):
             break
-        m = _PORT.match(line)
+        word = line.strip().split(" ", 1)[0]
+        if word in ("function", "endfunction"):   # a $pmux function's own inputs
+            in_function = word == "function"
+            continue
+        m = None if in_function else _PORT.match(line)
         if m:
             found.append((m[1], int(m[2]) + 1 if m[2] else 1, m[3]))
     return found
@@ -281,15 +285,35 @@ def build_core(core, build_root, *, waves=False, train=None, opt=CXX_OPT, log=No
                   "core_main.cpp", build_root, waves=waves, opt=opt, train=profile, log=log)
 
 
+def stream_inputs(verilog, top):
+    """{name: payload bits} of the input streams of module `top` (ports NAME__valid and
+    NAME__payload in, NAME__ready out; the output stream `o` aside)."""
+    found = {name: (direction, bits) for direction, bits, name in ports(verilog, top)}
+    inputs = {}
+    for name, (direction, bits) in found.items():
+        base = name[:-len("__payload")] if name.endswith("__payload") else None
+        if base and base != "o" and direction == "input" \
+                and found.get(f"{base}__valid", ("",))[0] == "input" \
+                and found.get(f"{base}__ready", ("",))[0] == "output":
+            inputs[base] = bits
+    return dict(sorted(inputs.items()))
+
+
 def _stream_header(verilog, top):
-    """harness_config.h of a stream design: payload bytes of `i` and `o`, and its taps."""
+    """harness_config.h of a stream design: its input streams with their payload bytes, the
+    payload bytes of `o`, and its taps."""
     found = {name: bits for _, bits, name in ports(verilog, top)}
-    for name in ("i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"):
+    for name in ("o__valid", "o__ready", "o__payload"):
         if name not in found:
             raise HarnessError(f"module {top} is not a stream design: it has no {name} port")
+    inputs = stream_inputs(verilog, top)
+    if not inputs:
+        raise HarnessError(f"module {top} is not a stream design: it has no input stream "
+                           f"(ports NAME__valid, NAME__ready, NAME__payload)")
     taps = sorted(int(m[1]) for name in found if (m := re.fullmatch(r"t(\d+)__data", name)))
     lines = ["// written by sim.harness from the design's ports", "#pragma once",
-             f"#define IN_BYTES {-(-found['i__payload'] // 8)}",
+             "#define FOR_INPUTS(X) " + " ".join(f"X({n}, {-(-bits // 8)})"
+                                                 for n, bits in inputs.items()),
              f"#define OUT_BYTES {-(-found['o__payload'] // 8)}",
              "#define FOR_TAPS(X) " + " ".join(f"X({n}, {-(-found[f't{n}__data'] // 8)})"
                                                for n in taps)]
@@ -298,8 +322,8 @@ def _stream_header(verilog, top):
 
 def build_stream(verilog, top, build_root, *, waves=False, opt=CXX_OPT, train=None, threads=1,
                  log=None):
-    """Build the harness of a stream design (ports `i` and `o`, streams of one payload each,
-    and taps `t<n>` of `data` and `fire`): module `top` of the Verilog text `verilog`.
+    """Build the harness of a stream design (one or more input streams NAME, the output stream
+    `o`, and taps `t<n>` of `data` and `fire`): module `top` of the Verilog text `verilog`.
     `train`, (beats, in_bits, out_bits, expect) as `run_stream` takes them, makes a
     profile-guided build profiled on that run; `threads` > 1 lets Verilator split the design
     into that many threads. Returns (binary, {tap number: data bits})."""
@@ -316,17 +340,25 @@ def run_stream(binary, beats, in_bits, out_bits, *, expect, taps=None, in_pause=
                out_pause=0.0, seed=1, budget=1_000_000_000, waves=None, waves_window=None,
                timeout=None):
     """Stream `beats` (payload integers of `in_bits`) into the design of `binary` until
-    `expect` output beats have come. Returns (report, [(cycle, payload)] of the output, {tap:
-    [(cycle, data)]} for the taps given as {number: bits})."""
-    in_bytes, out_bytes = -(-in_bits // 8), -(-out_bits // 8)
+    `expect` output beats have come; for a design of several input streams, `beats` and
+    `in_bits` are {stream name: ...}, each stream paused on its own. Returns (report,
+    [(cycle, payload)] of the output, {tap: [(cycle, data)]} for the taps given as {number:
+    bits})."""
+    if not isinstance(beats, dict):
+        beats, in_bits = {None: beats}, {None: in_bits}
+    out_bytes = -(-out_bits // 8)
     with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
         tmp = Path(tmp)
-        (tmp / "in.bin").write_bytes(b"".join(int(b).to_bytes(in_bytes, "little")
-                                              for b in beats))
-        cmd = [str(binary), "--in", str(tmp / "in.bin"), "--out", str(tmp / "out.bin"),
-               "--expect", str(expect), "--in-pause", str(in_pause), "--out-pause",
-               str(out_pause), "--seed", str(seed), "--budget", str(budget), "--report",
-               str(tmp / "report.json"), "--quiet"]
+        cmd = [str(binary)]
+        for name, stream in beats.items():
+            nbytes = -(-in_bits[name] // 8)
+            path = tmp / f"in-{name or 'i'}.bin"
+            path.write_bytes(b"".join(int(b).to_bytes(nbytes, "little") for b in stream))
+            cmd += ["--in", str(path) if name is None else f"{name}={path}"]
+        cmd += ["--out", str(tmp / "out.bin"),
+                "--expect", str(expect), "--in-pause", str(in_pause), "--out-pause",
+                str(out_pause), "--seed", str(seed), "--budget", str(budget), "--report",
+                str(tmp / "report.json"), "--quiet"]
         if taps:
             cmd += ["--taps", str(tmp)]
         if waves is not None:

@@ -1,14 +1,17 @@
 // The compiled harness of a stream design (the spatial network, a block, a unit): the Verilated
-// design behind input registers (sim.harness.input_wrapper), an input stream fed from a file of
-// beats with seeded random gaps, an output stream taken with seeded random backpressure, and the
-// design's taps (`t<n>` with `data` and `fire`) recorded. No VPI, no cocotb.
+// design behind input registers (sim.harness.input_wrapper), its input streams each fed from a
+// file of beats with its own seeded random gaps, the output stream `o` taken with seeded random
+// backpressure, and the design's taps (`t<n>` with `data` and `fire`) recorded. No VPI, no
+// cocotb.
 //
-//   stream_harness --in IN.bin --out OUT.bin --expect N [--taps DIR] [--in-pause P]
-//                  [--out-pause P] [--seed S] [--budget CYCLES] [--report FILE.json]
-//                  [--waves FILE.fst] [--waves-from C] [--waves-to C] [--idle CYCLES]
-//                  [--quiet]
+//   stream_harness --in [NAME=]IN.bin ... --out OUT.bin --expect N [--taps DIR]
+//                  [--in-pause P] [--out-pause P] [--seed S] [--budget CYCLES]
+//                  [--report FILE.json] [--waves FILE.fst] [--waves-from C] [--waves-to C]
+//                  [--idle CYCLES] [--quiet]
 //
-// IN.bin holds the input beats, IN_BYTES bytes each (the payload, little-endian). OUT.bin gets
+// Each input stream NAME (the design's ports NAME__valid/ready/payload; `--in FILE` alone names
+// a design's only input) gets its beats from its file, its payload bytes each (little-endian);
+// an input given no file stays idle. OUT.bin gets
 // one record per output beat: the cycle it was taken (8 bytes) and OUT_BYTES of payload; with
 // --taps, DIR/t<n>.bin gets a record per beat of tap n the same way. The run ends when N output
 // beats have been taken (or after --budget cycles). The report: cycles, the cycle of the first
@@ -16,7 +19,7 @@
 // when the budget ran out, 2 on bad arguments or files. --idle adds cycles between the reset
 // and the first input beat offered (default 0).
 //
-// Widths and taps come from stream_config.h, written by sim.harness.
+// Inputs, widths and taps come from harness_config.h, written by sim.harness.
 #include "Vtop.h"
 #include "harness_config.h"
 #include "verilated.h"
@@ -86,6 +89,18 @@ template <std::size_t W> void get_bits(const VlWide<W> &port, uint8_t *bytes, si
     }
 }
 
+// One input stream: its beats, how many were taken, what it offers in the current cycle.
+struct Source {
+    std::string name;
+    std::size_t bytes;
+    std::vector<uint8_t> data;
+    uint64_t beats = 0, sent = 0;
+    bool cur_valid = false, next_valid = false;
+    harness::Pauses pause;
+    Source(const char *n, std::size_t b, double p, uint64_t seed)
+        : name(n), bytes(b), pause(p, seed) {}
+};
+
 struct Recorder {
     std::vector<uint8_t> data;
     uint64_t beats = 0;
@@ -102,7 +117,8 @@ struct Recorder {
 
 int main(int argc, char **argv) {
     Verilated::commandArgs(1, argv);
-    std::string in_path, out_path, taps_dir, report_path, waves;
+    std::vector<std::string> in_args;
+    std::string out_path, taps_dir, report_path, waves;
     uint64_t expect = 0, seed = 1, budget = 1000000000ull, waves_from = 0, waves_to = UINT64_MAX;
     uint64_t idle = 0;
     double in_pause = 0.0, out_pause = 0.0;
@@ -113,7 +129,7 @@ int main(int argc, char **argv) {
             if (i + 1 >= argc) usage(a + " needs a value");
             return argv[++i];
         };
-        if (a == "--in") in_path = value();
+        if (a == "--in") in_args.push_back(value());
         else if (a == "--out") out_path = value();
         else if (a == "--taps") taps_dir = value();
         else if (a == "--report") report_path = value();
@@ -129,17 +145,42 @@ int main(int argc, char **argv) {
         else if (a == "--quiet") quiet = true;
         else usage("unknown argument '" + a + "'");
     }
-    if (in_path.empty() || out_path.empty() || !have_expect)
+    if (in_args.empty() || out_path.empty() || !have_expect)
         usage("give --in IN.bin, --out OUT.bin and --expect N");
 #if !VM_TRACE
     if (!waves.empty()) usage("this build has no waveform support (build it with waves)");
 #endif
-    std::vector<uint8_t> in;
-    if (!harness::read_file(in_path, in)) usage("cannot read " + in_path);
-    if (in.size() % IN_BYTES)
-        usage(in_path + " holds " + std::to_string(in.size()) + " bytes, not a whole number of " +
-              std::to_string(IN_BYTES) + "-byte beats");
-    const uint64_t in_beats = in.size() / IN_BYTES;
+    // the first input's gaps are seeded as when the harness had one input (seed + 200)
+    uint64_t source_seed = seed + 200;
+#define DECLARE_SOURCE(n, b) \
+    Source src_##n(#n, b, in_pause, source_seed); \
+    source_seed = source_seed == seed + 200 ? seed + 300 : source_seed + 1;
+    FOR_INPUTS(DECLARE_SOURCE)
+    std::vector<Source *> sources;
+#define LIST_SOURCE(n, b) sources.push_back(&src_##n);
+    FOR_INPUTS(LIST_SOURCE)
+    for (const std::string &arg : in_args) {
+        std::size_t eq = arg.find('=');
+        Source *src = nullptr;
+        std::string path = arg;
+        if (eq != std::string::npos) {
+            for (Source *s : sources)
+                if (s->name == arg.substr(0, eq)) src = s;
+            if (!src) usage("--in " + arg + ": the design has no input stream '" +
+                            arg.substr(0, eq) + "'");
+            path = arg.substr(eq + 1);
+        } else if (sources.size() == 1) {
+            src = sources[0];
+        } else {
+            usage("--in " + arg + ": the design has several input streams; give NAME=FILE");
+        }
+        if (!harness::read_file(path, src->data)) usage("cannot read " + path);
+        if (src->data.size() % src->bytes)
+            usage(path + " holds " + std::to_string(src->data.size()) +
+                  " bytes, not a whole number of " + std::to_string(src->bytes) +
+                  "-byte beats");
+        src->beats = src->data.size() / src->bytes;
+    }
 
     std::unique_ptr<Vtop> top(new Vtop);
 #if VM_TRACE
@@ -158,13 +199,13 @@ int main(int argc, char **argv) {
             trace->dump(10 * cycle + (top->clk ? 0 : 5));
 #endif
     };
-    harness::Pauses src_pause(in_pause, seed + 200), sink_pause(out_pause, seed + 201);
+    harness::Pauses sink_pause(out_pause, seed + 201);
     Recorder out;
 #define DECLARE_TAP(n, bytes) Recorder tap##n;
     FOR_TAPS(DECLARE_TAP)
     // what the wrapper presents in the current cycle
-    bool cur_valid = false, cur_ready = false;
-    uint64_t sent = 0, first_in = UINT64_MAX, last_out = 0;
+    bool cur_ready = false;
+    uint64_t first_in = UINT64_MAX, last_out = 0;
     auto edge = [&]() {
         top->clk = 1;
         top->eval();
@@ -176,7 +217,8 @@ int main(int argc, char **argv) {
     };
     // reset: four cycles with rst high, then one without
     top->rst = 1;
-    top->i_valid = 0;
+#define IDLE_SOURCE(n, b) top->n##_valid = 0;
+    FOR_INPUTS(IDLE_SOURCE)
     top->o_ready = 0;
     for (int k = 0; k < 4; ++k) edge();
     top->rst = 0;
@@ -191,10 +233,12 @@ int main(int argc, char **argv) {
             break;
         }
         // this cycle's handshakes
-        if (cur_valid && top->i_ready) {
-            if (first_in == UINT64_MAX) first_in = cycle;
-            ++sent;
+#define TAKE_SOURCE(n, b)                                     \
+        if (src_##n.cur_valid && top->n##_ready) {            \
+            if (first_in == UINT64_MAX) first_in = cycle;     \
+            ++src_##n.sent;                                   \
         }
+        FOR_INPUTS(TAKE_SOURCE)
         if (cur_ready && top->o_valid) {
             get_bits(top->o_payload, payload, OUT_BYTES);
             out.add(cycle, payload, OUT_BYTES);
@@ -208,13 +252,15 @@ int main(int argc, char **argv) {
         }
         FOR_TAPS(RECORD_TAP)
         // the next cycle's inputs
-        bool valid = sent < in_beats && !src_pause.pause();
+#define DRIVE_SOURCE(n, b)                                                    \
+        src_##n.next_valid = src_##n.sent < src_##n.beats && !src_##n.pause.pause(); \
+        top->n##_valid = src_##n.next_valid;                                  \
+        if (src_##n.next_valid) set_bits(top->n##_payload, &src_##n.data[src_##n.sent * b], b);
+        FOR_INPUTS(DRIVE_SOURCE)
         bool ready = !sink_pause.pause();
-        top->i_valid = valid;
-        if (valid) set_bits(top->i_payload, &in[sent * IN_BYTES], IN_BYTES);
         top->o_ready = ready;
         edge();
-        cur_valid = valid;
+        for (Source *s : sources) s->cur_valid = s->next_valid;
         cur_ready = ready;
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -227,13 +273,15 @@ int main(int argc, char **argv) {
     if (!taps_dir.empty() && !harness::write_file(taps_dir + "/t" #n ".bin", tap##n.data)) \
         usage("cannot write " + taps_dir + "/t" #n ".bin");
     FOR_TAPS(WRITE_TAP)
+    uint64_t sent_total = 0;
+    for (Source *s : sources) sent_total += s->sent;
     char text[512];
     std::snprintf(text, sizeof text,
                   "{\"ended\": \"%s\", \"cycles\": %llu, \"first_in\": %lld, \"last_out\": %llu, "
                   "\"beats_in\": %llu, \"beats_out\": %llu, \"seconds\": %.6f}\n",
                   ended, (unsigned long long)cycle,
                   first_in == UINT64_MAX ? -1LL : (long long)first_in,
-                  (unsigned long long)last_out, (unsigned long long)sent,
+                  (unsigned long long)last_out, (unsigned long long)sent_total,
                   (unsigned long long)out.beats, seconds);
     if (!report_path.empty()) {
         std::vector<uint8_t> bytes(text, text + std::strlen(text));
