@@ -13,8 +13,8 @@ cycles per second. Runs in the compiled harnesses (`sim.harness`):
 - `shortcut`: the membrane shortcut (32 channels, saturating: values over 3x the range), the
   branch and the residual each their own stream;
 - `network`: the digits network built spatially (every layer's output stream tapped), images
-  back to back; an output beat is a beat of any layer's stream or of the class sums, each
-  checked;
+  back to back (the 360 test images, repeated when more are needed); an output beat is a beat
+  of any layer's stream or of the class sums, each checked;
 - `core`: the digits network on the overlay core, images back to back, pauses on all five AXI
   channels, every layer's output region and the class scores checked (an output beat is an
   AXI write beat).
@@ -162,9 +162,11 @@ def soak_network(goal, pause, seed):
         streams = NetworkStreams(hw, net, bundle, 1)
         per_image = len(streams.output_expected()) + sum(
             len(streams.tap_expected(n)) for n in taps)
-        images = min(len(pixels), math.ceil(goal / per_image))
+        images = math.ceil(goal / per_image)
+        # the 360 test images, again from the first when more are needed
+        pixels = np.resize(pixels, (images, *pixels.shape[1:]))
         bundle_dir = Path(work) / "bundle"
-        write_network_bundle(bundle_dir, net, pixels[:images])
+        write_network_bundle(bundle_dir, net, pixels)
         _, net, bundle = read_network_bundle(bundle_dir)
         t0 = time.perf_counter()
         mismatch = ""

@@ -944,7 +944,7 @@ class _Sequencer(wiring.Component):
         # generator starts at it and stops after it (an event without it is skipped)
         by_rows = Signal()
         m.d.comb += by_rows.eq(pass_rows & ~pass_all)
-        p_diff = Signal(signed(5))       # 4 bits minus 4 bits
+        p_diff = Signal(signed(6))
         m.d.comb += p_diff.eq(part_cur[:4] - h_rt[20:24])
         p_row = Signal(4)
         m.d.comb += p_row.eq(Mux(s2, p_diff[1:5], p_diff[:4]))

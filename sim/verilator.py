@@ -241,8 +241,6 @@ BENIGN_LINT = {
     "WIDTHEXPAND": "Yosys writes each operation at its operands' widths",
     "WIDTHTRUNC": "Yosys writes each operation at its operands' widths",
     "DECLFILENAME": "the module is named by the user, not after the file",
-    "CASEOVERLAP": "a $pmux written as a `parallel_case` function: its selects are one-hot by "
-                   "construction (Yosys's proc_mux puts only disjoint constant cases in one)",
     "CMPCONST": "a descriptor field checked against a limit its width already meets",
 }
 

@@ -8,10 +8,11 @@ cycle model, a reset mid-run, a corrupted expectation that must be caught);
 (`SPIKEGEN_SIMULATOR=icarus-2005|icarus-2012`).
 
 Amaranth's own Verilog backend writes combinational processes as `always @*` blocks that run at
-time 0 only through a Verilog-2005 event; under `-g2012` the SDSA-3 unit then hung with no
-output beat. `gen.verilog.to_verilog` writes no such block; the last test keeps the hazard
-visible: the same unit through Amaranth's backend hangs under `-g2012` and passes under
-`-g2005`, so the benches here would catch a generator that brought it back.
+time 0 only through a Verilog-2005 event (a dummy reg's declaration initialiser); under `-g2012`
+the SDSA-3 unit then hung with no output beat. `gen.verilog.to_verilog` sets that reg in an
+`initial` statement, an event in both modes; the last test keeps the hazard visible: the same
+unit through Amaranth's backend unchanged hangs under `-g2012` and passes under `-g2005`, so
+the benches here would catch a generator that brought it back.
 """
 
 import json
@@ -130,9 +131,9 @@ def test_unit_bench_under_icarus(unit, name, density, testcase, simulator, prepa
 
 
 def test_amaranth_backend_hangs_sdsa3_under_2012_only(tmp_path, icarus_root):
-    """The hazard the generator avoids: Amaranth's `always @*` text of the SDSA-3 unit that
-    hung under `-g2012` (no output beat: the bench's completion timeout), while `-g2005` and
-    `gen.verilog`'s text pass in both modes (the first case above)."""
+    """The hazard the generator avoids: Amaranth's backend text of the SDSA-3 unit hangs under
+    `-g2012` (no output beat: the bench's completion timeout) and passes under `-g2005`, while
+    `gen.verilog`'s text passes in both modes (the first SDSA case above)."""
     config = test_sdsa.CONFIGS["v3-h8-t1"]
     bundles, _ = prepare_sdsa(config, tmp_path, densities=(1.0,), seed=5)
     text = amaranth_verilog.convert(sdsa_unit(config), name="sdsa", emit_src=False,

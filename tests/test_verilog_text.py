@@ -1,13 +1,16 @@
-"""The generated Verilog text (`gen.verilog.to_verilog`): no `always @*` block (whose time-0 run
-depends on the language mode: tb/test_icarus.py), no zero-width `wire [-1:0]` placeholder, and
-no `verilator --lint-only -Wall` warning outside the classes `sim.verilator.BENIGN_LINT` lists
-with their reasons; the lint check fails on Amaranth's own backend text, which has
-CASEINCOMPLETE and ASCRANGE warnings."""
+"""The generated Verilog text (`gen.verilog.to_verilog`): the dummy reg that runs every
+`always @*` block at time 0 is set by an `initial` statement (an event in every language mode:
+tb/test_icarus.py), every case block has a default, no zero-width `wire [-1:0]` placeholder is
+left, and `verilator --lint-only -Wall` finds no warning outside the classes
+`sim.verilator.BENIGN_LINT` lists with their reasons; the lint check fails on Amaranth's own
+backend text, which has CASEINCOMPLETE and ASCRANGE warnings."""
+
+import re
 
 import pytest
 from amaranth.back import verilog as amaranth_verilog
 
-from gen.verilog import to_verilog
+from gen.verilog import _default_cases, _drop_zero_width, to_verilog
 from hw.axi import AxiMaster
 from hw.core import OverlayCore
 from hw.csr import ControlStatusRegisters
@@ -56,8 +59,10 @@ def verilator():
 @pytest.mark.parametrize("name", list(DESIGNS))
 def test_generated_verilog_is_clean(name, tmp_path, verilator):
     text = to_verilog(DESIGNS[name](), name)
-    assert "always @*" not in text
     assert "[-1:0]" not in text
+    assert not re.search(r"reg \\\$auto\$verilog_backend\S* += *0;", text)
+    if "always @*" in text:
+        assert re.search(r"^ *initial \\\$auto\$verilog_backend\S* += 1'h0;$", text, re.M)
     path = tmp_path / f"{name}.v"
     path.write_text(text)
     counts = check_lint(path, name)
@@ -76,6 +81,24 @@ def test_lint_check_fails_on_amaranth_backend_text(tmp_path, verilator):
                                             strip_internal_attrs=True))
     with pytest.raises(AssertionError, match=r"ASCRANGE"):
         check_lint(sae, "sae")
+
+
+def test_case_blocks_get_a_default_and_keep_theirs():
+    text = ("    casez (a)\n      1'h0:\n        casez (b)\n          1'h1:\n            x = 1;\n"
+            "          default:\n            x = 2;\n        endcase\n    endcase\n"
+            "    case (c)\n      2'h1: y = 0;\n    endcase\n")
+    out = _default_cases(text)
+    assert out.count("default") == 3          # the inner one kept, two added
+    assert "  default: ;\n    endcase\n    case (c)" in out
+    assert out.endswith("      2'h1: y = 0;\n      default: ;\n    endcase\n")
+
+
+def test_zero_width_declarations_dropped_only_when_unused():
+    text = ("  wire [-1:0] gone;\n  wire [-1:0] kept;\n  wire \\p.gone2 ;\n"
+            "  wire [-1:0] gone2;\n  reg signed [-1:0] \\esc$1 ;\n  assign x = kept;\n")
+    out = _drop_zero_width(text)
+    assert "gone;" not in out and "gone2;" not in out and "esc$1" not in out
+    assert "wire [-1:0] kept;" in out and "\\p.gone2 " in out and "assign x = kept;" in out
 
 
 def test_same_design_same_bytes():
