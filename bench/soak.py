@@ -44,7 +44,7 @@ from hw.sae import SpikeAccumulator
 from hw.sdsa import sdsa_unit
 from hw.shortcut import Shortcut
 from sim.cosim import REPO_ROOT
-from sim.harness import build_stream, run_stream
+from sim.harness import CXX_OPT, build_stream, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
 from sim.network import NetworkStreams, run_in_harness
 from sim.run import overlay_images
@@ -79,10 +79,12 @@ def _sdsa(variant):
     return SDSAConfig(variant=variant, heads=8, channels=64, tokens=16, lanes=8, timesteps=4)
 
 
-def _soak_unit(design, component, top, inputs, in_fields, expected, out_fields, pause, seed):
+def _soak_unit(design, component, top, inputs, in_fields, expected, out_fields, pause, seed,
+               *, build_root=BUILD, opt=CXX_OPT):
     """Stream `inputs` ({port: beat dicts}) into the unit in the stream harness with pauses
-    on every stream; check every output beat against `expected`."""
-    binary, _ = build_stream(to_verilog(component, top), top, BUILD)
+    on every stream; check every output beat against `expected` (the row's `mismatches` and
+    `first_mismatch` say whether and where they diverged)."""
+    binary, _ = build_stream(to_verilog(component, top), top, build_root, opt=opt)
     beats = {port: [pack(in_fields[port], b) for b in bs] for port, bs in inputs.items()}
     widths = {port: payload_width(in_fields[port]) for port in inputs}
     t0 = time.perf_counter()
@@ -198,29 +200,9 @@ def soak_lif(goal, pause, seed):
     inputs = rng.integers(-8, 24, size=(samples, cfg.timesteps, cfg.neurons))
     spikes, membranes = lif_int(cfg, inputs)
     traces = LIFTraces(inputs=inputs, spikes=spikes, membranes=membranes)
-    in_fields, out_fields = cfg.input_fields(), cfg.output_fields()
-    beats = [pack(in_fields, b) for b in lif_input_beats(cfg, inputs)]
-    expected = lif_expected_beats(cfg, traces)
-    binary, _ = build_stream(to_verilog(LIFArray(cfg), "lif"), "lif", BUILD)
-    t0 = time.perf_counter()
-    report, out, _ = run_stream(binary, beats, payload_width(in_fields),
-                                payload_width(out_fields), expect=len(expected),
-                                in_pause=pause, out_pause=pause, seed=seed)
-    seconds = time.perf_counter() - t0
-    board = Scoreboard("lif", expected)
-    mismatch = ""
-    try:
-        for cycle, word in out:
-            board.check(unpack(out_fields, word), cycle)
-        board.check_done()
-    except ScoreboardMismatch as exc:       # the first divergence, named
-        mismatch = str(exc)
-    cycles = report["cycles"]
-    return {"design": "lif", "output_beats": len(out), "expected_beats": len(expected),
-            "mismatches": int(bool(mismatch)), "first_mismatch": mismatch,
-            "stall_rate": {"input": pause, "output": pause},
-            "cycles": int(cycles), "seconds": round(seconds, 1),
-            "cycles_per_second": round(cycles / seconds) if seconds else None}
+    return _soak_unit("lif", LIFArray(cfg), "lif", {"i": lif_input_beats(cfg, inputs)},
+                      {"i": cfg.input_fields()}, lif_expected_beats(cfg, traces),
+                      cfg.output_fields(), pause, seed)
 
 
 def soak_core(goal, pause, seed):

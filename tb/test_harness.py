@@ -21,8 +21,10 @@ import pytest
 
 from bench.harness import run_checked
 from bench.networks import digits_network, paper_network
+from bench.soak import _soak_unit
 from fpga.sweep import local_client
 from gen.program import compile_network, cycle_report
+from hw.sdsa import sdsa_unit
 from sim.cosim import prepare_lif, prepare_sdsa
 from sim.harness import build_core, build_stream, core_memory, run_core, run_stream
 from sim.lif import lif_expected_beats, lif_input_beats
@@ -470,8 +472,9 @@ def test_stream_harness_meets_a_units_exact_cycle_model(build_root, tmp_path):
 def test_stream_harness_feeds_several_input_streams(build_root, tmp_path):
     """An SDSA-3 unit (inputs q, k and v) in the stream harness, each input stream fed from its
     own file with its own pauses: every output spike equal to the integer model's; without
-    pauses the cycles equal the unit's exact cycle model; a flipped expected spike is named;
-    an input stream the design lacks, or one file for a design of three inputs, exits 2."""
+    pauses the cycles equal the unit's exact cycle model; a flipped expected spike is named,
+    and `bench.soak` reports it as its row's one mismatch (a clean row before); an input stream
+    the design lacks, or one file for a design of three inputs, exits 2."""
     config = SDSAConfig(variant=3, heads=2, channels=16, tokens=7, lanes=4, timesteps=4)
     bundles, verilog = prepare_sdsa(config, tmp_path / "a", densities=(0.5,), seed=5)
     config, traces = load_sdsa_bundle(bundles[0.5])
@@ -504,6 +507,15 @@ def test_stream_harness_feeds_several_input_streams(build_root, tmp_path):
     with pytest.raises(ScoreboardMismatch, match=rf"sdsa: first divergence at output beat {k}, "
                        r"cycle \d+: sample 1, .*\(lane 2\): spikes expected"):
         run(expected, in_pause=0.3, out_pause=0.4, seed=9)
+    # bench.soak's unit path (the same build): a clean row, then the flipped spike reported
+    soak = dict(design="sdsa3", component=sdsa_unit(config), top="sdsa", inputs=inputs,
+                in_fields={port: fields for port in inputs}, out_fields=out_fields, pause=0.3,
+                seed=9, build_root=build_root / "harness", opt="-O1")
+    row = _soak_unit(expected=sdsa_expected_beats(config, traces), **soak)
+    assert (row["mismatches"], row["output_beats"]) == (0, len(expected)), row
+    row = _soak_unit(expected=expected, **soak)
+    assert row["mismatches"] == 1 and f"first divergence at output beat {k}" in \
+        row["first_mismatch"], row
     (tmp_path / "q.bin").write_bytes(b"")
     for args, message in ((["--in", f"x={tmp_path / 'q.bin'}"], "no input stream 'x'"),
                           (["--in", str(tmp_path / "q.bin")], "several input streams")):
