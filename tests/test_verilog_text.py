@@ -8,8 +8,12 @@ backend text, which has CASEINCOMPLETE and ASCRANGE warnings."""
 import re
 
 import pytest
+from amaranth.back import rtlil
 from amaranth.back import verilog as amaranth_verilog
+from amaranth.hdl import Elaboratable, Module, Signal, signed
+from amaranth.lib.memory import Memory
 
+import gen.verilog as gen_verilog
 from gen.verilog import _default_cases, _drop_zero_width, to_verilog
 from hw.axi import AxiMaster
 from hw.core import OverlayCore
@@ -99,6 +103,36 @@ def test_zero_width_declarations_dropped_only_when_unused():
     out = _drop_zero_width(text)
     assert "gone;" not in out and "gone2;" not in out and "esc$1" not in out
     assert "wire [-1:0] kept;" in out and "\\p.gone2 " in out and "assign x = kept;" in out
+
+
+class _SignedRom(Elaboratable):
+    """A memory of signed 5-bit rows with negative initial values, and one of one row."""
+
+    def __init__(self):
+        self.addr, self.data, self.other = Signal(3), Signal(signed(5)), Signal(3)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rom = rom = Memory(shape=signed(5), depth=7, init=[-16, -1, 0, 15, 3, -7])
+        m.submodules.one = one = Memory(shape=3, depth=1, init=[5])
+        port, port1 = rom.read_port(domain="comb"), one.read_port(domain="comb")
+        m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data), self.other.eq(port1.data)]
+        return m
+
+
+@pytest.mark.parametrize("name", ["sae", "depthwise", "lif", "signed_rom"])
+def test_fast_memory_contents_are_amaranths_bytes(name, monkeypatch):
+    """gen.verilog's `_emit_memory` writes the RTLIL Amaranth's own emitter writes."""
+    def convert():
+        design = _SignedRom() if name == "signed_rom" else DESIGNS[name]()
+        ports = None
+        if name == "signed_rom":
+            ports = [design.addr, design.data, design.other]
+        return rtlil.convert(design, name="t", emit_src=False, ports=ports)
+    fast = convert()
+    monkeypatch.setattr(rtlil.ModuleEmitter, "emit_memory", gen_verilog._amaranth_emit_memory)
+    assert fast == convert()
+    assert "$meminit_v2" in fast
 
 
 def test_same_design_same_bytes():
