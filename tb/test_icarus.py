@@ -152,3 +152,18 @@ def test_amaranth_backend_hangs_sdsa3_under_2012_only(tmp_path, icarus_root):
     with pytest.raises((CosimFailure, SystemExit)):   # SystemExit: cocotb's runner in pytest
         run("icarus-2012")
     assert "no completion after" in (tmp_path / "log.txt").read_text()
+
+
+def test_waves_under_icarus(tmp_path, prepared, icarus_root):
+    """`run_cocotb(..., waves=FILE, simulator="icarus-2012")`: cocotb's FST dump module in a
+    build of its own; pywellen opens the file and finds the design's ports."""
+    pywellen = pytest.importorskip("pywellen")
+    work, bundle, verilog = prepared("lif", "l4-t4-hard-nodecay-tau4")
+    fst = tmp_path / "lif.fst"
+    run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
+               testcase="test_no_stalls_matches_cycle_model", test_dir=tmp_path / "run",
+               build_root=icarus_root, simulator="icarus-2012", waves=fst,
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11,
+                    "SPIKEGEN_REPORT": tmp_path / "report.json"})
+    names = {v.full_name for v in pywellen.Waveform(str(fst)).all_vars()}
+    assert {"lif.clk", "lif.i__valid", "lif.o__ready", "lif.rst"} <= names, sorted(names)[:20]
