@@ -59,7 +59,7 @@ from spec.ports import pack, payload_width, unpack
 from spec.sae import SAEConfig, SAEParams, SAETraces
 from spec.sdsa import SDSAConfig, SDSATraces
 from spec.shortcut import ShortcutConfig, ShortcutParams
-from sw.export import export_shortcut_bundle, random_qkv, random_sae_inputs
+from sw.export import random_qkv, random_sae_inputs, shortcut_traces
 from sw.lif_int import lif_int
 from sw.netbundle import read_network_bundle, trace_arrays, write_network_bundle
 from sw.sae_int import sae_int
@@ -142,9 +142,7 @@ def soak_shortcut(goal, pause, seed):
     per_frame = config.height * config.width * (config.channels // config.lanes)
     frames = math.ceil(goal / per_frame)
     params = ShortcutParams.seeded(config, seed)
-    with tempfile.TemporaryDirectory(prefix="soak-") as work:
-        _, traces = export_shortcut_bundle(Path(work) / "bundle", config, params=params,
-                                           frames=frames, spread=3.0, seed=seed)
+    traces = shortcut_traces(config, params, frames=frames, spread=3.0, seed=seed)
     return _soak_unit("shortcut", Shortcut(config, params), "shortcut",
                       shortcut_input_beats(config, traces), config.input_ports(),
                       shortcut_expected_beats(config, traces), config.stream_fields(), pause,

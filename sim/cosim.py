@@ -9,7 +9,6 @@ from hw.lif import LIFArray
 from sw.export import export_lif_bundle
 
 from . import icarus
-from .icarus import simulator_from_env
 from .verilator import build
 
 __all__ = ["prepare_lif", "prepare_sae", "prepare_sdsa", "prepare_shortcut", "run_cocotb",
@@ -41,7 +40,7 @@ def run_cocotb(verilog, *, toplevel, module, testcase=None, test_dir, env, build
     """
     from cocotb_tools.runner import get_runner
 
-    simulator = simulator or simulator_from_env()
+    simulator = simulator or icarus.simulator_from_env()
     if simulator == "verilator":
         build_dir = build(verilog, toplevel, build_root, waves=waves is not None)
         runner = get_runner("verilator")

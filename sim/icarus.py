@@ -15,6 +15,8 @@ from pathlib import Path
 
 from cocotb_tools.runner import Icarus
 
+from spec.cli import UsageError
+
 __all__ = ["IcarusNotFound", "SIMULATORS", "DEFAULT_SIMULATOR", "simulator_from_env",
            "find_icarus", "build", "GENERATIONS"]
 
@@ -31,11 +33,11 @@ class IcarusNotFound(RuntimeError):
 
 
 def simulator_from_env():
-    """The simulator SPIKEGEN_SIMULATOR names (default Verilator); a bad name is an error that
-    lists the choices."""
+    """The simulator SPIKEGEN_SIMULATOR names (default Verilator); a bad name is a usage error
+    that lists the choices (one line and exit 2 from a command line)."""
     name = os.environ.get("SPIKEGEN_SIMULATOR", "").strip() or DEFAULT_SIMULATOR
     if name not in SIMULATORS:
-        raise ValueError(f"SPIKEGEN_SIMULATOR={name!r} is not a simulator here; choose one of "
+        raise UsageError(f"SPIKEGEN_SIMULATOR={name!r} is not a simulator here; choose one of "
                          f"{', '.join(SIMULATORS)}")
     return name
 

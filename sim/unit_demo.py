@@ -28,6 +28,7 @@ from spec.lif import LIFConfig
 from spec.sdsa import SDSAConfig
 
 from .cosim import cosim_main, prepare_lif, prepare_sdsa, read_report, run_cocotb
+from .icarus import simulator_from_env
 
 PROG = "sim.unit_demo"
 
@@ -58,6 +59,7 @@ def main(argv=None):
                    help="write an FST waveform of each co-simulation into this folder "
                         "(lif-nostall.fst, lif-stalls.fst, sdsa-nostall.fst, sdsa-stalls.fst)")
     args = p.parse_args(argv)
+    simulator_from_env()        # a bad SPIKEGEN_SIMULATOR is refused before any work
     if args.waves is not None and not Path(args.waves).is_dir():
         p.error(f"--waves names a folder for the waveforms; {args.waves!r} is not one")
     if args.samples < 1:

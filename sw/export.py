@@ -33,9 +33,8 @@ from .sdsa_int import sdsa_int
 from .shortcut_int import shortcut_int
 
 __all__ = ["random_lif_inputs", "lif_traces", "export_lif_bundle", "random_spikes",
-           "random_sae_inputs",
-           "export_sae_bundle", "export_shortcut_bundle", "random_qkv", "export_sdsa_bundle",
-           "units_of", "export_unit_bundle"]
+           "random_sae_inputs", "export_sae_bundle", "shortcut_traces", "export_shortcut_bundle",
+           "random_qkv", "export_sdsa_bundle", "units_of", "export_unit_bundle"]
 
 PROG = "sw.export"
 
@@ -130,18 +129,10 @@ def export_sae_bundle(path, config, *, params=None, inputs=None, frames=4, densi
     return params, SAETraces(inputs=arrays["inputs"], outputs=outputs)
 
 
-def export_shortcut_bundle(path, config, *, params=None, acc=None, residual=None, frames=2,
-                           spread=1.0, seed=0):
-    """Write a shortcut bundle: configuration, shifts, biases, branch accumulations, residuals
-    and the expected outputs (`sw.shortcut_int`).
-
-    Without `params`, seeded ones (`spec.shortcut.ShortcutParams.seeded`); without `acc` /
-    `residual`, `frames` frames of seeded integers over `spread` times each full range (a spread
-    above 1 is clipped to the range, so the saturating adds are exercised). Returns (params,
-    traces).
-    """
-    if params is None:
-        params = ShortcutParams.seeded(config, seed)
+def shortcut_traces(config, params, *, acc=None, residual=None, frames=2, spread=1.0, seed=0):
+    """Branch accumulations, residuals and the expected outputs (`sw.shortcut_int`): without
+    `acc` / `residual`, `frames` frames of seeded integers over `spread` times each full range
+    (a spread above 1 is clipped to the range, so the saturating adds are exercised)."""
     rng = np.random.default_rng(seed)
     shape = (frames, config.channels, config.height, config.width)
 
@@ -155,12 +146,26 @@ def export_shortcut_bundle(path, config, *, params=None, acc=None, residual=None
         residual = draw(config.bits)
     residual = np.asarray(residual, np.int64) if config.residual else None
     outputs = shortcut_int(acc, params.shift, params.bias, config.bits, residual)
-    arrays = {"shift": params.shift, "bias": params.bias, "acc": acc, "outputs": outputs}
-    if residual is not None:
-        arrays["residual"] = residual
+    return ShortcutTraces(acc=acc, residual=residual, outputs=outputs)
+
+
+def export_shortcut_bundle(path, config, *, params=None, acc=None, residual=None, frames=2,
+                           spread=1.0, seed=0):
+    """Write a shortcut bundle: configuration, shifts, biases, branch accumulations, residuals
+    and the expected outputs (`shortcut_traces`). Without `params`, seeded ones
+    (`spec.shortcut.ShortcutParams.seeded`). Returns (params, traces).
+    """
+    if params is None:
+        params = ShortcutParams.seeded(config, seed)
+    traces = shortcut_traces(config, params, acc=acc, residual=residual, frames=frames,
+                             spread=spread, seed=seed)
+    arrays = {"shift": params.shift, "bias": params.bias, "acc": traces.acc,
+              "outputs": traces.outputs}
+    if traces.residual is not None:
+        arrays["residual"] = traces.residual
     write_bundle(path, unit="shortcut", config=config.to_dict(), arrays=arrays,
                  meta={"generator": "sw.export", "seed": int(seed), "spread": float(spread)})
-    return params, ShortcutTraces(acc=acc, residual=residual, outputs=outputs)
+    return params, traces
 
 
 def random_qkv(config, samples, density, *, seed=0):

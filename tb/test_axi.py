@@ -26,15 +26,25 @@ TESTCASES = {
 }
 
 
+def prepare(name, work):
+    """The Verilog path of configuration `name`, written in `work`."""
+    path = work / "axi_master.v"
+    path.write_text(to_verilog(AxiMaster(CONFIGS[name]), "axi_master"))
+    return path
+
+
+def env(name):
+    """The benches' environment for configuration `name`."""
+    return {"SPIKEGEN_AXI": json.dumps(CONFIGS[name].to_dict()), "SPIKEGEN_SEED": 5}
+
+
 @pytest.fixture(scope="module")
 def verilog(tmp_path_factory):
     cache = {}
 
     def get(name):
         if name not in cache:
-            path = tmp_path_factory.mktemp(f"axi-{name}") / "axi_master.v"
-            path.write_text(to_verilog(AxiMaster(CONFIGS[name]), "axi_master"))
-            cache[name] = path
+            cache[name] = prepare(name, tmp_path_factory.mktemp(f"axi-{name}"))
         return cache[name]
 
     return get
@@ -46,4 +56,4 @@ def test_axi_cosim(name, testcase, verilog, build_root):
     path = verilog(name)
     run_cocotb(path, toplevel="axi_master", module="tb.cocotb_axi", testcase=testcase,
                test_dir=path.parent / testcase, build_root=build_root,
-               env={"SPIKEGEN_AXI": json.dumps(CONFIGS[name].to_dict()), "SPIKEGEN_SEED": 5})
+               env=env(name))

@@ -22,12 +22,21 @@ TESTCASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def verilog(tmp_path_factory):
-    path = tmp_path_factory.mktemp("csr") / "csr.v"
+#: the benches' environment
+ENV = {"SPIKEGEN_SEED": 5, "SPIKEGEN_CORE_ID": CORE_ID, "SPIKEGEN_ADDR_BITS": ADDR_BITS}
+
+
+def prepare(work):
+    """The register block's Verilog path, written in `work`."""
+    path = work / "csr.v"
     path.write_text(to_verilog(ControlStatusRegisters(core_id=CORE_ID, addr_bits=ADDR_BITS),
                                "csr"))
     return path
+
+
+@pytest.fixture(scope="module")
+def verilog(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp("csr"))
 
 
 @pytest.mark.parametrize("testcase", TESTCASES)
@@ -35,5 +44,4 @@ def test_csr_cosim(testcase, verilog, build_root):
     work = verilog.parent
     run_cocotb(verilog, toplevel="csr", module="tb.cocotb_csr", testcase=testcase,
                test_dir=work / testcase, build_root=build_root, log_file=work / f"{testcase}.log",
-               env={"SPIKEGEN_SEED": 5, "SPIKEGEN_CORE_ID": CORE_ID,
-                    "SPIKEGEN_ADDR_BITS": ADDR_BITS})
+               env=ENV)

@@ -15,21 +15,14 @@ unit through Amaranth's backend unchanged hangs under `-g2012` and passes under 
 the benches here would catch a generator that brought it back.
 """
 
-import json
 
 import pytest
 from amaranth.back import verilog as amaranth_verilog
 
-from gen.verilog import to_verilog
-from hw.axi import AxiMaster
-from hw.csr import ControlStatusRegisters
 from hw.sdsa import sdsa_unit
 from sim.cosim import (
     CosimFailure,
-    prepare_lif,
-    prepare_sae,
     prepare_sdsa,
-    prepare_shortcut,
     read_report,
     run_cocotb,
 )
@@ -67,35 +60,25 @@ def icarus_root(build_root):
     return build_root
 
 
+#: the units whose tb/test_<unit>.py prepares bundles per configuration
+UNIT_TESTS = {"lif": test_lif, "sae": test_sae, "sdsa": test_sdsa, "shortcut": test_shortcut}
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """(unit, name) -> (work folder, {density: bundle} or bundle or None, Verilog path), made
-    as the unit's own tb/test_<unit>.py makes them."""
+    """(unit, name) -> (work folder, bundle(s) or None, Verilog path), made by the unit's own
+    tb/test_<unit>.py."""
     cache = {}
 
     def get(unit, name):
         if (unit, name) not in cache:
             work = tmp_path_factory.mktemp(f"icarus-{unit}-{name}")
-            if unit == "lif":
-                made = prepare_lif(test_lif.CONFIGS[name], work, samples=3, seed=7)
-            elif unit == "sae":
-                made = prepare_sae(test_sae.CONFIGS[name], work, densities=test_sae.DENSITIES,
-                                   seed=5)
-            elif unit == "sdsa":
-                made = prepare_sdsa(test_sdsa.CONFIGS[name], work,
-                                    densities=test_sdsa.DENSITIES, seed=5)
-            elif unit == "shortcut":
-                made = prepare_shortcut(test_shortcut.CONFIGS[name], work,
-                                        spreads=test_shortcut.SPREADS, frames=3, seed=5)
+            if unit in UNIT_TESTS:
+                made = UNIT_TESTS[unit].prepare(name, work)
             elif unit == "axi_master":
-                path = work / "axi_master.v"
-                path.write_text(to_verilog(AxiMaster(test_axi.CONFIGS[name]), unit))
-                made = (None, path)
+                made = (None, test_axi.prepare(name, work))
             else:
-                path = work / "csr.v"
-                path.write_text(to_verilog(ControlStatusRegisters(
-                    core_id=test_csr.CORE_ID, addr_bits=test_csr.ADDR_BITS), unit))
-                made = (None, path)
+                made = (None, test_csr.prepare(work))
             cache[unit, name] = (work, *made)
         return cache[unit, name]
 
@@ -104,14 +87,11 @@ def prepared(tmp_path_factory):
 
 def _env(unit, name, bundles, density):
     if unit == "axi_master":
-        return {"SPIKEGEN_AXI": json.dumps(test_axi.CONFIGS[name].to_dict()),
-                "SPIKEGEN_SEED": 5}
+        return test_axi.env(name)
     if unit == "csr":
-        return {"SPIKEGEN_SEED": 5, "SPIKEGEN_CORE_ID": test_csr.CORE_ID,
-                "SPIKEGEN_ADDR_BITS": test_csr.ADDR_BITS}
-    seed = {"lif": 11, "sae": 13, "sdsa": 17, "shortcut": 13}[unit]
+        return test_csr.ENV
     return {"SPIKEGEN_BUNDLE": bundles if density is None else bundles[density],
-            "SPIKEGEN_SEED": seed}
+            "SPIKEGEN_SEED": UNIT_TESTS[unit].SEED}
 
 
 @pytest.mark.parametrize("simulator", MODES)
@@ -146,7 +126,7 @@ def test_amaranth_backend_hangs_sdsa3_under_2012_only(tmp_path, icarus_root):
         run_cocotb(path, toplevel="sdsa", module="tb.cocotb_sdsa",
                    testcase="test_no_stalls_matches_cycle_model", test_dir=tmp_path / simulator,
                    build_root=icarus_root, simulator=simulator, log_file=tmp_path / "log.txt",
-                   env={"SPIKEGEN_BUNDLE": bundles[1.0], "SPIKEGEN_SEED": 17})
+                   env={"SPIKEGEN_BUNDLE": bundles[1.0], "SPIKEGEN_SEED": test_sdsa.SEED})
 
     run("icarus-2005")
     with pytest.raises((CosimFailure, SystemExit)):   # SystemExit: cocotb's runner in pytest
@@ -163,7 +143,7 @@ def test_waves_under_icarus(tmp_path, prepared, icarus_root):
     run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
                testcase="test_no_stalls_matches_cycle_model", test_dir=tmp_path / "run",
                build_root=icarus_root, simulator="icarus-2012", waves=fst,
-               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11,
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": test_lif.SEED,
                     "SPIKEGEN_REPORT": tmp_path / "report.json"})
     names = {v.full_name for v in pywellen.Waveform(str(fst)).all_vars()}
     assert {"lif.clk", "lif.i__valid", "lif.o__ready", "lif.rst"} <= names, sorted(names)[:20]

@@ -34,6 +34,15 @@ TESTCASES = [
 ]
 
 
+#: the benches' seed (SPIKEGEN_SEED)
+SEED = 11
+
+
+def prepare(name, work):
+    """(bundle, Verilog path) of configuration `name`, made in `work`."""
+    return prepare_lif(CONFIGS[name], work, samples=3, seed=7)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     cache = {}
@@ -41,7 +50,7 @@ def prepared(tmp_path_factory):
     def get(name):
         if name not in cache:
             work = tmp_path_factory.mktemp(f"lif-{name}")
-            cache[name] = (work, *prepare_lif(CONFIGS[name], work, samples=3, seed=7))
+            cache[name] = (work, *prepare(name, work))
         return cache[name]
 
     return get
@@ -54,7 +63,7 @@ def test_lif_cosim(name, testcase, prepared, build_root):
     report = work / f"{testcase}.json"
     run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif", testcase=testcase,
                test_dir=work / testcase, build_root=build_root,
-               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11, "SPIKEGEN_REPORT": report})
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": SEED, "SPIKEGEN_REPORT": report})
     if testcase == "test_no_stalls_matches_cycle_model":
         figures = read_report(report)
         assert figures["measured_cycles"] == CONFIGS[name].cycles(3)
@@ -71,7 +80,7 @@ def test_waves_fst_of_a_cocotb_run(prepared, build_root, tmp_path):
     run_cocotb(verilog, toplevel="lif", module="tb.cocotb_lif",
                testcase="test_no_stalls_matches_cycle_model", test_dir=tmp_path / "run",
                build_root=build_root, waves=fst,
-               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": 11,
+               env={"SPIKEGEN_BUNDLE": bundle, "SPIKEGEN_SEED": SEED,
                     "SPIKEGEN_REPORT": tmp_path / "report.json"})
     wave = pywellen.Waveform(str(fst))
     names = {v.full_name for v in wave.all_vars()}

@@ -43,6 +43,15 @@ CASES = [(d, "test_no_stalls_matches_cycle_model") for d in DENSITIES] + [
 ]
 
 
+#: the benches' seed (SPIKEGEN_SEED)
+SEED = 13
+
+
+def prepare(name, work):
+    """(bundle per density, Verilog path) of configuration `name`, made in `work`."""
+    return prepare_sae(CONFIGS[name], work, densities=DENSITIES, seed=5)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     cache = {}
@@ -50,7 +59,7 @@ def prepared(tmp_path_factory):
     def get(name):
         if name not in cache:
             work = tmp_path_factory.mktemp(f"sae-{name}")
-            cache[name] = (work, *prepare_sae(CONFIGS[name], work, densities=DENSITIES, seed=5))
+            cache[name] = (work, *prepare(name, work))
         return cache[name]
 
     return get
@@ -64,7 +73,7 @@ def test_sae_cosim(name, density, testcase, prepared, build_root):
     report = work / f"{run_dir.name}.json"  # not with_suffix: "-d0.05" has a dot
     run_cocotb(verilog, toplevel="sae", module="tb.cocotb_sae", testcase=testcase,
                test_dir=run_dir, build_root=build_root,
-               env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_SEED": 13,
+               env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_SEED": SEED,
                     "SPIKEGEN_REPORT": report})
     if testcase == "test_no_stalls_matches_cycle_model":
         figures = read_report(report)

@@ -23,6 +23,15 @@ CASES = [(d, "test_no_stalls_matches_cycle_model") for d in DENSITIES] + [
 ]
 
 
+#: the benches' seed (SPIKEGEN_SEED)
+SEED = 17
+
+
+def prepare(name, work):
+    """(bundle per density, Verilog path) of configuration `name`, made in `work`."""
+    return prepare_sdsa(CONFIGS[name], work, densities=DENSITIES, seed=5)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     cache = {}
@@ -30,8 +39,7 @@ def prepared(tmp_path_factory):
     def get(name):
         if name not in cache:
             work = tmp_path_factory.mktemp(f"sdsa-{name}")
-            cache[name] = (work, *prepare_sdsa(CONFIGS[name], work, densities=DENSITIES,
-                                               seed=5))
+            cache[name] = (work, *prepare(name, work))
         return cache[name]
 
     return get
@@ -45,7 +53,7 @@ def test_sdsa_cosim(name, density, testcase, prepared, build_root):
     report = run_dir.with_suffix(".json")
     run_cocotb(verilog, toplevel="sdsa", module="tb.cocotb_sdsa", testcase=testcase,
                test_dir=run_dir, build_root=build_root,
-               env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_SEED": 17,
+               env={"SPIKEGEN_BUNDLE": bundles[density], "SPIKEGEN_SEED": SEED,
                     "SPIKEGEN_REPORT": report})
     if testcase == "test_no_stalls_matches_cycle_model":
         figures = read_report(report)

@@ -26,6 +26,15 @@ CASES = [(s, "test_no_stalls_matches_cycle_model") for s in SPREADS] + [
 ]
 
 
+#: the benches' seed (SPIKEGEN_SEED)
+SEED = 13
+
+
+def prepare(name, work):
+    """(bundle per spread, Verilog path) of configuration `name`, made in `work`."""
+    return prepare_shortcut(CONFIGS[name], work, spreads=SPREADS, frames=3, seed=5)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     cache = {}
@@ -33,8 +42,7 @@ def prepared(tmp_path_factory):
     def get(name):
         if name not in cache:
             work = tmp_path_factory.mktemp(f"shortcut-{name}")
-            cache[name] = (work, *prepare_shortcut(CONFIGS[name], work, spreads=SPREADS,
-                                                   frames=3, seed=5))
+            cache[name] = (work, *prepare(name, work))
         return cache[name]
 
     return get
@@ -48,7 +56,7 @@ def test_shortcut_cosim(name, spread, testcase, prepared, build_root):
     report = run_dir.with_suffix(".json")
     run_cocotb(verilog, toplevel="shortcut", module="tb.cocotb_shortcut", testcase=testcase,
                test_dir=run_dir, build_root=build_root,
-               env={"SPIKEGEN_BUNDLE": bundles[spread], "SPIKEGEN_SEED": 13,
+               env={"SPIKEGEN_BUNDLE": bundles[spread], "SPIKEGEN_SEED": SEED,
                     "SPIKEGEN_REPORT": report})
     if testcase == "test_no_stalls_matches_cycle_model":
         figures = read_report(report)
