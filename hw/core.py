@@ -969,6 +969,17 @@ class _Sequencer(wiring.Component):
                              tg_krow.eq(h_rt[20:24])]
 
         # -- update pipeline --------------------------------------------------------------------
+        # sA: the emitted update's pixel in the band, group and weight word, registered; s0:
+        # its accumulator word (the group's base added) read, and the weight word's read data
+        # into a register; s1: the accumulator word's read data into registers, and the
+        # weight's part (negated, masked, shifted by the bit) into registers; s2: the sum and
+        # its saturation (one adder and one saturation from registers), into a register; s3:
+        # that register written. A word is read at s0 before the updates in s1 and s2 have
+        # written it: s2 takes the newest value of its word from the result registers of
+        # the two updates ahead of it (`fwd_y`, `fwd_z`: address matches registered in s1),
+        # and the read port is transparent for the s3 write in its cycle. So back-to-back
+        # updates of one word need no stall, and no path runs from a block RAM's output
+        # through logic into another block RAM.
         s0_valid = Signal()
         s0_acc = Signal(ACCB + 1)
         w_next = Signal(WGB + 1)                     # the weight word of the update in sA
@@ -976,20 +987,24 @@ class _Sequencer(wiring.Component):
         s0_neg = Signal()
         s0_mask = Signal(L)
         s0_dw = Signal()
-        s1_valid = Signal()
-        s1_acc = Signal(ACCB + 1)
         s0_cnt = Signal()                            # attention: add 0/1 counts `s0_bits`
         s0_bits = Signal(L)
-        s1_cnt = Signal()
-        s1_bits = Signal(L)
+        s0_sum = Signal()                            # the head: add a token's values
+        s1_valid, s1_acc = Signal(), Signal(ACCB + 1)
+        s1_b, s1_neg, s1_mask, s1_dw = Signal(6), Signal(), Signal(L), Signal()
+        s1_cnt, s1_bits, s1_sum = Signal(), Signal(L), Signal()
+        s2_valid, s2_acc = Signal(), Signal(ACCB + 1)
+        s2_cnt, s2_bits, s2_sum = Signal(), Signal(L), Signal()
+        s3_valid, s3_acc, s3_v = Signal(), Signal(ACCB + 1), Signal()
+        fwd_y, fwd_z = Signal(), Signal()
         kv_emit = Signal()                           # the attention's K^T V updates
         kv_addr = Signal(ACCB + 1)
         kv_bits = Signal(L)
+        sum_emit = Signal()                          # the head's token sum of a group
+        sum_addr = Signal(ACCB + 1)
+        upd_busy = Signal()
+        m.d.comb += upd_busy.eq(s0_valid | s1_valid | s2_valid | s3_valid)
         g_used = Mux(is_dw, tg_dwg, tg_g)
-        # sA: the emitted update's pixel in the band, group and weight word, registered; s0:
-        # its accumulator word (the group's base added) and the weight word's read, so its
-        # value (negated, masked and shifted) is ready in a register when the accumulator
-        # word arrives (s1)
         sa_valid = Signal()
         sa_pix = Signal(ACCB + 1)
         sa_g = Signal(GB)
@@ -997,7 +1012,7 @@ class _Sequencer(wiring.Component):
         sa_neg = Signal()
         sa_mask = Signal(L)
         sa_dw = Signal()
-        m.d.sync += [sa_valid.eq(emit), s0_valid.eq(sa_valid | kv_emit)]
+        m.d.sync += [sa_valid.eq(emit), s0_valid.eq(sa_valid | kv_emit | sum_emit)]
         with m.If(emit):
             m.d.sync += [sa_pix.eq(ro_rd.data + tg_ocol[:ACCB + 1]), sa_g.eq(g_used[:GB]),
                          w_next.eq(cp_base + tb_off + Mux(is_dw, 0, tg_c << lg_tg) + g_used),
@@ -1007,13 +1022,23 @@ class _Sequencer(wiring.Component):
             m.d.sync += [
                 s0_acc.eq(gbase[sa_g] + sa_pix),
                 s0_b.eq(sa_b), s0_neg.eq(sa_neg), s0_mask.eq(sa_mask), s0_dw.eq(sa_dw),
-                s0_cnt.eq(0),
+                s0_cnt.eq(0), s0_sum.eq(0),
             ]
         with m.If(kv_emit):
             m.d.sync += [s0_acc.eq(kv_addr), s0_bits.eq(kv_bits), s0_cnt.eq(1), s0_b.eq(0),
+                         s0_neg.eq(0), s0_dw.eq(0), s0_sum.eq(0)]
+        with m.If(sum_emit):
+            m.d.sync += [s0_acc.eq(sum_addr), s0_cnt.eq(0), s0_sum.eq(1), s0_b.eq(0),
                          s0_neg.eq(0), s0_dw.eq(0)]
-        m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc),
-                     s1_cnt.eq(s0_cnt), s1_bits.eq(s0_bits)]
+        m.d.sync += [s1_valid.eq(s0_valid), s1_acc.eq(s0_acc), s1_b.eq(s0_b),
+                     s1_neg.eq(s0_neg), s1_mask.eq(s0_mask), s1_dw.eq(s0_dw),
+                     s1_cnt.eq(s0_cnt), s1_bits.eq(s0_bits), s1_sum.eq(s0_sum),
+                     s2_valid.eq(s1_valid), s2_acc.eq(s1_acc), s2_cnt.eq(s1_cnt),
+                     s2_bits.eq(s1_bits), s2_sum.eq(s1_sum),
+                     fwd_y.eq(s2_valid & (s2_acc == s1_acc)),
+                     fwd_z.eq(s3_valid & (s3_acc == s1_acc)),
+                     s3_valid.eq(s2_valid), s3_acc.eq(s2_acc),
+                     s3_v.eq(Const(has_v) & (wide | s2_sum))]
 
         # acc memory ports: the pipeline while streaming, the drain otherwise
         drain_addr = Signal(ACCB + 1)
@@ -1032,39 +1057,51 @@ class _Sequencer(wiring.Component):
             wide_lanes = [v_rd.data[V * i:V * (i + 1)].as_signed() for i in range(L)]
         else:
             wide_lanes = acc_lanes
-        w_lanes = [w_rd.data[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed() for i in range(L)]
-        upd = []
         # Two adders a lane: the wide store's (multi-bit events: +-w << bit, wrapping at WIDE
-        # bits, never saturated; the head's token sums, `sums_mode`: a token's values) and the
-        # accumulators' (spike events: +-w, saturated at the layer's acc_bits; attention
-        # counts: + 0/1, not saturated). A spike event's bit is 0. The weight's part (s0):
-        # +-w masked, and shifted by the bit, into registers; the sums (s1).
-        sums_mode = Signal()
+        # bits, never saturated; the head's token sums, `s2_sum`: a token's values, from the
+        # assembler, which the head holds until the sum is written) and the accumulators'
+        # (spike events: +-w, saturated at the layer's acc_bits; attention counts: + 0/1,
+        # not saturated). A spike event's bit is 0.
         tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
+        w_q = Signal(L * cfg.w_bits)                  # s0: the weight word's read data
+        m.d.sync += w_q.eq(w_rd.data)
+        r3 = Signal(L * WIDE)                         # s3: the results, written
+        r4 = Signal(L * WIDE)                         # the results of the update before
+        m.d.sync += r4.eq(r3)
+        upd = [r3[WIDE * i:WIDE * (i + 1)].as_signed() for i in range(L)]
         for i in range(L):
-            mine = ~s0_dw | s0_mask[i]
-            wn0 = Signal(signed(cfg.w_bits + 1), name=f"upd_wn0_{i}")
-            m.d.comb += wn0.eq(Mux(mine, Mux(s0_neg, -w_lanes[i], w_lanes[i]), 0))
+            # s1: the weight's part; the read data into registers
+            wq = w_q[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed()
+            mine = ~s1_dw | s1_mask[i]
+            wn1 = Signal(signed(cfg.w_bits + 1), name=f"upd_wn1_{i}")
+            m.d.comb += wn1.eq(Mux(mine, Mux(s1_neg, -wq, wq), 0))
             wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
             w = Signal(signed(WIDE), name=f"upd_w{i}")
-            m.d.sync += [wn.eq(wn0), w.eq(wn0 << s0_b)]
+            d_acc = Signal(signed(A), name=f"upd_da{i}")
+            d_wide = Signal(signed(WIDE), name=f"upd_dv{i}")
+            m.d.sync += [wn.eq(wn1), w.eq(wn1 << s1_b), d_acc.eq(acc_lanes[i]),
+                         d_wide.eq(wide_lanes[i])]
+            # s2: the newest value of the word, the sums, into r3
+            y, z = upd[i], r4[WIDE * i:WIDE * (i + 1)].as_signed()
+            a_op = Mux(fwd_y, y[:A].as_signed(), Mux(fwd_z, z[:A].as_signed(), d_acc))
+            v_op = (Mux(fwd_y, y[:V].as_signed(), Mux(fwd_z, z[:V].as_signed(), d_wide))
+                    if has_v else a_op)
             total = Signal(signed(WIDE), name=f"upd_wide{i}")
             tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
                           Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
-            m.d.comb += total.eq(wide_lanes[i] + Mux(sums_mode, tok_val, w))
+            m.d.comb += total.eq(v_op + Mux(s2_sum, tok_val, w))
             narrow = Signal(signed(NB), name=f"upd_acc{i}")
-            m.d.comb += narrow.eq(acc_lanes[i] + Mux(s1_cnt, s1_bits[i], wn))
-            upd.append(Mux(wide | sums_mode, total,
-                           Mux(s1_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
-        with m.If(s1_valid):
-            with m.If(wide & has_v):
+            m.d.comb += narrow.eq(a_op + Mux(s2_cnt, s2_bits[i], wn))
+            m.d.sync += r3[WIDE * i:WIDE * (i + 1)].eq(
+                Mux(wide | s2_sum, total, Mux(s2_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
+        with m.If(s3_valid):
+            with m.If(s3_v):
                 if has_v:
-                    v_write(s1_acc, SRC_UPD)
+                    v_write(s3_acc, SRC_UPD)
             with m.Else():
-                acc_write(s1_acc, SRC_UPD)
+                acc_write(s3_acc, SRC_UPD)
         stream_idle = Signal()
-        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~sa_valid & ~s0_valid
-                                   & ~s1_valid)
+        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~sa_valid & ~upd_busy)
 
         # -- drain datapath ---------------------------------------------------------------------
         d_g = Signal(GB + 1)
@@ -1089,36 +1126,42 @@ class _Sequencer(wiring.Component):
         first_t = ts == 0
         last_t = ts + 1 == tsteps
         # the lane unit: LIF and shortcut of DL lanes a cycle (L / DL cycles a group), into
-        # registers: spike_word, out_word (values) and the new membranes. Three stages: the
-        # input's bias and saturation; the saturating shift (and the shortcut's right shift)
-        # plus the LIF's or the stream's bias; the charge's saturation, the membrane update
-        # and the threshold (and the shortcut's saturations and residual sum). A client sets
-        # `lu_start` with the group's inputs in x_lanes and res_lanes, its parameters' group
-        # in d_g and its old membranes in the membrane memory's read data; the unit latches
-        # the membranes and the group, and stage 1 picks every input of a sub-group (so a
-        # client may load the next group's inputs in the cycle of the last sub-group's stage
-        # 1). The attention and the head wait for `lu_busy` to fall and finish the group
-        # themselves; the drain goes on with its next group, and the retire logic (below)
-        # finishes each group after stage 3 (`t3`: the group's tags, carried beside the
-        # stages). While a finished group cannot retire (its output beats wait for the
-        # emitter), `lu_hold` holds every stage.
+        # registers: spike_word, out_word (values) and the new membranes. Seven stages, each
+        # at most one adder or one saturation (two compares) deep: 1 the input plus its bias;
+        # 2 its saturation at acc_bits or sum_bits; 3 the saturating left shift (and the
+        # shortcut's right shift beside it); 4 the LIF's or the stream's bias added; 5 the
+        # charge's saturation at v_bits (the shortcut's branch at out_bits); 6 the membrane
+        # update (the residual's sum); 7 the threshold (the shortcut's second saturation). A
+        # client sets `lu_start` with the group's inputs in x_lanes and res_lanes, its
+        # parameters' group in d_g and its old membranes in the membrane memory's read data;
+        # the unit latches the membranes and the group, and stage 1 picks every input of a
+        # sub-group (so a client may load the next group's inputs in the cycle of the last
+        # sub-group's stage 1). The attention and the head wait for `lu_busy` to fall and
+        # finish the group themselves; the drain goes on with its next group, and the retire
+        # logic (below) finishes each group after the last stage (`tl`: the group's tags,
+        # carried beside the stages). While a finished group cannot retire (its output beats
+        # wait for the emitter), `lu_hold` holds every stage.
         DL = min(L, DRAIN_LANES)
         NSUB = L // DL
+        # LU_STAGES stages, each a sub-group of DL lanes; stage k's valid bit and sub-group
+        # (stage 1's are lu_run and lu_sub, the unit's input picks)
+        LU_STAGES = 7
         lu_run = Signal()                             # stage 1 takes sub-group lu_sub
         lu_sub = Signal(range(max(2, NSUB)))
-        lu_v2 = Signal()                              # stage 2 holds sub-group lu_sub2
-        lu_sub2 = Signal(range(max(2, NSUB)))
-        lu_v3 = Signal()                              # stage 3 holds sub-group lu_sub3
-        lu_sub3 = Signal(range(max(2, NSUB)))
+        lu_vs = [lu_run] + [Signal(name=f"lu_v{st}") for st in range(2, LU_STAGES + 1)]
+        lu_subs = [lu_sub] + [Signal(range(max(2, NSUB)), name=f"lu_sub{st}")
+                              for st in range(2, LU_STAGES + 1)]
         lu_busy = Signal()
-        m.d.comb += lu_busy.eq(lu_run | lu_v2 | lu_v3)
+        m.d.comb += lu_busy.eq(Cat(*lu_vs).any())
         lu_hold = Signal()
         lu_start = Signal()
 
         def lsync(stmts):
             with m.If(~lu_hold):
                 m.d.sync += stmts
-        lsync([lu_v2.eq(lu_run), lu_sub2.eq(lu_sub), lu_v3.eq(lu_v2), lu_sub3.eq(lu_sub2)])
+        lsync([lu_vs[st + 1].eq(lu_vs[st]) for st in range(LU_STAGES - 1)]
+              + [lu_subs[st + 1].eq(lu_subs[st]) for st in range(LU_STAGES - 1)])
+        lu_vl, lu_subl = lu_vs[-1], lu_subs[-1]       # the last stage's
         # the membranes of the group, latched at its start (0 at the first timestep)
         vold_lanes = [Signal(signed(V), name=f"vold_in{i}") for i in range(L)]
         vnew_reg = Signal(L * V)
@@ -1129,70 +1172,74 @@ class _Sequencer(wiring.Component):
                 sel = Signal.like(lanes[kl], name=f"pick{kl}")
                 m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[sub])
                 return sel
-            # stage 1
+
+            def regs(name, shape, value, kl=kl):
+                """`value` into a held register of the lane (the next stage's input)."""
+                r = Signal(shape, name=f"{name}{kl}")
+                lsync(r.eq(value))
+                return r
+
+            def carry(r, stages):
+                """`r` carried through `stages` more held registers; the last one."""
+                base = r.name
+                for n in range(stages):
+                    r = regs(f"{base}_d{n + 1}_", r.shape(), r)
+                return r
+            # stage 1: the input plus the bias (one adder); the later stages' parameters picked
             b0 = pick(bias, lu_sub)
             x_in = pick(x_lanes, lu_sub)
-            xb = Signal(signed(35), name=f"xb{kl}")
-            m.d.comb += xb.eq(x_in + Mux((x_mode == X_BIAS_SAT) | (x_mode == X_BIAS), b0, 0))
-            x_lo = Mux(x_mode == X_SUM_SAT, sum_lo, acc_lo)
-            x_hi = Mux(x_mode == X_SUM_SAT, sum_hi, acc_hi)
-            x = Signal(signed(34), name=f"xin{kl}")
-            m.d.comb += x.eq(Mux((x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT),
-                                 _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
-            x1 = Signal(signed(34), name=f"x1_{kl}")
-            # stage 2's shifts, picked and registered beside x1: the left one by frac_bits
-            # (the LIF) or the stream shift, the right one by the negative stream shift
             p1a = pick(prm1, lu_sub)
-            lsh1, rsh1, rgt1 = Signal(5, name=f"lsh{kl}"), Signal(5, name=f"rsh{kl}"), Signal()
-            lsync([x1.eq(x), lsh1.eq(Mux(is_stream, p1a[:5], frac)),
-                   rsh1.eq((-p1a)[:5]), rgt1.eq(p1a < 0)])
-            # stage 3's parameters, picked once (here) and carried in registers: a second
-            # pick in stage 2 would be another multiplexer per parameter
-            b0s, p1s, p2s = (Signal(signed(32), name=f"{n}{kl}") for n in ("b0s", "p1s", "p2s"))
-            lsync([b0s.eq(b0), p1s.eq(p1a), p2s.eq(pick(prm2, lu_sub))])
-            # the residual and the old membrane of the sub-group, picked here too
-            res1 = Signal(signed(34), name=f"res1_{kl}")
-            lsync(res1.eq(pick(res_lanes, lu_sub)))
+            p2a = pick(prm2, lu_sub)
+            xb = regs("lu_xb", signed(35), x_in + Mux((x_mode == X_BIAS_SAT)
+                                                       | (x_mode == X_BIAS), b0, 0))
+            sat1 = regs("lu_sat", 1, (x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT))
+            sum1 = regs("lu_sum", 1, x_mode == X_SUM_SAT)
+            # stage 3's shifts: the left one by frac_bits (the LIF) or the stream shift, the
+            # right one by the negative stream shift; stage 4's biases (the LIF's or the
+            # stream's, and the stream's); stage 7's threshold
+            lsh = carry(regs("lu_lsh", 5, Mux(is_stream, p1a[:5], frac)), 1)
+            rsh = carry(regs("lu_rsh", 5, (-p1a)[:5]), 1)
+            rgt = carry(regs("lu_rgt", 1, p1a < 0), 1)
+            lbias = carry(regs("lu_lb", signed(32), Mux(is_sdsa, 0, Mux(is_lif, p1a, p2a))), 2)
+            sbias = carry(regs("lu_p2", signed(32), p2a), 2)
+            th1 = regs("lu_th", signed(32), Mux(is_lif | is_sdsa, b0, p1a))
+            res1 = regs("lu_res", signed(34), pick(res_lanes, lu_sub))
             if has_v:
-                vold1 = Signal(signed(V), name=f"vold1_{kl}")
-                lsync(vold1.eq(pick(vold_lanes, lu_sub)))
-            # stage 2: one saturating left shift; the shortcut's right shift beside it
-            shifted = Signal(signed(SW), name=f"xshift{kl}")
-            m.d.comb += shifted.eq(_shl_sat(x1, lsh1, SW))
-            moved = Signal(signed(SW), name=f"moved{kl}")
-            m.d.comb += moved.eq(Mux(rgt1, x1 >> rsh1, shifted))
-            # ... and the biases added to both (the LIF's and the stream's), into registers
-            x2 = Signal(signed(34), name=f"x2_{kl}")
-            lbias = Mux(is_sdsa, 0, Mux(is_lif, p1s, p2s))
-            shifted2 = Signal(signed(SW + 1), name=f"xshift2_{kl}")
-            moved2 = Signal(signed(SW + 1), name=f"moved2_{kl}")
-            lsync([x2.eq(x1), shifted2.eq(shifted + lbias), moved2.eq(moved + p2s)])
-            # stage 3's threshold (from the registers above), old membrane and residual, into
-            # registers in stage 2
-            th = Signal(signed(32), name=f"th{kl}")
-            res = Signal(signed(34), name=f"res3_{kl}")
-            lsync([th.eq(Mux(is_lif | is_sdsa, b0s, p1s)), res.eq(res1)])
-            if has_v:
-                vold = Signal(signed(V), name=f"vold{kl}")
-                lsync(vold.eq(vold1))
+                vold1 = regs("lu_vold", signed(V), pick(vold_lanes, lu_sub))
             else:
-                vold = Const(0, signed(V))
-            # stage 3
-            # charge = sat(x << frac + bias); h = sat(v + ((charge - v) >> 1)) lies between v
-            # and charge, both in range, so its saturation is the identity and left out
-            charge = Signal(signed(V + 1), name=f"charge{kl}")
-            m.d.comb += charge.eq(_clamp(shifted2, v_lo, v_hi))
-            h = Signal(signed(V + 1), name=f"h{kl}")
-            m.d.comb += h.eq((vold + charge) >> 1)          # = v + ((charge - v) >> 1)
-            fired = h >= th
-            # shortcut: sat(res + sat((acc << shift) + bias)); shift = prm1, stream bias = prm2
-            branch = Signal(signed(33), name=f"branch{kl}")
-            m.d.comb += branch.eq(_clamp(moved2, o_lo, o_hi))
-            val = Mux(is_stream, _clamp(branch + res, o_lo, o_hi), x2)
-            with m.If(lu_v3 & ~lu_hold):
+                vold1 = Const(0, signed(V))
+            # stage 2: the saturation at acc_bits or sum_bits (or none)
+            x_lo = Mux(sum1, sum_lo, acc_lo)
+            x_hi = Mux(sum1, sum_hi, acc_hi)
+            x2 = regs("lu_x", signed(34), Mux(sat1, _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
+            # stage 3: one saturating left shift; the shortcut's right shift beside it
+            shifted = Signal(signed(SW), name=f"xshift{kl}")
+            m.d.comb += shifted.eq(_shl_sat(x2, lsh, SW))
+            sh3 = regs("lu_sh", signed(SW), shifted)
+            mv3 = regs("lu_mv", signed(SW), Mux(rgt, x2 >> rsh, shifted))
+            x3 = regs("lu_x3_", signed(34), x2)
+            # stage 4: the biases added (the LIF's and the stream's)
+            sh4 = regs("lu_sh4_", signed(SW + 1), sh3 + lbias)
+            mv4 = regs("lu_mv4_", signed(SW + 1), mv3 + sbias)
+            # stage 5: charge = sat(x << frac + bias) at v_bits, branch = sat((acc << shift) +
+            # bias) at out_bits
+            charge = regs("lu_charge", signed(V + 1), _clamp(sh4, v_lo, v_hi))
+            branch = regs("lu_branch", signed(33), _clamp(mv4, o_lo, o_hi))
+            # stage 6: h = sat(v + ((charge - v) >> 1)) lies between v and charge, both in
+            # range, so its saturation is the identity and left out; the residual's sum
+            vold5 = carry(vold1, 4) if has_v else vold1
+            res5 = carry(res1, 4)
+            h = regs("lu_h", signed(V + 1), (vold5 + charge) >> 1)   # = v + ((charge - v) >> 1)
+            bsum = regs("lu_bsum", signed(34), branch + res5)
+            th6 = carry(th1, 5)
+            x6 = carry(x3, 3)
+            # stage 7: the threshold; the shortcut's second saturation
+            fired = h >= th6
+            val = Mux(is_stream, _clamp(bsum, o_lo, o_hi), x6)
+            with m.If(lu_vl & ~lu_hold):
                 for j in range(NSUB):
                     i = j * DL + kl
-                    with m.If(lu_sub3 == j):
+                    with m.If(lu_subl == j):
                         m.d.sync += [spike_word[i].eq(fired),
                                      vnew_reg[V * i:V * (i + 1)].eq(Mux(fired, 0, h)),
                                      out_word[32 * i:32 * (i + 1)].eq(val)]
@@ -1200,15 +1247,15 @@ class _Sequencer(wiring.Component):
             m.d.sync += lu_sub.eq(lu_sub + 1)
             with m.If(lu_sub == NSUB - 1):
                 m.d.sync += [lu_run.eq(0), lu_sub.eq(0)]
-        # a group's tags, stage by stage (t1 from its start, t2 after stage 1, t3 after stage
-        # 2): the membrane address, the lanes below out_channels, last group of its pixel,
-        # retired by the retire logic (the drain's groups)
+        # a group's tags, stage by stage (tags[0] from its start, tags[k] after stage k): the
+        # membrane address, the lanes below out_channels, last group of its pixel, retired by
+        # the retire logic (the drain's groups)
         TAG = data.StructLayout({"addr": ACCB + 1, "real": L, "last": 1, "drn": 1})
-        t1, t2, t3 = (Signal(TAG, name=f"tag{k}") for k in (1, 2, 3))
-        with m.If(lu_run & (lu_sub == NSUB - 1) & ~lu_hold):
-            m.d.sync += t2.eq(t1)
-        with m.If(lu_v2 & (lu_sub2 == NSUB - 1) & ~lu_hold):
-            m.d.sync += t3.eq(t2)
+        tags = [Signal(TAG, name=f"tag{st}") for st in range(1, LU_STAGES + 1)]
+        t1, tl = tags[0], tags[-1]
+        for st in range(LU_STAGES - 1):               # (not `k`: that is the kernel size)
+            with m.If(lu_vs[st] & (lu_subs[st] == NSUB - 1) & ~lu_hold):
+                m.d.sync += tags[st + 1].eq(tags[st])
         # a client's start (never while the unit holds: only the drain's groups retire, and
         # a client starts only when the stage-1 registers it loads are free)
         with m.If(lu_start):
@@ -1276,23 +1323,23 @@ class _Sequencer(wiring.Component):
             m.d.sync += ret_pend.eq(0)
             if has_v:
                 with m.If(out_spikes & ~last_t):
-                    v_write(t3.addr, SRC_NEW)
+                    v_write(tl.addr, SRC_NEW)
             with m.If(out_spikes):
                 byte = s_byte[:LGAB] if LGAB else Const(0)
                 nbuf = Signal(AW)
                 # padding channels (past out_channels) never fire (t3.real)
-                m.d.comb += nbuf.eq(sbuf | ((spike_word & t3.real) << (byte << 3)))
+                m.d.comb += nbuf.eq(sbuf | ((spike_word & tl.real) << (byte << 3)))
                 nstrb = Signal(AB)
                 m.d.comb += nstrb.eq(sstrb | (Const((1 << SPB) - 1, AB) << byte))
                 m.d.sync += [sbuf.eq(nbuf), sstrb.eq(nstrb),
-                             s_byte.eq(Mux(t3.last, s_first, s_byte + SPB))]
-                with m.If((byte + SPB == AB) | t3.last):
+                             s_byte.eq(Mux(tl.last, s_first, s_byte + SPB))]
+                with m.If((byte + SPB == AB) | tl.last):
                     m.d.sync += [em_nx_word[:AW].eq(nbuf), em_nx_strb.eq(nstrb), sbuf.eq(0),
                                  sstrb.eq(0), em_nx.eq(1), em_nx_spk.eq(1), em_nx_nb.eq(1)]
             with m.Else():
                 m.d.sync += [em_nx_word.eq(out_packed), em_nx.eq(1), em_nx_spk.eq(0),
                              em_nx_nb.eq(o_nbeats)]
-        with m.If(lu_v3 & (lu_sub3 == NSUB - 1) & t3.drn & ~lu_hold):
+        with m.If(lu_vl & (lu_subl == NSUB - 1) & tl.drn & ~lu_hold):
             m.d.sync += ret_pend.eq(1)
 
         # stream (residual, or the lif op's input) of a pixel's tile slice
@@ -2067,7 +2114,7 @@ class _Sequencer(wiring.Component):
                     with m.Else():
                         m.d.sync += grp.eq(grp + 1)
             with m.State("SD_YT"):                  # the band's tokens: Q KV, LIF, spikes
-                with m.If(s0_valid | s1_valid):
+                with m.If(upd_busy):
                     pass                             # the last K^T V updates land first
                 with m.Elif(tok_n == ntok):
                     m.d.sync += [ts.eq(ts + 1), t_in.eq(t_in + D["in_t_stride"]),
@@ -2184,21 +2231,16 @@ class _Sequencer(wiring.Component):
                     read_cmd(D["in_addr"] + t_in + kv_off, D["in_pixel_bytes"], "HD_SUM_RX")
             with m.State("HD_SUM_RX"):
                 with m.If(collect(s_nbeats)):
-                    m.d.sync += drain_addr.eq(SUMBASE + hd_g)
-                    m.next = "HD_SUM_RD"
-            with m.State("HD_SUM_RD"):
-                m.d.comb += draining.eq(1)
-                m.next = "HD_SUM_WR"
-            with m.State("HD_SUM_WR"):
-                m.d.comb += draining.eq(1)
-                wide_write(drain_addr, SRC_UPD)
-                m.d.comb += sums_mode.eq(1)
-                m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
-                with m.If(hd_g + 1 == hd_cg):
-                    m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
-                    m.next = "HD_TOK"
-                with m.Else():
-                    m.next = "HD_SUM_RX"
+                    m.d.comb += [sum_emit.eq(1), sum_addr.eq(SUMBASE + hd_g)]
+                    m.next = "HD_SUM_WR"
+            with m.State("HD_SUM_WR"):              # the sum through the update pipeline (it
+                with m.If(~upd_busy):                # reads the assembler, held until then)
+                    m.d.sync += [hd_g.eq(hd_g + 1), asm_n.eq(0)]
+                    with m.If(hd_g + 1 == hd_cg):
+                        m.d.sync += [tok_n.eq(tok_n + 1), kv_off.eq(kv_off + D["in_pixel_bytes"])]
+                        m.next = "HD_TOK"
+                    with m.Else():
+                        m.next = "HD_SUM_RX"
             with m.State("HD_G"):                   # per channel group: sum -> LIF -> events
                 with m.If(hd_g == hd_cg):
                     m.next = "DRAIN"
