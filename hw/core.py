@@ -857,28 +857,54 @@ class _Sequencer(wiring.Component):
                                       ~spike_any))
         with m.If(have & beat_spent):
             m.d.sync += have.eq(0)
-        # take the next beat
-        take_beat = Signal()
-        # the tables are read as a beat is taken and then hold the beat's pixel's entries
-        m.d.comb += [rt_rd.addr.eq(Mux(take_beat, pix_row, h_row)),
-                     ct_rd.addr.eq(Mux(take_beat, pix_col, h_col)),
-                     h_rt.eq(Mux(h_unit, 1, rt_rd.data)), h_ct.eq(Mux(h_unit, 1, ct_rd.data))]
+        # The beat queue: two input beats (with their pixel and first channel) between the
+        # input FIFO and the held beat. The FIFO is read while fewer than two are queued (a
+        # registered count: no path from the held beat's events into the FIFO); the held
+        # beat takes the queue's head when it is spent.
+        BQ = data.StructLayout({"data": AW, "row": MAPB + 1, "col": MAPB + 1, "cbase": CHB + 1})
+        bq = [Signal(BQ, name=f"bq{i}") for i in range(2)]
+        bq_n = Signal(2)
+        bq_new = Signal(BQ)
+        fetch = Signal()                              # a FIFO beat into the queue
+        take_beat = Signal()                          # the queue's head into the held beat
         fin = in_fifo.r_data
-        with m.If(src_active & (beats_left != 0) & (~have | beat_spent)):
-            m.d.comb += [in_fifo.r_en.eq(1), take_beat.eq(in_fifo.r_rdy)]
+        m.d.comb += [in_fifo.r_en.eq(src_active & (beats_left != 0) & (bq_n != 2)),
+                     fetch.eq(in_fifo.r_en & in_fifo.r_rdy),
+                     take_beat.eq((~have | beat_spent) & (bq_n != 0)),
+                     bq_new.data.eq(fin), bq_new.row.eq(pix_row), bq_new.col.eq(pix_col),
+                     bq_new.cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
+                                         beat_j << _log2(AW)))]
+        with m.If(fetch & ~take_beat):
+            m.d.sync += bq_n.eq(bq_n + 1)
+            with m.If(bq_n == 0):
+                m.d.sync += bq[0].eq(bq_new)
+            with m.Else():
+                m.d.sync += bq[1].eq(bq_new)
+        with m.Elif(take_beat & ~fetch):
+            m.d.sync += [bq_n.eq(bq_n - 1), bq[0].eq(bq[1])]
+        with m.Elif(take_beat & fetch):                   # (one queued: the new one is next)
+            with m.If(bq_n == 1):
+                m.d.sync += bq[0].eq(bq_new)
+            with m.Else():
+                m.d.sync += [bq[0].eq(bq[1]), bq[1].eq(bq_new)]
+        bqh = bq[0]
+        # the tables are read as a beat is taken and then hold the beat's pixel's entries
+        m.d.comb += [rt_rd.addr.eq(Mux(take_beat, bqh.row, h_row)),
+                     ct_rd.addr.eq(Mux(take_beat, bqh.col, h_col)),
+                     h_rt.eq(Mux(h_unit, 1, rt_rd.data)), h_ct.eq(Mux(h_unit, 1, ct_rd.data))]
         with m.If(take_beat):
             nzs = Signal(AB)
             with m.Switch(lg_in_vb):
                 for lb in range(3):
                     with m.Case(lb):
                         m.d.comb += nzs.eq(Cat(*[
-                            fin[(8 << lb) * s:(8 << lb) * (s + 1)].any()
+                            bqh.data[(8 << lb) * s:(8 << lb) * (s + 1)].any()
                             for s in range(AB >> lb)]))
-            m.d.sync += [have.eq(1), hold.eq(fin), nz.eq(nzs), mag_on.eq(0),
-                         h_row.eq(pix_row), h_col.eq(pix_col), h_unit.eq(0),
-                         h_cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
-                                             beat_j << _log2(AW))),
-                         beats_left.eq(beats_left - 1)]
+            m.d.sync += [have.eq(1), hold.eq(bqh.data), nz.eq(nzs), mag_on.eq(0),
+                         h_row.eq(bqh.row), h_col.eq(bqh.col), h_unit.eq(0),
+                         h_cbase.eq(bqh.cbase)]
+        with m.If(fetch):
+            m.d.sync += beats_left.eq(beats_left - 1)
             with m.If(beat_j + 1 == bpp):
                 m.d.sync += beat_j.eq(0)
                 with m.If(pix_col + 1 == D["in_width"][:MAPB + 1]):
@@ -938,35 +964,63 @@ class _Sequencer(wiring.Component):
                                  tg_ocol.eq(tg_ocol0), tg_kcol.eq(tg_kcol0)]
                 with m.Else():
                     m.d.sync += tg_busy.eq(0)
-        m.d.comb += ev_ready.eq(~tg_busy | finishing)
+        # The event queue: two entries between the event source and the target generator,
+        # each an event with its pixel's table entries. The source offers an event while
+        # fewer than two are queued (a registered count: no path from the generator's state
+        # into the source's beat handling and the input FIFO); the generator takes the head
+        # when it is idle or finishing. One event a cycle passes through it.
+        EVQ = data.StructLayout({"c": CHB + 1, "b": 6, "neg": 1, "mask": L, "rt": 24,
+                                 "ct": 24})
+        evq = [Signal(EVQ, name=f"evq{i}") for i in range(2)]
+        evq_n = Signal(2)
+        evq_new = Signal(EVQ)
+        m.d.comb += [evq_new.c.eq(ev_c), evq_new.b.eq(ev_b), evq_new.neg.eq(ev_neg),
+                     evq_new.mask.eq(ev_mask), evq_new.rt.eq(h_rt), evq_new.ct.eq(h_ct)]
+        evq_pop = Signal()
+        m.d.comb += [ev_ready.eq(evq_n != 2),
+                     evq_pop.eq((evq_n != 0) & (~tg_busy | finishing))]
+        with m.If(ev_take & ~evq_pop):
+            m.d.sync += evq_n.eq(evq_n + 1)
+            with m.If(evq_n == 0):
+                m.d.sync += evq[0].eq(evq_new)
+            with m.Else():
+                m.d.sync += evq[1].eq(evq_new)
+        with m.Elif(evq_pop & ~ev_take):
+            m.d.sync += [evq_n.eq(evq_n - 1), evq[0].eq(evq[1])]
+        with m.Elif(evq_pop & ev_take):                   # (one queued: the new one is next)
+            with m.If(evq_n == 1):
+                m.d.sync += evq[0].eq(evq_new)
+            with m.Else():
+                m.d.sync += [evq[0].eq(evq[1]), evq[1].eq(evq_new)]
+        evh = evq[0]                                  # the queue's head
         # weights in parts by kernel row: an event's taps in this pass are one row of them, the
         # row whose kernel row is the pass (row i has kernel row krow0 + i * stride); the
         # generator starts at it and stops after it (an event without it is skipped)
         by_rows = Signal()
         m.d.comb += by_rows.eq(pass_rows & ~pass_all)
         p_diff = Signal(signed(6))
-        m.d.comb += p_diff.eq(part_cur[:4] - h_rt[20:24])
+        m.d.comb += p_diff.eq(part_cur[:4] - evh.rt[20:24])
         p_row = Signal(4)
         m.d.comb += p_row.eq(Mux(s2, p_diff[1:5], p_diff[:4]))
-        p_hit = (p_diff >= 0) & ~(s2 & p_diff[0]) & (p_row < h_rt[:4])
-        with m.If(ev_take):
-            ntr, ntc = h_rt[:4], h_ct[:4]
-            grp = ev_c >> LGL
+        p_hit = (p_diff >= 0) & ~(s2 & p_diff[0]) & (p_row < evh.rt[:4])
+        with m.If(evq_pop):
+            ntr, ntc = evh.rt[:4], evh.ct[:4]
+            grp = evh.c >> LGL
             dwg = (grp - g0)[:CHB + 1]
             skip = (ntr == 0) | (ntc == 0) | is_dw & ((grp < g0) | (grp >= g0 + gt)) \
                 | by_rows & ~p_hit
-            m.d.sync += [tg_busy.eq(~skip), tg_c.eq(ev_c), tg_b.eq(ev_b), tg_neg.eq(ev_neg),
+            m.d.sync += [tg_busy.eq(~skip), tg_c.eq(evh.c), tg_b.eq(evh.b), tg_neg.eq(evh.neg),
                          tg_j.eq(0), tg_ntc.eq(ntc),
-                         tg_ocol.eq(h_ct[4:20]), tg_ocol0.eq(h_ct[4:20]),
-                         tg_kcol.eq(h_ct[20:24]), tg_kcol0.eq(h_ct[20:24]),
-                         tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(ev_mask)]
+                         tg_ocol.eq(evh.ct[4:20]), tg_ocol0.eq(evh.ct[4:20]),
+                         tg_kcol.eq(evh.ct[20:24]), tg_kcol0.eq(evh.ct[20:24]),
+                         tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(evh.mask)]
             with m.If(by_rows):
                 m.d.sync += [tg_i.eq(0), tg_ntr.eq(1),
-                             tg_orow.eq(h_rt[4:20].as_signed() - p_row),
+                             tg_orow.eq(evh.rt[4:20].as_signed() - p_row),
                              tg_krow.eq(part_cur[:4])]
             with m.Else():
-                m.d.sync += [tg_i.eq(0), tg_ntr.eq(ntr), tg_orow.eq(h_rt[4:20]),
-                             tg_krow.eq(h_rt[20:24])]
+                m.d.sync += [tg_i.eq(0), tg_ntr.eq(ntr), tg_orow.eq(evh.rt[4:20]),
+                             tg_krow.eq(evh.rt[20:24])]
 
         # -- update pipeline --------------------------------------------------------------------
         # sA: the emitted update's pixel in the band, group and weight word, registered; s0:
@@ -995,7 +1049,8 @@ class _Sequencer(wiring.Component):
         s1_cnt, s1_bits, s1_sum = Signal(), Signal(L), Signal()
         s2_valid, s2_acc = Signal(), Signal(ACCB + 1)
         s2_cnt, s2_bits, s2_sum = Signal(), Signal(L), Signal()
-        s3_valid, s3_acc, s3_v = Signal(), Signal(ACCB + 1), Signal()
+        s1_v, s2_v, s3_v = Signal(), Signal(), Signal()   # the update's store: the wide one
+        s3_valid, s3_acc = Signal(), Signal(ACCB + 1)
         fwd_y, fwd_z = Signal(), Signal()
         kv_emit = Signal()                           # the attention's K^T V updates
         kv_addr = Signal(ACCB + 1)
@@ -1038,7 +1093,7 @@ class _Sequencer(wiring.Component):
                      fwd_y.eq(s2_valid & (s2_acc == s1_acc)),
                      fwd_z.eq(s3_valid & (s3_acc == s1_acc)),
                      s3_valid.eq(s2_valid), s3_acc.eq(s2_acc),
-                     s3_v.eq(Const(has_v) & (wide | s2_sum))]
+                     s1_v.eq(Const(has_v) & (wide | s0_sum)), s2_v.eq(s1_v), s3_v.eq(s2_v)]
 
         # acc memory ports: the pipeline while streaming, the drain otherwise
         drain_addr = Signal(ACCB + 1)
@@ -1077,15 +1132,18 @@ class _Sequencer(wiring.Component):
             m.d.comb += wn1.eq(Mux(mine, Mux(s1_neg, -wq, wq), 0))
             wn = Signal(signed(cfg.w_bits + 1), name=f"upd_wn{i}")
             w = Signal(signed(WIDE), name=f"upd_w{i}")
-            d_acc = Signal(signed(A), name=f"upd_da{i}")
-            d_wide = Signal(signed(WIDE), name=f"upd_dv{i}")
-            m.d.sync += [wn.eq(wn1), w.eq(wn1 << s1_b), d_acc.eq(acc_lanes[i]),
-                         d_wide.eq(wide_lanes[i])]
-            # s2: the newest value of the word, the sums, into r3
+            # the word's read data, from the store the update writes
+            d_word = Signal(signed(WIDE), name=f"upd_d{i}")
+            m.d.sync += [wn.eq(wn1), w.eq(wn1 << s1_b),
+                         d_word.eq(Mux(s1_v, wide_lanes[i], acc_lanes[i]) if has_v
+                                   else acc_lanes[i])]
+            # s2: the newest value of the word, the sums, into r3 (a result forwarded from
+            # the updates ahead is the word its store holds: r3's low A or V bits)
             y, z = upd[i], r4[WIDE * i:WIDE * (i + 1)].as_signed()
-            a_op = Mux(fwd_y, y[:A].as_signed(), Mux(fwd_z, z[:A].as_signed(), d_acc))
-            v_op = (Mux(fwd_y, y[:V].as_signed(), Mux(fwd_z, z[:V].as_signed(), d_wide))
-                    if has_v else a_op)
+            op = Signal(signed(WIDE), name=f"upd_op{i}")
+            m.d.comb += op.eq(Mux(fwd_y, y, Mux(fwd_z, z, d_word)))
+            a_op = op[:A].as_signed()
+            v_op = op[:V].as_signed() if has_v else a_op
             total = Signal(signed(WIDE), name=f"upd_wide{i}")
             tok_val = Mux(lg_in_vb == 2, tok_lanes[2][i],
                           Mux(lg_in_vb == 1, tok_lanes[1][i], tok_lanes[0][i]))
@@ -1101,7 +1159,8 @@ class _Sequencer(wiring.Component):
             with m.Else():
                 acc_write(s3_acc, SRC_UPD)
         stream_idle = Signal()
-        m.d.comb += stream_idle.eq((beats_left == 0) & ~have & ~tg_busy & ~sa_valid & ~upd_busy)
+        m.d.comb += stream_idle.eq((beats_left == 0) & (bq_n == 0) & ~have & (evq_n == 0) & ~tg_busy
+                                   & ~sa_valid & ~upd_busy)
 
         # -- drain datapath ---------------------------------------------------------------------
         d_g = Signal(GB + 1)
