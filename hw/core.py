@@ -143,6 +143,33 @@ def _shl_sat(x, f, width):
     return Mux(ovf, Mux(sign, ~top, top), (x << f)[:width].as_signed())
 
 
+def _queue2(m, name, fields, new, push, pop):
+    """A queue of two entries in registers, a signal per field and entry (narrow enough for
+    the simulators' native words): `fields` {name: shape}, `new` {name: value} the entry
+    `push` writes, `pop` takes the head. Returns (head {name: signal}, count): the caller
+    pushes only while the count is below 2 and pops only while it is not 0."""
+    ent = [{f: Signal(shape, name=f"{name}{i}_{f}") for f, shape in fields.items()}
+           for i in range(2)]
+    n = Signal(2, name=f"{name}_n")
+
+    def put(i, src):
+        return [ent[i][f].eq(src[f]) for f in fields]
+    with m.If(push & ~pop):
+        m.d.sync += n.eq(n + 1)
+        with m.If(n == 0):
+            m.d.sync += put(0, new)
+        with m.Else():
+            m.d.sync += put(1, new)
+    with m.Elif(pop & ~push):
+        m.d.sync += [n.eq(n - 1)] + put(0, ent[1])
+    with m.Elif(pop & push):                          # (one queued: the new one is next)
+        with m.If(n == 1):
+            m.d.sync += put(0, new)
+        with m.Else():
+            m.d.sync += put(0, ent[1]) + put(1, new)
+    return ent[0], n
+
+
 def check_config(config):
     """Raise TypeError or ValueError for a configuration this RTL cannot build (before any
     hardware object exists)."""
@@ -861,36 +888,22 @@ class _Sequencer(wiring.Component):
         # input FIFO and the held beat. The FIFO is read while fewer than two are queued (a
         # registered count: no path from the held beat's events into the FIFO); the held
         # beat takes the queue's head when it is spent.
-        BQ = data.StructLayout({"data": AW, "row": MAPB + 1, "col": MAPB + 1, "cbase": CHB + 1})
-        bq = [Signal(BQ, name=f"bq{i}") for i in range(2)]
-        bq_n = Signal(2)
-        bq_new = Signal(BQ)
         fetch = Signal()                              # a FIFO beat into the queue
         take_beat = Signal()                          # the queue's head into the held beat
+        bq_n = Signal(2)
         fin = in_fifo.r_data
         m.d.comb += [in_fifo.r_en.eq(src_active & (beats_left != 0) & (bq_n != 2)),
                      fetch.eq(in_fifo.r_en & in_fifo.r_rdy),
-                     take_beat.eq((~have | beat_spent) & (bq_n != 0)),
-                     bq_new.data.eq(fin), bq_new.row.eq(pix_row), bq_new.col.eq(pix_col),
-                     bq_new.cbase.eq(Mux(vmode, (beat_j << LGAB) >> lg_in_vb,
-                                         beat_j << _log2(AW)))]
-        with m.If(fetch & ~take_beat):
-            m.d.sync += bq_n.eq(bq_n + 1)
-            with m.If(bq_n == 0):
-                m.d.sync += bq[0].eq(bq_new)
-            with m.Else():
-                m.d.sync += bq[1].eq(bq_new)
-        with m.Elif(take_beat & ~fetch):
-            m.d.sync += [bq_n.eq(bq_n - 1), bq[0].eq(bq[1])]
-        with m.Elif(take_beat & fetch):                   # (one queued: the new one is next)
-            with m.If(bq_n == 1):
-                m.d.sync += bq[0].eq(bq_new)
-            with m.Else():
-                m.d.sync += [bq[0].eq(bq[1]), bq[1].eq(bq_new)]
-        bqh = bq[0]
+                     take_beat.eq((~have | beat_spent) & (bq_n != 0))]
+        bqh, bq_count = _queue2(
+            m, "bq", {"data": AW, "row": MAPB + 1, "col": MAPB + 1, "cbase": CHB + 1},
+            {"data": fin, "row": pix_row, "col": pix_col,
+             "cbase": Mux(vmode, (beat_j << LGAB) >> lg_in_vb, beat_j << _log2(AW))},
+            fetch, take_beat)
+        m.d.comb += bq_n.eq(bq_count)
         # the tables are read as a beat is taken and then hold the beat's pixel's entries
-        m.d.comb += [rt_rd.addr.eq(Mux(take_beat, bqh.row, h_row)),
-                     ct_rd.addr.eq(Mux(take_beat, bqh.col, h_col)),
+        m.d.comb += [rt_rd.addr.eq(Mux(take_beat, bqh["row"], h_row)),
+                     ct_rd.addr.eq(Mux(take_beat, bqh["col"], h_col)),
                      h_rt.eq(Mux(h_unit, 1, rt_rd.data)), h_ct.eq(Mux(h_unit, 1, ct_rd.data))]
         with m.If(take_beat):
             nzs = Signal(AB)
@@ -898,11 +911,11 @@ class _Sequencer(wiring.Component):
                 for lb in range(3):
                     with m.Case(lb):
                         m.d.comb += nzs.eq(Cat(*[
-                            bqh.data[(8 << lb) * s:(8 << lb) * (s + 1)].any()
+                            bqh["data"][(8 << lb) * s:(8 << lb) * (s + 1)].any()
                             for s in range(AB >> lb)]))
-            m.d.sync += [have.eq(1), hold.eq(bqh.data), nz.eq(nzs), mag_on.eq(0),
-                         h_row.eq(bqh.row), h_col.eq(bqh.col), h_unit.eq(0),
-                         h_cbase.eq(bqh.cbase)]
+            m.d.sync += [have.eq(1), hold.eq(bqh["data"]), nz.eq(nzs), mag_on.eq(0),
+                         h_row.eq(bqh["row"]), h_col.eq(bqh["col"]), h_unit.eq(0),
+                         h_cbase.eq(bqh["cbase"])]
         with m.If(fetch):
             m.d.sync += beats_left.eq(beats_left - 1)
             with m.If(beat_j + 1 == bpp):
@@ -969,58 +982,44 @@ class _Sequencer(wiring.Component):
         # fewer than two are queued (a registered count: no path from the generator's state
         # into the source's beat handling and the input FIFO); the generator takes the head
         # when it is idle or finishing. One event a cycle passes through it.
-        EVQ = data.StructLayout({"c": CHB + 1, "b": 6, "neg": 1, "mask": L, "rt": 24,
-                                 "ct": 24})
-        evq = [Signal(EVQ, name=f"evq{i}") for i in range(2)]
         evq_n = Signal(2)
-        evq_new = Signal(EVQ)
-        m.d.comb += [evq_new.c.eq(ev_c), evq_new.b.eq(ev_b), evq_new.neg.eq(ev_neg),
-                     evq_new.mask.eq(ev_mask), evq_new.rt.eq(h_rt), evq_new.ct.eq(h_ct)]
         evq_pop = Signal()
         m.d.comb += [ev_ready.eq(evq_n != 2),
                      evq_pop.eq((evq_n != 0) & (~tg_busy | finishing))]
-        with m.If(ev_take & ~evq_pop):
-            m.d.sync += evq_n.eq(evq_n + 1)
-            with m.If(evq_n == 0):
-                m.d.sync += evq[0].eq(evq_new)
-            with m.Else():
-                m.d.sync += evq[1].eq(evq_new)
-        with m.Elif(evq_pop & ~ev_take):
-            m.d.sync += [evq_n.eq(evq_n - 1), evq[0].eq(evq[1])]
-        with m.Elif(evq_pop & ev_take):                   # (one queued: the new one is next)
-            with m.If(evq_n == 1):
-                m.d.sync += evq[0].eq(evq_new)
-            with m.Else():
-                m.d.sync += [evq[0].eq(evq[1]), evq[1].eq(evq_new)]
-        evh = evq[0]                                  # the queue's head
+        evh, evq_count = _queue2(
+            m, "evq", {"c": CHB + 1, "b": 6, "neg": 1, "mask": L, "rt": 24, "ct": 24},
+            {"c": ev_c, "b": ev_b, "neg": ev_neg, "mask": ev_mask, "rt": h_rt, "ct": h_ct},
+            ev_take, evq_pop)                        # evh: the queue's head
+        m.d.comb += evq_n.eq(evq_count)
         # weights in parts by kernel row: an event's taps in this pass are one row of them, the
         # row whose kernel row is the pass (row i has kernel row krow0 + i * stride); the
         # generator starts at it and stops after it (an event without it is skipped)
         by_rows = Signal()
         m.d.comb += by_rows.eq(pass_rows & ~pass_all)
         p_diff = Signal(signed(6))
-        m.d.comb += p_diff.eq(part_cur[:4] - evh.rt[20:24])
+        m.d.comb += p_diff.eq(part_cur[:4] - evh["rt"][20:24])
         p_row = Signal(4)
         m.d.comb += p_row.eq(Mux(s2, p_diff[1:5], p_diff[:4]))
-        p_hit = (p_diff >= 0) & ~(s2 & p_diff[0]) & (p_row < evh.rt[:4])
+        p_hit = (p_diff >= 0) & ~(s2 & p_diff[0]) & (p_row < evh["rt"][:4])
         with m.If(evq_pop):
-            ntr, ntc = evh.rt[:4], evh.ct[:4]
-            grp = evh.c >> LGL
+            ntr, ntc = evh["rt"][:4], evh["ct"][:4]
+            grp = evh["c"] >> LGL
             dwg = (grp - g0)[:CHB + 1]
             skip = (ntr == 0) | (ntc == 0) | is_dw & ((grp < g0) | (grp >= g0 + gt)) \
                 | by_rows & ~p_hit
-            m.d.sync += [tg_busy.eq(~skip), tg_c.eq(evh.c), tg_b.eq(evh.b), tg_neg.eq(evh.neg),
+            m.d.sync += [tg_busy.eq(~skip), tg_c.eq(evh["c"]), tg_b.eq(evh["b"]),
+                         tg_neg.eq(evh["neg"]),
                          tg_j.eq(0), tg_ntc.eq(ntc),
-                         tg_ocol.eq(evh.ct[4:20]), tg_ocol0.eq(evh.ct[4:20]),
-                         tg_kcol.eq(evh.ct[20:24]), tg_kcol0.eq(evh.ct[20:24]),
-                         tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(evh.mask)]
+                         tg_ocol.eq(evh["ct"][4:20]), tg_ocol0.eq(evh["ct"][4:20]),
+                         tg_kcol.eq(evh["ct"][20:24]), tg_kcol0.eq(evh["ct"][20:24]),
+                         tg_g.eq(0), tg_dwg.eq(dwg), tg_mask.eq(evh["mask"])]
             with m.If(by_rows):
                 m.d.sync += [tg_i.eq(0), tg_ntr.eq(1),
-                             tg_orow.eq(evh.rt[4:20].as_signed() - p_row),
+                             tg_orow.eq(evh["rt"][4:20].as_signed() - p_row),
                              tg_krow.eq(part_cur[:4])]
             with m.Else():
-                m.d.sync += [tg_i.eq(0), tg_ntr.eq(ntr), tg_orow.eq(evh.rt[4:20]),
-                             tg_krow.eq(evh.rt[20:24])]
+                m.d.sync += [tg_i.eq(0), tg_ntr.eq(ntr), tg_orow.eq(evh["rt"][4:20]),
+                             tg_krow.eq(evh["rt"][20:24])]
 
         # -- update pipeline --------------------------------------------------------------------
         # sA: the emitted update's pixel in the band, group and weight word, registered; s0:
@@ -1120,10 +1119,12 @@ class _Sequencer(wiring.Component):
         tok_lanes = {lb: lanes_of(asm_word(lb), lb) for lb in range(3)}
         w_q = Signal(L * cfg.w_bits)                  # s0: the weight word's read data
         m.d.sync += w_q.eq(w_rd.data)
-        r3 = Signal(L * WIDE)                         # s3: the results, written
-        r4 = Signal(L * WIDE)                         # the results of the update before
-        m.d.sync += r4.eq(r3)
-        upd = [r3[WIDE * i:WIDE * (i + 1)].as_signed() for i in range(L)]
+        # s3: the results, written (a signal a lane: narrow enough for the simulators'
+        # native words); r4: the results of the update before
+        upd = [Signal(signed(WIDE), name=f"upd_r3_{i}") for i in range(L)]
+        r4 = [Signal(signed(WIDE), name=f"upd_r4_{i}") for i in range(L)]
+        with m.If(s3_valid):                          # (stages compute only when they
+            m.d.sync += [r4[i].eq(upd[i]) for i in range(L)]   # hold an update)
         for i in range(L):
             # s1: the weight's part; the read data into registers
             wq = w_q[cfg.w_bits * i:cfg.w_bits * (i + 1)].as_signed()
@@ -1134,12 +1135,13 @@ class _Sequencer(wiring.Component):
             w = Signal(signed(WIDE), name=f"upd_w{i}")
             # the word's read data, from the store the update writes
             d_word = Signal(signed(WIDE), name=f"upd_d{i}")
-            m.d.sync += [wn.eq(wn1), w.eq(wn1 << s1_b),
-                         d_word.eq(Mux(s1_v, wide_lanes[i], acc_lanes[i]) if has_v
-                                   else acc_lanes[i])]
+            with m.If(s1_valid):
+                m.d.sync += [wn.eq(wn1), w.eq(wn1 << s1_b),
+                             d_word.eq(Mux(s1_v, wide_lanes[i], acc_lanes[i]) if has_v
+                                       else acc_lanes[i])]
             # s2: the newest value of the word, the sums, into r3 (a result forwarded from
-            # the updates ahead is the word its store holds: r3's low A or V bits)
-            y, z = upd[i], r4[WIDE * i:WIDE * (i + 1)].as_signed()
+            # the updates ahead is the word its store holds: its low A or V bits)
+            y, z = upd[i], r4[i]
             op = Signal(signed(WIDE), name=f"upd_op{i}")
             m.d.comb += op.eq(Mux(fwd_y, y, Mux(fwd_z, z, d_word)))
             a_op = op[:A].as_signed()
@@ -1150,8 +1152,9 @@ class _Sequencer(wiring.Component):
             m.d.comb += total.eq(v_op + Mux(s2_sum, tok_val, w))
             narrow = Signal(signed(NB), name=f"upd_acc{i}")
             m.d.comb += narrow.eq(a_op + Mux(s2_cnt, s2_bits[i], wn))
-            m.d.sync += r3[WIDE * i:WIDE * (i + 1)].eq(
-                Mux(wide | s2_sum, total, Mux(s2_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
+            with m.If(s2_valid):
+                m.d.sync += upd[i].eq(Mux(wide | s2_sum, total,
+                                          Mux(s2_cnt, narrow, _clamp(narrow, acc_lo, acc_hi))))
         with m.If(s3_valid):
             with m.If(s3_v):
                 if has_v:
@@ -1232,17 +1235,21 @@ class _Sequencer(wiring.Component):
                 m.d.comb += sel.eq(Array(lanes[j * DL + kl] for j in range(NSUB))[sub])
                 return sel
 
-            def regs(name, shape, value, kl=kl):
-                """`value` into a held register of the lane (the next stage's input)."""
+            def regs(name, shape, value, st, kl=kl):
+                """`value`, computed in stage `st`, into a register of the lane (the next
+                stage's input), taken when that stage holds a sub-group and is not held (so
+                an idle stage computes nothing in a simulator)."""
                 r = Signal(shape, name=f"{name}{kl}")
-                lsync(r.eq(value))
+                with m.If(lu_vs[st - 1] & ~lu_hold):
+                    m.d.sync += r.eq(value)
                 return r
 
-            def carry(r, stages):
-                """`r` carried through `stages` more held registers; the last one."""
+            def carry(r, stages, st):
+                """`r`, an input of stage `st`, carried through `stages` more registers; the
+                last one."""
                 base = r.name
                 for n in range(stages):
-                    r = regs(f"{base}_d{n + 1}_", r.shape(), r)
+                    r = regs(f"{base}_d{n + 1}_", r.shape(), r, st + n)
                 return r
             # stage 1: the input plus the bias (one adder); the later stages' parameters picked
             b0 = pick(bias, lu_sub)
@@ -1250,48 +1257,50 @@ class _Sequencer(wiring.Component):
             p1a = pick(prm1, lu_sub)
             p2a = pick(prm2, lu_sub)
             xb = regs("lu_xb", signed(35), x_in + Mux((x_mode == X_BIAS_SAT)
-                                                       | (x_mode == X_BIAS), b0, 0))
-            sat1 = regs("lu_sat", 1, (x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT))
-            sum1 = regs("lu_sum", 1, x_mode == X_SUM_SAT)
+                                                       | (x_mode == X_BIAS), b0, 0), 1)
+            sat1 = regs("lu_sat", 1, (x_mode == X_BIAS_SAT) | (x_mode == X_SUM_SAT), 1)
+            sum1 = regs("lu_sum", 1, x_mode == X_SUM_SAT, 1)
             # stage 3's shifts: the left one by frac_bits (the LIF) or the stream shift, the
             # right one by the negative stream shift; stage 4's biases (the LIF's or the
             # stream's, and the stream's); stage 7's threshold
-            lsh = carry(regs("lu_lsh", 5, Mux(is_stream, p1a[:5], frac)), 1)
-            rsh = carry(regs("lu_rsh", 5, (-p1a)[:5]), 1)
-            rgt = carry(regs("lu_rgt", 1, p1a < 0), 1)
-            lbias = carry(regs("lu_lb", signed(32), Mux(is_sdsa, 0, Mux(is_lif, p1a, p2a))), 2)
-            sbias = carry(regs("lu_p2", signed(32), p2a), 2)
-            th1 = regs("lu_th", signed(32), Mux(is_lif | is_sdsa, b0, p1a))
-            res1 = regs("lu_res", signed(34), pick(res_lanes, lu_sub))
+            lsh = carry(regs("lu_lsh", 5, Mux(is_stream, p1a[:5], frac), 1), 1, 2)
+            rsh = carry(regs("lu_rsh", 5, (-p1a)[:5], 1), 1, 2)
+            rgt = carry(regs("lu_rgt", 1, p1a < 0, 1), 1, 2)
+            lbias = carry(regs("lu_lb", signed(32), Mux(is_sdsa, 0, Mux(is_lif, p1a, p2a)), 1),
+                          2, 2)
+            sbias = carry(regs("lu_p2", signed(32), p2a, 1), 2, 2)
+            th1 = regs("lu_th", signed(32), Mux(is_lif | is_sdsa, b0, p1a), 1)
+            res1 = regs("lu_res", signed(34), pick(res_lanes, lu_sub), 1)
             if has_v:
-                vold1 = regs("lu_vold", signed(V), pick(vold_lanes, lu_sub))
+                vold1 = regs("lu_vold", signed(V), pick(vold_lanes, lu_sub), 1)
             else:
                 vold1 = Const(0, signed(V))
             # stage 2: the saturation at acc_bits or sum_bits (or none)
             x_lo = Mux(sum1, sum_lo, acc_lo)
             x_hi = Mux(sum1, sum_hi, acc_hi)
-            x2 = regs("lu_x", signed(34), Mux(sat1, _clamp(xb, x_lo, x_hi), xb[:34].as_signed()))
+            x2 = regs("lu_x", signed(34), Mux(sat1, _clamp(xb, x_lo, x_hi), xb[:34].as_signed()),
+                      2)
             # stage 3: one saturating left shift; the shortcut's right shift beside it
             shifted = Signal(signed(SW), name=f"xshift{kl}")
             m.d.comb += shifted.eq(_shl_sat(x2, lsh, SW))
-            sh3 = regs("lu_sh", signed(SW), shifted)
-            mv3 = regs("lu_mv", signed(SW), Mux(rgt, x2 >> rsh, shifted))
-            x3 = regs("lu_x3_", signed(34), x2)
+            sh3 = regs("lu_sh", signed(SW), shifted, 3)
+            mv3 = regs("lu_mv", signed(SW), Mux(rgt, x2 >> rsh, shifted), 3)
+            x3 = regs("lu_x3_", signed(34), x2, 3)
             # stage 4: the biases added (the LIF's and the stream's)
-            sh4 = regs("lu_sh4_", signed(SW + 1), sh3 + lbias)
-            mv4 = regs("lu_mv4_", signed(SW + 1), mv3 + sbias)
+            sh4 = regs("lu_sh4_", signed(SW + 1), sh3 + lbias, 4)
+            mv4 = regs("lu_mv4_", signed(SW + 1), mv3 + sbias, 4)
             # stage 5: charge = sat(x << frac + bias) at v_bits, branch = sat((acc << shift) +
             # bias) at out_bits
-            charge = regs("lu_charge", signed(V + 1), _clamp(sh4, v_lo, v_hi))
-            branch = regs("lu_branch", signed(33), _clamp(mv4, o_lo, o_hi))
+            charge = regs("lu_charge", signed(V + 1), _clamp(sh4, v_lo, v_hi), 5)
+            branch = regs("lu_branch", signed(33), _clamp(mv4, o_lo, o_hi), 5)
             # stage 6: h = sat(v + ((charge - v) >> 1)) lies between v and charge, both in
             # range, so its saturation is the identity and left out; the residual's sum
-            vold5 = carry(vold1, 4) if has_v else vold1
-            res5 = carry(res1, 4)
-            h = regs("lu_h", signed(V + 1), (vold5 + charge) >> 1)   # = v + ((charge - v) >> 1)
-            bsum = regs("lu_bsum", signed(34), branch + res5)
-            th6 = carry(th1, 5)
-            x6 = carry(x3, 3)
+            vold5 = carry(vold1, 4, 2) if has_v else vold1
+            res5 = carry(res1, 4, 2)
+            h = regs("lu_h", signed(V + 1), (vold5 + charge) >> 1, 6)   # v + ((charge - v) >> 1)
+            bsum = regs("lu_bsum", signed(34), branch + res5, 6)
+            th6 = carry(th1, 5, 2)
+            x6 = carry(x3, 3, 4)
             # stage 7: the threshold; the shortcut's second saturation
             fired = h >= th6
             val = Mux(is_stream, _clamp(bsum, o_lo, o_hi), x6)
