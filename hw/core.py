@@ -10,19 +10,21 @@ what the core computes, byte for byte, is `sim.overlay.run_program`.
 Datapath (one of each, reused by every layer):
 
 - an **event source**: an input beat (a record's bits, or its values' magnitudes' bits) gives
-  one event per set bit, lowest channel first, one per cycle;
+  one event per set bit, lowest channel first, one per cycle (two-entry queues before it, for
+  the input beats, and after it, for the events);
 - a **target generator**: per event, the output pixels it touches (the layer's row and column
   geometry tables, loaded per layer: taps, first output row or column, first kernel index;
   further taps one output back and `stride` kernel rows on) and the tile's output groups, one
   update a cycle;
-- an **update pipeline**: read the accumulator word and the weight word, add (`w << bit`,
-  negated for a negative value), saturate to the layer's `acc_bits` (multi-bit inputs: exact,
-  in the wide store), write back; a read in the cycle of a write to the same word sees the
-  written value, so back-to-back updates of one word need no stall;
+- an **update pipeline** (four stages after the target generator): read the accumulator word
+  and the weight word into registers, add (`w << bit`, negated for a negative value) and
+  saturate to the layer's `acc_bits` (multi-bit inputs: exact, in the wide store) into a
+  result register, write it back; the results of the two updates ahead of a word's read are
+  forwarded to it, so back-to-back updates of one word need no stall;
 - a **drain**: per output pixel and group, the accumulator (+ bias) through the LIF (its
   membrane in the membrane memory across timesteps) or the shortcut (+ the residual stream),
-  or as it is (depthwise sums); the results are packed into the output record's bytes and
-  written; the accumulator is cleared as it is read.
+  or as it is (depthwise sums), in a lane unit of seven stages; the results are packed into
+  the output record's bytes and written; the accumulator is cleared as it is read.
 
 Addresses are counters and running sums (no multiplier, no divider): per-layer tables hold
 `row * out_width` (accumulator rows), `group * band pixels`, and per kernel tap its weight
