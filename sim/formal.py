@@ -83,19 +83,38 @@ def _tool(name):
         raise FormalError(str(exc)) from None
 
 
+#: A harmless call of each WebAssembly tool (`_warm`).
+_WARM_ARGS = {"yosys": ["-V"], "boolector": ["--version"]}
+
+
+def _warm(command, args):
+    """Run a yowasp tool once so that its WebAssembly is compiled into the YoWASP cache. On a
+    cache miss yowasp prints "Preparing to run ..." on stderr, which yosys-smtbmc reads as
+    the solver's answer: the first proof on a machine with an empty cache failed with
+    "Unexpected response from solver" (seen on a fresh clone, 2026-12-08)."""
+    try:
+        subprocess.run([command, *args], capture_output=True, timeout=900, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise FormalError(f"{command} does not run: {exc}") from None
+
+
 def tool_dir(root):
     """A folder of the names SymbiYosys runs (`yosys`, `boolector`, ...), each calling the
-    yowasp tool from this environment; `FormalError` when one is not installed."""
+    yowasp tool from this environment, each WebAssembly tool run once (`_warm`);
+    `FormalError` when one is not installed."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for name in TOOLS:
-        text = f'#!/bin/sh\nexec "{_tool(name)}" "$@"\n'
+        command = _tool(name)
+        text = f'#!/bin/sh\nexec "{command}" "$@"\n'
         shim = root / name
         if not shim.exists() or shim.read_text() != text:
             tmp = shim.with_suffix(".tmp")
             tmp.write_text(text)
             tmp.chmod(0o755)
             os.replace(tmp, shim)
+        if name in _WARM_ARGS:
+            _warm(command, _WARM_ARGS[name])
     return root
 
 
