@@ -145,11 +145,13 @@ def _shl_sat(x, f, width):
     return Mux(ovf, Mux(sign, ~top, top), (x << f)[:width].as_signed())
 
 
-def _queue2(m, name, fields, new, push, pop):
+def _queue2(m, name, fields, new):
     """A queue of two entries in registers, a signal per field and entry (narrow enough for
-    the simulators' native words): `fields` {name: shape}, `new` {name: value} the entry
-    `push` writes, `pop` takes the head. Returns (head {name: signal}, count): the caller
-    pushes only while the count is below 2 and pops only while it is not 0."""
+    the simulators' native words): `fields` {name: shape}, `new` {name: value} the entry a
+    push writes. Returns (head {name: signal}, count, push, pop): the caller drives `push`
+    only while the count is below 2 and `pop` (the head is taken) only while it is not 0."""
+    push = Signal(name=f"{name}_push")
+    pop = Signal(name=f"{name}_pop")
     ent = [{f: Signal(shape, name=f"{name}{i}_{f}") for f, shape in fields.items()}
            for i in range(2)]
     n = Signal(2, name=f"{name}_n")
@@ -169,7 +171,7 @@ def _queue2(m, name, fields, new, push, pop):
             m.d.sync += put(0, new)
         with m.Else():
             m.d.sync += put(0, ent[1]) + put(1, new)
-    return ent[0], n
+    return ent[0], n, push, pop
 
 
 def check_config(config):
@@ -890,19 +892,14 @@ class _Sequencer(wiring.Component):
         # input FIFO and the held beat. The FIFO is read while fewer than two are queued (a
         # registered count: no path from the held beat's events into the FIFO); the held
         # beat takes the queue's head when it is spent.
-        fetch = Signal()                              # a FIFO beat into the queue
-        take_beat = Signal()                          # the queue's head into the held beat
-        bq_n = Signal(2)
         fin = in_fifo.r_data
+        bqh, bq_n, fetch, take_beat = _queue2(   # fetch: a FIFO beat in; take_beat: the head out
+            m, "bq", {"data": AW, "row": MAPB + 1, "col": MAPB + 1, "cbase": CHB + 1},
+            {"data": fin, "row": pix_row, "col": pix_col,
+             "cbase": Mux(vmode, (beat_j << LGAB) >> lg_in_vb, beat_j << _log2(AW))})
         m.d.comb += [in_fifo.r_en.eq(src_active & (beats_left != 0) & (bq_n != 2)),
                      fetch.eq(in_fifo.r_en & in_fifo.r_rdy),
                      take_beat.eq((~have | beat_spent) & (bq_n != 0))]
-        bqh, bq_count = _queue2(
-            m, "bq", {"data": AW, "row": MAPB + 1, "col": MAPB + 1, "cbase": CHB + 1},
-            {"data": fin, "row": pix_row, "col": pix_col,
-             "cbase": Mux(vmode, (beat_j << LGAB) >> lg_in_vb, beat_j << _log2(AW))},
-            fetch, take_beat)
-        m.d.comb += bq_n.eq(bq_count)
         # the tables are read as a beat is taken and then hold the beat's pixel's entries
         m.d.comb += [rt_rd.addr.eq(Mux(take_beat, bqh["row"], h_row)),
                      ct_rd.addr.eq(Mux(take_beat, bqh["col"], h_col)),
@@ -984,15 +981,11 @@ class _Sequencer(wiring.Component):
         # fewer than two are queued (a registered count: no path from the generator's state
         # into the source's beat handling and the input FIFO); the generator takes the head
         # when it is idle or finishing. One event a cycle passes through it.
-        evq_n = Signal(2)
-        evq_pop = Signal()
-        m.d.comb += [ev_ready.eq(evq_n != 2),
-                     evq_pop.eq((evq_n != 0) & (~tg_busy | finishing))]
-        evh, evq_count = _queue2(
+        evh, evq_n, evq_push, evq_pop = _queue2(          # evh: the queue's head
             m, "evq", {"c": CHB + 1, "b": 6, "neg": 1, "mask": L, "rt": 24, "ct": 24},
-            {"c": ev_c, "b": ev_b, "neg": ev_neg, "mask": ev_mask, "rt": h_rt, "ct": h_ct},
-            ev_take, evq_pop)                        # evh: the queue's head
-        m.d.comb += evq_n.eq(evq_count)
+            {"c": ev_c, "b": ev_b, "neg": ev_neg, "mask": ev_mask, "rt": h_rt, "ct": h_ct})
+        m.d.comb += [ev_ready.eq(evq_n != 2), evq_push.eq(ev_take),
+                     evq_pop.eq((evq_n != 0) & (~tg_busy | finishing))]
         # weights in parts by kernel row: an event's taps in this pass are one row of them, the
         # row whose kernel row is the pass (row i has kernel row krow0 + i * stride); the
         # generator starts at it and stops after it (an event without it is skipped)
